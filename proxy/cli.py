@@ -1,0 +1,187 @@
+"""The ``pypi-proxy`` command: serve, and manage users, tokens and private releases."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from proxy import __version__
+from proxy.auth import AuthError, AuthStore
+from proxy.config import Settings, load_settings
+from proxy.errors import ConfigError, ProxyError
+from proxy.models import PrivateProject, version_key
+from proxy.names import normalize
+from proxy.storage import PrivateStorage
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None,
+                        help="TOML config file (default: $PYPI_PROXY_CONFIG, else built-in defaults)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="override storage.data_dir")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pypi-proxy", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the server")
+    _common(serve)
+    serve.add_argument("--host", default=None, help="override server.host")
+    serve.add_argument("--port", type=int, default=None, help="override server.port")
+
+    user = commands.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
+    add = user.add_parser("add", help="create a user (password prompted)")
+    add.add_argument("name")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    add.add_argument("--project", action="append", dest="projects", metavar="PATTERN",
+                     help="restrict uploads to matching projects (repeatable, e.g. 'acme-*')")
+    _common(add)
+    _common(user.add_parser("list", help="list users"))
+    remove_user = user.add_parser("remove", help="remove a user and all their tokens")
+    remove_user.add_argument("name")
+    _common(remove_user)
+
+    token = commands.add_parser("token", help="manage API tokens").add_subparsers(dest="action", required=True)
+    create = token.add_parser("create", help="create a token for a user; it is printed once")
+    create.add_argument("user")
+    create.add_argument("--project", action="append", dest="projects", metavar="NAME",
+                        help="scope the token to a project or pattern (repeatable)")
+    create.add_argument("--description", default="")
+    _common(create)
+    listing = token.add_parser("list", help="list tokens (never their secrets)")
+    listing.add_argument("--user", default=None)
+    _common(listing)
+    revoke = token.add_parser("revoke", help="revoke a token by id")
+    revoke.add_argument("token_id")
+    _common(revoke)
+
+    for verb, text in (("yank", "mark a private release or file yanked (PEP 592)"),
+                       ("unyank", "undo a yank")):
+        sub = commands.add_parser(verb, help=text)
+        sub.add_argument("project")
+        sub.add_argument("version")
+        sub.add_argument("--file", dest="filename", default=None, help="only this file of the release")
+        if verb == "yank":
+            sub.add_argument("--reason", default="", help="shown to installers")
+        _common(sub)
+    remove = commands.add_parser("remove", help="delete a private release or file for good")
+    remove.add_argument("project")
+    remove.add_argument("version")
+    remove.add_argument("--file", dest="filename", default=None, help="only this file of the release")
+    remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    _common(remove)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    config = args.config or (Path(os.environ["PYPI_PROXY_CONFIG"]) if os.environ.get("PYPI_PROXY_CONFIG") else None)
+    overrides: dict[str, Any] = {"storage.data_dir": str(args.data_dir) if args.data_dir else None}
+    if args.command == "serve":
+        overrides |= {"server.host": args.host, "server.port": args.port}
+    return load_settings(config, overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+        if args.command == "serve":
+            from proxy.server import serve
+
+            serve(settings)
+            return 0
+        handler = {"user": _user, "token": _token, "yank": _yank, "unyank": _yank, "remove": _remove}
+        return handler[args.command](args, settings)
+    except ConfigError as exc:
+        print(f"pypi-proxy: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (AuthError, ProxyError) as exc:
+        print(f"pypi-proxy: {exc}", file=sys.stderr)
+        return 1
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Repeat password: "):
+        raise AuthError("Passwords do not match.")
+    return first
+
+
+def _user(args: argparse.Namespace, settings: Settings) -> int:
+    store = AuthStore(settings.data_dir)
+    if args.action == "add":
+        store.add_user(args.name, _read_password(args.password_stdin), args.projects)
+        print(f"user {args.name!r} created")
+    elif args.action == "list":
+        for user in store.users():
+            scope = ", ".join(user["projects"]) if user["projects"] else "all projects"
+            print(f"{user['name']}\t{scope}\tcreated {user['created']}")
+    else:
+        tokens = store.remove_user(args.name)
+        print(f"user {args.name!r} removed, with {tokens} token(s)")
+    return 0
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    store = AuthStore(settings.data_dir)
+    if args.action == "create":
+        token_id, token = store.create_token(args.user, args.projects, args.description)
+        print(f"token {token_id} created for {args.user!r}; it is shown only this once:", file=sys.stderr)
+        print(token)
+    elif args.action == "list":
+        for token in store.tokens(args.user):
+            scope = ", ".join(token["projects"]) if token["projects"] else "all projects of the user"
+            print(f"{token['id']}\t{token['user']}\t{scope}\tcreated {token['created']}\t{token['description']}")
+    else:
+        store.revoke_token(args.token_id)
+        print(f"token {args.token_id} revoked")
+    return 0
+
+
+def _select(project: PrivateProject, version: str, filename: str | None) -> set[str]:
+    key = version_key(version)
+    chosen = {f.filename for f in project.files
+              if version_key(f.version) == key and (filename is None or f.filename == filename)}
+    if not chosen:
+        what = f"file {filename!r}" if filename else f"version {version!r}"
+        raise ProxyError(f"No {what} in private project {project.name!r}.")
+    return chosen
+
+
+def _yank(args: argparse.Namespace, settings: Settings) -> int:
+    storage = PrivateStorage(settings.data_dir)
+    reason = args.reason if args.command == "yank" else None
+    chosen: set[str] = set()
+
+    def change(project: PrivateProject) -> PrivateProject:
+        chosen.update(_select(project, args.version, args.filename))
+        return project.with_yank(chosen, reason)
+
+    storage.update(normalize(args.project), change)
+    print(f"{args.command}ed {len(chosen)} file(s): {', '.join(sorted(chosen))}")
+    return 0
+
+
+def _remove(args: argparse.Namespace, settings: Settings) -> int:
+    storage = PrivateStorage(settings.data_dir)
+    name = normalize(args.project)
+    project = storage.load(name)
+    if project is None:
+        raise ProxyError(f"No private project {name!r}.")
+    chosen = _select(project, args.version, args.filename)
+    if not args.yes:
+        answer = input(f"Delete {', '.join(sorted(chosen))} for good? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing removed")
+            return 1
+    storage.remove_files(name, chosen)
+    print(f"removed {len(chosen)} file(s); the name {name!r} stays private")
+    return 0

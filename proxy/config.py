@@ -1,0 +1,169 @@
+"""Settings: embedded defaults, overridden by a TOML file, overridden by command-line flags."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from yarl import URL
+
+from proxy.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+Parser = Callable[[str, Any], Any]
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
+               "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
+
+
+def _string(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(key, f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _port(key: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
+        raise ConfigError(key, "expected an integer port from 0 to 65535")
+    return value
+
+
+def _size(key: str, value: Any) -> int:
+    """Bytes, as an integer or a string such as "100 MiB" or "2GB"."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    match = _SIZE.match(value) if isinstance(value, str) else None
+    if not match:
+        raise ConfigError(key, f"expected a positive size such as 104857600 or \"100 MiB\", got {value!r}")
+    unit = (match.group(2) or "").lower().removesuffix("b")
+    size = int(match.group(1)) * _SIZE_UNITS[unit]
+    if size <= 0:
+        raise ConfigError(key, "must be positive")
+    return size
+
+
+def _choice(*allowed: str) -> Parser:
+    def parse(key: str, value: Any) -> str:
+        if value not in allowed:
+            raise ConfigError(key, f"expected one of {', '.join(allowed)}, got {value!r}")
+        return str(value)
+    return parse
+
+
+def _path(key: str, value: Any) -> Path:
+    return Path(_string(key, value)).expanduser()
+
+
+def _optional_url(key: str, value: Any) -> str | None:
+    text = _string(key, value).strip()
+    if not text:
+        return None
+    url = URL(text)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(key, f"expected an absolute http(s) URL, got {text!r}")
+    return text.rstrip("/")
+
+
+def _setting(default: Any, parse: Parser) -> Any:
+    return field(default=default, metadata={"parse": parse})
+
+
+def default_data_dir() -> Path:
+    """systemd's StateDirectory when run as a service, else the XDG data directory."""
+    if state := os.environ.get("STATE_DIRECTORY"):
+        return Path(state.split(":")[0])
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "pypi-proxy"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = _setting("127.0.0.1", _string)
+    port: int = _setting(8080, _port)
+    # Absolute URL clients use to reach this server, when behind a reverse proxy.
+    public_url: str | None = _setting(None, _optional_url)
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    data_dir: Path = _setting(None, _path)
+
+
+@dataclass(frozen=True)
+class UploadSettings:
+    max_file_size: int = _setting(100 * 1024**2, _size)
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = _setting("info", _choice("debug", "info", "warning", "error"))
+    format: str = _setting("auto", _choice("auto", "json", "console"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    upload: UploadSettings = field(default_factory=UploadSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.storage.data_dir
+
+
+_SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(Settings)}  # type: ignore[misc]
+
+
+def _build_section(name: str, cls: type, table: Any) -> Any:
+    if not isinstance(table, Mapping):
+        raise ConfigError(name, "expected a table")
+    known = {f.name: f for f in fields(cls)}
+    values = {}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"{name}.{key}", f"unknown key; known keys of [{name}]: {', '.join(known)}")
+        values[key] = known[key].metadata["parse"](f"{name}.{key}", value)
+    return cls(**values)
+
+
+def settings_from_mapping(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Validate a parsed TOML document plus dotted-key overrides (``{"server.port": 9000}``)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for name, table in data.items():
+        if name not in _SECTIONS:
+            raise ConfigError(name, f"unknown section; known sections: {', '.join(_SECTIONS)}")
+        if not isinstance(table, Mapping):
+            raise ConfigError(name, "expected a table")
+        merged[name] = dict(table)
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            section, key = dotted.split(".", 1)
+            merged.setdefault(section, {})[key] = value
+    sections = {name: _build_section(name, cls, merged.get(name, {})) for name, cls in _SECTIONS.items()}
+    settings = Settings(**sections)
+    if settings.storage.data_dir is None:
+        settings = replace(settings, storage=StorageSettings(data_dir=default_data_dir()))
+    return settings
+
+
+def load_settings(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Read the TOML file at ``path`` (if any) and apply ``overrides``; raise ConfigError when invalid."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError("--config", f"file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
+    return settings_from_mapping(data, overrides)

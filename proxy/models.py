@@ -1,0 +1,206 @@
+"""Frozen data shared by every layer: stored private files, releases, and index pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso_z(moment: datetime) -> str:
+    """ISO 8601 in UTC with a ``Z`` suffix and microseconds (PEP 700 upload-time)."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def version_key(text: str) -> tuple[int, Version | str]:
+    """Sort key ordering PEP 440 versions correctly and any invalid legacy string first."""
+    try:
+        return (1, Version(text))
+    except InvalidVersion:
+        return (0, text)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """One private distribution file as recorded in its project's index."""
+
+    filename: str
+    version: str
+    packagetype: str
+    python_version: str
+    size: int
+    sha256: str
+    md5: str
+    blake2_256: str
+    upload_time: datetime
+    uploader: str
+    requires_python: str | None = None
+    metadata_sha256: str | None = None
+    yanked_reason: str | None = None  # None: not yanked; "" yanked without a reason
+
+    @property
+    def yanked(self) -> bool:
+        return self.yanked_reason is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "filename": self.filename,
+            "version": self.version,
+            "packagetype": self.packagetype,
+            "python_version": self.python_version,
+            "size": self.size,
+            "sha256": self.sha256,
+            "md5": self.md5,
+            "blake2_256": self.blake2_256,
+            "upload_time": iso_z(self.upload_time),
+            "uploader": self.uploader,
+            "requires_python": self.requires_python,
+            "metadata_sha256": self.metadata_sha256,
+            "yanked_reason": self.yanked_reason,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StoredFile:
+        return cls(**{**data, "upload_time": parse_iso(data["upload_time"])})
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseInfo:
+    """Core metadata of one version, as read from its first uploaded file (for the JSON API)."""
+
+    version: str
+    summary: str = ""
+    description: str = ""
+    description_content_type: str | None = None
+    author: str | None = None
+    author_email: str | None = None
+    maintainer: str | None = None
+    maintainer_email: str | None = None
+    license: str | None = None
+    license_expression: str | None = None
+    keywords: str | None = None
+    home_page: str | None = None
+    download_url: str | None = None
+    requires_python: str | None = None
+    classifiers: tuple[str, ...] = ()
+    requires_dist: tuple[str, ...] = ()
+    provides_extra: tuple[str, ...] = ()
+    project_urls: tuple[tuple[str, str], ...] = ()
+    platform: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        for name in ("classifiers", "requires_dist", "provides_extra", "platform"):
+            data[name] = list(data[name])
+        data["project_urls"] = [list(pair) for pair in self.project_urls]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ReleaseInfo:
+        data = dict(data)
+        for name in ("classifiers", "requires_dist", "provides_extra", "platform"):
+            data[name] = tuple(data.get(name) or ())
+        data["project_urls"] = tuple(tuple(pair) for pair in data.get("project_urls") or ())
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateProject:
+    """Everything stored for one private project: the source of its index page and JSON API."""
+
+    name: str  # normalised
+    display_name: str
+    files: tuple[StoredFile, ...] = ()
+    releases: tuple[ReleaseInfo, ...] = ()
+    serial: int = 0
+
+    def file(self, filename: str) -> StoredFile | None:
+        return next((f for f in self.files if f.filename == filename), None)
+
+    def release(self, version: str) -> ReleaseInfo | None:
+        """The release of ``version``, compared as PEP 440 versions ("1.0" finds "1.0.0")."""
+        key = version_key(version)
+        return next((r for r in self.releases if version_key(r.version) == key), None)
+
+    def versions(self) -> list[str]:
+        """Every version with a release or a file, oldest first by PEP 440."""
+        found = {r.version for r in self.releases} | {f.version for f in self.files}
+        return sorted(found, key=version_key)
+
+    def with_file(self, stored: StoredFile, info: ReleaseInfo) -> PrivateProject:
+        """Add a file; "1.0" and "1.0.0" are one release (PEP 440), named as first uploaded."""
+        same = next((r for r in self.releases if version_key(r.version) == version_key(stored.version)), None)
+        if same is not None:
+            stored = replace(stored, version=same.version)
+            releases = self.releases
+        else:
+            releases = (*self.releases, info)
+        return replace(self, files=(*self.files, stored), releases=releases, serial=self.serial + 1)
+
+    def without_files(self, filenames: set[str]) -> PrivateProject:
+        files = tuple(f for f in self.files if f.filename not in filenames)
+        kept_versions = {f.version for f in files}
+        releases = tuple(r for r in self.releases if r.version in kept_versions)
+        return replace(self, files=files, releases=releases, serial=self.serial + 1)
+
+    def with_yank(self, filenames: set[str], reason: str | None) -> PrivateProject:
+        files = tuple(
+            replace(f, yanked_reason=reason) if f.filename in filenames else f for f in self.files
+        )
+        return replace(self, files=files, serial=self.serial + 1)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "display_name": self.display_name,
+            "serial": self.serial,
+            "files": [f.to_json() for f in self.files],
+            "releases": [r.to_json() for r in self.releases],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PrivateProject:
+        return cls(
+            name=data["name"],
+            display_name=data["display_name"],
+            serial=data.get("serial", 0),
+            files=tuple(StoredFile.from_json(f) for f in data.get("files", ())),
+            releases=tuple(ReleaseInfo.from_json(r) for r in data.get("releases", ())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class IndexFile:
+    """One file as a simple-index page lists it, whatever its source (PEP 503/691/700)."""
+
+    filename: str
+    url: str
+    hashes: dict[str, str] = field(default_factory=dict)
+    requires_python: str | None = None
+    yanked_reason: str | None = None
+    metadata_sha256: str | None = None
+    size: int | None = None
+    upload_time: datetime | None = None
+
+    @property
+    def yanked(self) -> bool:
+        return self.yanked_reason is not None
+
+
+@dataclass(frozen=True, slots=True)
+class IndexPage:
+    """One project's simple-index page: the single model behind both HTML and JSON."""
+
+    name: str
+    files: tuple[IndexFile, ...]
+    versions: tuple[str, ...]

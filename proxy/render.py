@@ -1,0 +1,178 @@
+"""Render index pages: one model, PEP 503 HTML and PEP 691 JSON (plus PyPI's JSON API)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+from packaging.version import InvalidVersion, Version
+
+from proxy.models import IndexFile, IndexPage, PrivateProject, StoredFile, iso_z, version_key
+from proxy.names import normalize
+
+# 1.1: PEP 700 (versions, size, upload-time). Raise only when newer keys are really served.
+API_VERSION = "1.1"
+FILES_PREFIX = "files"  # files live at /pypi/files/<project>/<filename>
+
+
+@functools.cache
+def _templates() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("proxy", "templates"),
+        autoescape=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["normalize"] = normalize
+    return env
+
+
+def file_path(project: str, filename: str) -> str:
+    """Path of a file below the repository root ``/pypi/``; stable for private and cached files."""
+    return f"{FILES_PREFIX}/{quote(project)}/{quote(filename)}"
+
+
+def private_index_page(project: PrivateProject) -> IndexPage:
+    """The simple page of a private project; links are relative to ``/pypi/simple/<name>/``."""
+    files = tuple(
+        IndexFile(
+            filename=f.filename,
+            url="../../" + file_path(project.name, f.filename),
+            hashes={"sha256": f.sha256},
+            requires_python=f.requires_python,
+            yanked_reason=f.yanked_reason,
+            metadata_sha256=f.metadata_sha256,
+            size=f.size,
+            upload_time=f.upload_time,
+        )
+        for f in sorted(project.files, key=lambda f: (version_key(f.version), f.filename))
+    )
+    return IndexPage(name=project.name, files=files, versions=tuple(project.versions()))
+
+
+def _json_bytes(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _json_file(file: IndexFile) -> dict[str, Any]:
+    core_metadata: dict[str, str] | bool = (
+        {"sha256": file.metadata_sha256} if file.metadata_sha256 else False
+    )
+    data: dict[str, Any] = {
+        "filename": file.filename,
+        "url": file.url,
+        "hashes": file.hashes,
+        "requires-python": file.requires_python,
+        "core-metadata": core_metadata,
+        "dist-info-metadata": core_metadata,  # PEP 714: the old key, for older clients
+        "yanked": file.yanked_reason or True if file.yanked else False,
+    }
+    if file.size is not None:
+        data["size"] = file.size
+    if file.upload_time is not None:
+        data["upload-time"] = iso_z(file.upload_time)
+    return data
+
+
+def project_json(page: IndexPage) -> bytes:
+    """PEP 691 project page (with PEP 700 keys)."""
+    return _json_bytes({
+        "meta": {"api-version": API_VERSION},
+        "name": page.name,
+        "files": [_json_file(f) for f in page.files],
+        "versions": list(page.versions),
+    })
+
+
+def project_html(page: IndexPage) -> bytes:
+    """PEP 503 project page with PEP 592/629/658/714 attributes."""
+    template = _templates().get_template("simple_project.html")
+    return template.render(page=page, api_version=API_VERSION).encode()
+
+
+def root_json(names: Iterable[str]) -> bytes:
+    return _json_bytes({
+        "meta": {"api-version": API_VERSION},
+        "projects": [{"name": name} for name in names],
+    })
+
+
+def root_html(names: Iterable[str]) -> bytes:
+    template = _templates().get_template("simple_root.html")
+    return template.render(names=list(names), api_version=API_VERSION).encode()
+
+
+def _is_final(version: str) -> bool:
+    try:
+        return not Version(version).is_prerelease
+    except InvalidVersion:
+        return False
+
+
+def current_version(project: PrivateProject) -> str | None:
+    """Newest non-yanked final release, else newest non-yanked, else newest (STANDARDS F2)."""
+    versions = project.versions()
+    unyanked = [v for v in versions if any(not f.yanked for f in project.files if f.version == v)]
+    finals = [v for v in unyanked if _is_final(v)]
+    for candidates in (finals, unyanked, versions):
+        if candidates:
+            return candidates[-1]
+    return None
+
+
+def _api_file(project: PrivateProject, file: StoredFile, base_url: str) -> dict[str, Any]:
+    return {
+        "comment_text": "",
+        "digests": {"md5": file.md5, "sha256": file.sha256, "blake2b_256": file.blake2_256},
+        "downloads": -1,
+        "filename": file.filename,
+        "has_sig": False,
+        "md5_digest": file.md5,
+        "packagetype": file.packagetype,
+        "python_version": file.python_version,
+        "requires_python": file.requires_python,
+        "size": file.size,
+        "upload_time": file.upload_time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "upload_time_iso_8601": iso_z(file.upload_time),
+        "url": f"{base_url}/{file_path(project.name, file.filename)}",
+        "yanked": file.yanked,
+        "yanked_reason": file.yanked_reason,
+    }
+
+
+def json_api(project: PrivateProject, base_url: str, version: str | None = None) -> dict[str, Any]:
+    """PyPI's ``/pypi/<project>[/<version>]/json`` document; ``base_url`` is the absolute ``/pypi``."""
+    chosen = version or current_version(project)
+    release = project.release(chosen) if chosen else None
+    files_of = {v: [f for f in project.files if f.version == v] for v in project.versions()}
+    chosen_files: Sequence[StoredFile] = files_of.get(chosen or "", [])
+    info = release.to_json() if release else {"version": chosen}
+    project_url = f"{base_url}/{quote(project.name)}/"
+    info.update({
+        "name": project.display_name,
+        "project_urls": dict(release.project_urls) if release and release.project_urls else None,
+        "requires_dist": list(release.requires_dist) if release and release.requires_dist else None,
+        "package_url": project_url,
+        "project_url": project_url,
+        "release_url": f"{project_url}{chosen}/",
+        "bugtrack_url": None,
+        "docs_url": None,
+        "downloads": {"last_day": -1, "last_month": -1, "last_week": -1},
+        "dynamic": None,
+        "yanked": bool(chosen_files) and all(f.yanked for f in chosen_files),
+        "yanked_reason": next((f.yanked_reason for f in chosen_files if f.yanked_reason), None),
+    })
+    document: dict[str, Any] = {
+        "info": info,
+        "last_serial": project.serial,
+        "urls": [_api_file(project, f, base_url) for f in chosen_files],
+        "vulnerabilities": [],
+    }
+    if version is None:
+        document["releases"] = {
+            v: [_api_file(project, f, base_url) for f in files] for v, files in files_of.items()
+        }
+    return document

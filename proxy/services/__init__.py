@@ -1,0 +1,1 @@
+"""Orchestration over storage: the index (cached, rendered pages) and uploads."""

@@ -1,0 +1,97 @@
+"""The private index: projects loaded from storage and pages rendered once per change."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from proxy import render
+from proxy.models import PrivateProject
+from proxy.negotiate import JSON_V1
+from proxy.storage import PrivateStorage, Stamp
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A page as sent: bytes plus the validator that lets clients revalidate cheaply."""
+
+    body: bytes
+    content_type: str
+    etag: str
+
+
+def rendered(body: bytes, content_type: str) -> Rendered:
+    return Rendered(body, content_type, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
+
+
+class IndexService:
+    """Serves private projects. Freshness is checked by the index file's stamp on every call,
+    so changes from other processes (the CLI, other workers) show at once."""
+
+    def __init__(self, storage: PrivateStorage, executor: Executor) -> None:
+        self._storage = storage
+        self._executor = executor
+        self._projects: dict[str, tuple[Stamp, PrivateProject]] = {}
+        self._pages: dict[tuple[str, str], tuple[Stamp, Rendered]] = {}
+        self._names: tuple[Stamp | None, list[str]] | None = None
+        self._root_pages: dict[str, tuple[Stamp | None, Rendered]] = {}
+
+    async def _run(self, func: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+
+    async def project(self, name: str) -> PrivateProject | None:
+        """The stored project ``name`` (normalised), or None when it is not private."""
+        loaded = await self._load(name)
+        return loaded[1] if loaded else None
+
+    async def _load(self, name: str) -> tuple[Stamp, PrivateProject] | None:
+        stamp = await self._run(self._storage.index_stamp, name)
+        if stamp is None:
+            self._projects.pop(name, None)
+            return None
+        cached = self._projects.get(name)
+        if cached is not None and cached[0] == stamp:
+            return cached
+        project = await self._run(self._storage.load, name)
+        if project is None:
+            return None
+        self._projects[name] = (stamp, project)
+        return stamp, project
+
+    async def page(self, name: str, content_type: str) -> Rendered | None:
+        """The project's simple page in ``content_type``, rendered once per index change."""
+        loaded = await self._load(name)
+        if loaded is None:
+            return None
+        stamp, project = loaded
+        cached = self._pages.get((name, content_type))
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        model = render.private_index_page(project)
+        body = render.project_json(model) if content_type == JSON_V1 else render.project_html(model)
+        page = rendered(body, content_type)
+        self._pages[(name, content_type)] = (stamp, page)
+        return page
+
+    async def project_names(self) -> list[str]:
+        stamp = await self._run(self._storage.projects_stamp)
+        if self._names is None or self._names[0] != stamp:
+            self._names = (stamp, await self._run(self._storage.project_names))
+        return self._names[1]
+
+    async def root_page(self, content_type: str) -> Rendered:
+        names = await self.project_names()
+        stamp = self._names[0] if self._names else None
+        cached = self._root_pages.get(content_type)
+        if cached is not None and cached[0] == stamp and stamp is not None:
+            return cached[1]
+        body = render.root_json(names) if content_type == JSON_V1 else render.root_html(names)
+        page = rendered(body, content_type)
+        self._root_pages[content_type] = (stamp, page)
+        return page

@@ -1,0 +1,220 @@
+"""Uploads through the legacy API: stage the body while hashing, validate as PyPI does, commit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+import structlog
+from aiohttp import BasicAuth
+
+from proxy import distmeta
+from proxy.auth import AuthStore, Identity
+from proxy.errors import InvalidName, Unauthenticated, UploadRejected
+from proxy.models import StoredFile, utc_now
+from proxy.names import SDIST, WHEEL, parse_dist_filename, parse_version, validate_project_name
+from proxy.storage import PrivateStorage
+
+T = TypeVar("T")
+log = structlog.get_logger(__name__)
+_FILETYPES = {WHEEL, SDIST}
+_DIGEST_FIELDS = {"md5_digest": "md5", "sha256_digest": "sha256", "blake2_256_digest": "blake2_256"}
+
+
+@dataclass
+class StagedFile:
+    """An uploaded file being written to a temp file, hashed on the way, never held in memory."""
+
+    path: Path
+    max_size: int
+    size: int = 0
+    _handle: BinaryIO | None = None
+    _hashes: dict[str, Any] = field(default_factory=lambda: {
+        "md5": hashlib.md5(usedforsecurity=False),
+        "sha256": hashlib.sha256(),
+        "blake2_256": hashlib.blake2b(digest_size=32),
+    })
+
+    def write(self, chunk: bytes) -> None:
+        """Blocking: run in the executor."""
+        self.size += len(chunk)
+        if self.size > self.max_size:
+            raise UploadRejected(
+                f"File too large. Limit for this server is {self.max_size // (1024 * 1024)} MiB "
+                f"({self.max_size} bytes).", status=400,
+            )
+        if self._handle is None:
+            self._handle = open(self.path, "xb")
+        self._handle.write(chunk)
+        for hasher in self._hashes.values():
+            hasher.update(chunk)
+
+    def finish(self) -> None:
+        """Blocking: flush and fsync, so a later rename is durable."""
+        if self._handle is None:
+            self._handle = open(self.path, "xb")
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+
+    def discard(self) -> None:
+        """Blocking: close and delete, whatever state it is in."""
+        if self._handle is not None and not self._handle.closed:
+            self._handle.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def digests(self) -> dict[str, str]:
+        return {name: hasher.hexdigest() for name, hasher in self._hashes.items()}
+
+
+@dataclass
+class UploadForm:
+    """The multipart fields of one upload; repeated fields keep every value."""
+
+    fields: dict[str, list[str]] = field(default_factory=dict)
+    filename: str | None = None
+    staged: StagedFile | None = None
+
+    def add(self, name: str, value: str) -> None:
+        self.fields.setdefault(name, []).append(value)
+
+    def get(self, name: str) -> str | None:
+        values = self.fields.get(name)
+        return values[0] if values else None
+
+    def require(self, name: str) -> str:
+        value = (self.get(name) or "").strip()
+        if not value:
+            raise UploadRejected(f"Missing required field {name!r}.")
+        return value
+
+
+class UploadService:
+    def __init__(self, storage: PrivateStorage, auth: AuthStore, executor: Executor, max_file_size: int) -> None:
+        self.storage = storage
+        self.auth = auth
+        self.executor = executor
+        self.max_file_size = max_file_size
+
+    async def _run(self, func: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, func, *args)
+
+    async def authenticate(self, authorization: str | None) -> Identity:
+        if not authorization:
+            raise Unauthenticated("Authentication required to upload.")
+        try:
+            credentials = BasicAuth.decode(authorization)
+        except ValueError:
+            raise Unauthenticated("Malformed Authorization header: HTTP basic auth expected.") from None
+        return await self._run(self.auth.authenticate, credentials.login, credentials.password)
+
+    def new_staged_file(self) -> StagedFile:
+        return StagedFile(self.storage.new_temp_path(), self.max_file_size)
+
+    async def write_chunk(self, staged: StagedFile, chunk: bytes) -> None:
+        await self._run(staged.write, chunk)
+
+    async def discard(self, staged: StagedFile) -> None:
+        await self._run(staged.discard)
+
+    def check_permission(self, identity: Identity, name: str) -> None:
+        """Fail early, before the body is read, when the name field came first."""
+        identity.require_upload(_validated_name(name))
+
+    async def upload(self, identity: Identity, form: UploadForm) -> bool:
+        """Validate and store; True when stored, False when the identical file was already there."""
+        staged = form.staged
+        try:
+            action = form.require(":action")
+            if action != "file_upload":
+                raise UploadRejected(f"Unsupported :action {action!r}: only file_upload is supported.")
+            project = _validated_name(form.require("name"))
+            identity.require_upload(project)
+            version = _validated_version(form.require("version"))
+            if staged is None or not form.filename:
+                raise UploadRejected("Missing required field 'content' (the file, with its filename).")
+            await self._run(staged.finish)
+            stored, display_name = self._check_form(identity, form, project, version, staged)
+            metadata = await self._run(distmeta.extract_metadata, staged.path, stored.packagetype)
+            distmeta.check_metadata_identity(metadata, project, version)
+            info = distmeta.release_info(metadata, stored.version)
+            stored = _with_metadata(stored, metadata, info.requires_python)
+            created = await self._run(
+                self.storage.commit_file, staged.path, stored, metadata, info, display_name, project
+            )
+        finally:
+            if staged is not None:
+                await self._run(staged.discard)  # no-op after a successful move
+        log.info("upload_stored" if created else "upload_identical", project=project,
+                 filename=stored.filename, size=stored.size, user=identity.user, token=identity.token_id)
+        return created
+
+    def _check_form(
+        self, identity: Identity, form: UploadForm, project: str, version: str, staged: StagedFile
+    ) -> tuple[StoredFile, str]:
+        filetype = form.require("filetype")
+        if filetype not in _FILETYPES:
+            raise UploadRejected(f"Invalid value for filetype {filetype!r}: use bdist_wheel or sdist.")
+        assert form.filename is not None
+        try:
+            parsed = parse_dist_filename(form.filename)
+        except InvalidName as exc:
+            raise UploadRejected(str(exc)) from None
+        if parsed.project != project:
+            raise UploadRejected(
+                f"Start filename for {project!r} with the normalised project name: {form.filename!r} does not."
+            )
+        if parsed.version != parse_version(version):
+            raise UploadRejected(f"Version in filename {form.filename!r} should be {version!r}.")
+        if parsed.packagetype != filetype:
+            raise UploadRejected(f"Invalid file extension for filetype {filetype!r}: {form.filename!r}.")
+        if staged.size == 0:
+            raise UploadRejected("Invalid distribution file: it is empty.")
+        digests = staged.digests()
+        given = {key: form.get(field_name) for field_name, key in _DIGEST_FIELDS.items()}
+        given = {key: value.strip().lower() for key, value in given.items() if value and value.strip()}
+        if not given:
+            raise UploadRejected("Include at least one message digest (sha256_digest).")
+        for key, value in given.items():
+            if digests[key] != value:
+                raise UploadRejected(f"The digest supplied does not match a digest calculated from the uploaded file ({key}).")
+        stored = StoredFile(
+            filename=form.filename,
+            version=version,
+            packagetype=filetype,
+            python_version=form.get("pyversion") or parsed.python_tag,
+            size=staged.size,
+            sha256=digests["sha256"],
+            md5=digests["md5"],
+            blake2_256=digests["blake2_256"],
+            upload_time=utc_now(),
+            uploader=identity.user,
+        )
+        return stored, form.require("name")
+
+
+def _validated_name(name: str) -> str:
+    try:
+        return validate_project_name(name.strip())
+    except InvalidName as exc:
+        raise UploadRejected(str(exc)) from None
+
+
+def _validated_version(version: str) -> str:
+    try:
+        parse_version(version)
+    except InvalidName as exc:
+        raise UploadRejected(str(exc)) from None
+    return version
+
+
+def _with_metadata(stored: StoredFile, metadata: bytes, requires_python: str | None) -> StoredFile:
+    return replace(stored, metadata_sha256=hashlib.sha256(metadata).hexdigest(), requires_python=requires_python)

@@ -1,0 +1,150 @@
+"""Private projects on the local filesystem, plain and inspectable.
+
+Layout under ``<data_dir>/private``::
+
+    <project>/project.json            the project's index: files, digests, yank state, releases
+    <project>/<filename>              the distribution, immutable once listed
+    <project>/<filename>.metadata     its core metadata (PEP 658), the archive's own bytes
+    .projects                         replaced whenever a project appears, so readers notice
+
+``project.json`` is written last, atomically: a crash leaves the old index or the new one,
+and a file that is on disk but not in the index is never served. All calls block; the server
+runs them in its executor. Writers hold a per-project ``flock``, so the CLI and any number of
+server processes can write at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from proxy.atomic import TEMP_PREFIX, locked, move_into_place, write_atomic
+from proxy.errors import FileExists, ProjectNotFound
+from proxy.models import PrivateProject, ReleaseInfo, StoredFile
+from proxy.names import check_safe_filename, normalize
+
+INDEX_NAME = "project.json"
+PROJECTS_STAMP = ".projects"
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """Identity of an on-disk version of a file: changes on every atomic replace."""
+
+    inode: int
+    mtime_ns: int
+    size: int
+
+
+def stamp_of(path: Path) -> Stamp | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return Stamp(st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class PrivateStorage:
+    def __init__(self, data_dir: Path) -> None:
+        self.root = data_dir / "private"
+        self.temp_dir = data_dir / "tmp"
+        self.locks_dir = data_dir / "locks"
+
+    def prepare(self) -> None:
+        for directory in (self.root, self.temp_dir, self.locks_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    def project_dir(self, project: str) -> Path:
+        return self.root / check_safe_filename(normalize(project))
+
+    def file_path(self, project: str, filename: str) -> Path:
+        return self.project_dir(project) / check_safe_filename(filename)
+
+    def index_path(self, project: str) -> Path:
+        return self.project_dir(project) / INDEX_NAME
+
+    def projects_stamp(self) -> Stamp | None:
+        return stamp_of(self.root / PROJECTS_STAMP)
+
+    def index_stamp(self, project: str) -> Stamp | None:
+        return stamp_of(self.index_path(project))
+
+    def load(self, project: str) -> PrivateProject | None:
+        try:
+            raw = self.index_path(project).read_bytes()
+        except FileNotFoundError:
+            return None
+        return PrivateProject.from_json(json.loads(raw))
+
+    def project_names(self) -> list[str]:
+        """Display names of every private project, sorted by normalised name."""
+        names = []
+        for entry in sorted(self.root.iterdir()) if self.root.exists() else ():
+            index = entry / INDEX_NAME
+            if entry.is_dir() and index.exists():
+                names.append(json.loads(index.read_bytes())["display_name"])
+        return names
+
+    def new_temp_path(self) -> Path:
+        return self.temp_dir / f"{TEMP_PREFIX}upload-{os.urandom(8).hex()}"
+
+    def commit_file(
+        self,
+        staged: Path,
+        stored: StoredFile,
+        metadata: bytes,
+        info: ReleaseInfo,
+        display_name: str,
+        project: str,
+    ) -> bool:
+        """Add an uploaded file. True if added, False if the identical file was already there.
+
+        Raises FileExists when the filename is taken by different bytes; the stored file is
+        left untouched. ``staged`` must already be fsynced; it is consumed only on success.
+        """
+        with self._locked(project):
+            current = self.load(project)
+            existing = current.file(stored.filename) if current else None
+            if existing is not None:
+                if existing.sha256 == stored.sha256:
+                    return False
+                raise FileExists(stored.filename)
+            directory = self.project_dir(project)
+            directory.mkdir(parents=True, exist_ok=True)
+            write_atomic(directory / f"{stored.filename}.metadata", metadata)
+            move_into_place(staged, directory / stored.filename)
+            base = current or PrivateProject(name=project, display_name=display_name)
+            self._write_index(base.with_file(stored, info))
+            if current is None:
+                write_atomic(self.root / PROJECTS_STAMP, project.encode())
+            return True
+
+    def update(self, project: str, change: Callable[[PrivateProject], PrivateProject]) -> PrivateProject:
+        """Apply ``change`` to the project's index under its lock (yank, unyank, ...)."""
+        with self._locked(project):
+            current = self.load(project)
+            if current is None:
+                raise ProjectNotFound(f"No private project {project!r}.")
+            updated = change(current)
+            self._write_index(updated)
+            return updated
+
+    def remove_files(self, project: str, filenames: set[str]) -> PrivateProject:
+        """Unlist files, then delete them. The name stays private even with no files left."""
+        updated = self.update(project, lambda p: p.without_files(filenames))
+        for filename in filenames:
+            for path in (self.file_path(project, filename), self.file_path(project, f"{filename}.metadata")):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        return updated
+
+    def _write_index(self, project: PrivateProject) -> None:
+        data = json.dumps(project.to_json(), indent=1, sort_keys=True).encode()
+        write_atomic(self.index_path(project.name), data)
+
+    def _locked(self, project: str) -> contextlib.AbstractContextManager[None]:
+        return locked(self.locks_dir / f"{check_safe_filename(normalize(project))}.lock")

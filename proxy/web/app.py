@@ -1,0 +1,82 @@
+"""The application factory: builds every resource from settings, no globals."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from proxy.atomic import sweep_temp_files
+from proxy.auth import AuthStore
+from proxy.config import Settings
+from proxy.services.index import IndexService
+from proxy.services.upload import UploadService
+from proxy.storage import PrivateStorage
+from proxy.web import api, files, middlewares, simple, upload
+from proxy.web.keys import AUTH, EXECUTOR, INDEX, SETTINGS, STORAGE, UPLOADS
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[middlewares.request_context, middlewares.domain_errors])
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_executor)
+    app.cleanup_ctx.append(_services)
+    add_routes(app.router)
+    return app
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_post("/pypi", upload.upload)
+    router.add_post("/pypi/", upload.upload, name="upload")
+    router.add_get("/pypi/simple/", simple.root, name="simple_root")
+    router.add_get("/pypi/simple", simple.root_redirect)
+    router.add_get("/pypi/simple/{project}/", simple.project, name="simple_project")
+    router.add_get("/pypi/simple/{project}", simple.project)
+    router.add_get("/pypi/files/{project}/{filename}", files.distribution, name="file")
+    router.add_get("/pypi/{project}/json", api.project_json, name="json_project")
+    router.add_get("/pypi/{project}/{version}/json", api.project_json, name="json_version")
+    router.add_get("/", _home)
+
+
+async def _home(request: web.Request) -> web.Response:
+    raise web.HTTPFound(request.app.router["simple_root"].url_for())
+
+
+async def _executor(app: web.Application) -> AsyncIterator[None]:
+    # A pool of our own: aiohttp's default one serves DNS and file responses.
+    executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="pypi-proxy-io")
+    app[EXECUTOR] = executor
+    yield
+    executor.shutdown(wait=True)
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    storage = PrivateStorage(settings.data_dir)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(app[EXECUTOR], _prepare_storage, storage)
+    auth = AuthStore(settings.data_dir)
+    app[STORAGE] = storage
+    app[AUTH] = auth
+    app[INDEX] = IndexService(storage, app[EXECUTOR])
+    app[UPLOADS] = UploadService(storage, auth, app[EXECUTOR], settings.upload.max_file_size)
+    log.info("storage_ready", data_dir=str(settings.data_dir))
+    yield
+
+
+def _prepare_storage(storage: PrivateStorage) -> None:
+    storage.prepare()
+    removed = sweep_temp_files(storage.temp_dir) + sweep_temp_files(storage.root)
+    if removed:
+        log.warning("temp_files_swept", count=removed)
+
+
+def runner_options() -> dict[str, Any]:
+    """Options for AppRunner/TestServer: our structured access log instead of aiohttp's."""
+    return {"access_log_class": middlewares.AccessLogger}

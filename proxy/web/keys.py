@@ -1,0 +1,21 @@
+"""Typed application state: every shared object of a running app, declared in one place."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from proxy.auth import AuthStore
+from proxy.config import Settings
+from proxy.services.index import IndexService
+from proxy.services.upload import UploadService
+from proxy.storage import PrivateStorage
+
+SETTINGS = web.AppKey("settings", Settings)
+EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
+STORAGE = web.AppKey("storage", PrivateStorage)
+AUTH = web.AppKey("auth", AuthStore)
+INDEX = web.AppKey("index", IndexService)
+UPLOADS = web.AppKey("uploads", UploadService)
+REQUEST_ID = "request_id"  # key in the per-request dict

@@ -1,0 +1,91 @@
+"""Request ids, one access line per request, and the one place domain errors become statuses."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
+
+from proxy.errors import (
+    Forbidden,
+    InvalidName,
+    NotAcceptable,
+    ProjectNotFound,
+    Unauthenticated,
+    UploadRejected,
+)
+from proxy.web.keys import REQUEST_ID
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = structlog.get_logger("proxy.access")
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+REALM = 'Basic realm="pypi-proxy"'
+
+
+def _reason_phrase(text: str) -> str:
+    """Status-line reason: one line of printable ASCII (warehouse puts errors there, twine shows it)."""
+    return re.sub(r"[^\x20-\x7e]", " ", text)[:400]
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, reason=_reason_phrase(message), text=message + "\n", headers=headers)
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind a request id (taken from X-Request-ID when sane) to every log line of this request."""
+    incoming = request.headers.get("X-Request-ID", "")
+    request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex[:16]
+    request[REQUEST_ID] = request_id
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers["X-Request-ID"] = request_id
+        raise
+    response.headers["X-Request-ID"] = request_id
+    return response
+
+
+@web.middleware
+async def domain_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map the core's exceptions to HTTP answers; nothing below the web layer knows statuses."""
+    try:
+        return await handler(request)
+    except Unauthenticated as exc:
+        return error_response(401, str(exc), {"WWW-Authenticate": REALM})
+    except Forbidden as exc:
+        return error_response(403, str(exc))
+    except UploadRejected as exc:
+        return error_response(exc.status, exc.reason)
+    except NotAcceptable as exc:
+        return error_response(406, str(exc))
+    except (ProjectNotFound, InvalidName) as exc:
+        return error_response(404, str(exc))
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One structured line per request, written after the body was sent, so bytes are real."""
+
+    def log(self, request: BaseRequest, response: StreamResponse, duration: float) -> None:
+        log.info(
+            "request",
+            request_id=request.get(REQUEST_ID),
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            bytes=response.body_length,
+            ms=round(duration * 1000, 2),
+            remote=request.remote,
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return True

@@ -1,0 +1,103 @@
+"""Build real wheels and sdists for tests: installable by pip and uv, no build backend needed."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import re
+import tarfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _dist_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+@dataclass
+class Dist:
+    name: str
+    version: str
+    summary: str = "A test package"
+    requires_python: str | None = None
+    requires_dist: list[str] = field(default_factory=list)
+    description: str = "Long description.\n"
+    module_source: str = "VALUE = {version!r}\n"
+
+    def metadata(self) -> bytes:
+        lines = [
+            "Metadata-Version: 2.1",
+            f"Name: {self.name}",
+            f"Version: {self.version}",
+            f"Summary: {self.summary}",
+            "Description-Content-Type: text/markdown",
+            "Project-URL: Homepage, https://example.invalid/home",
+        ]
+        if self.requires_python:
+            lines.append(f"Requires-Python: {self.requires_python}")
+        lines += [f"Requires-Dist: {req}" for req in self.requires_dist]
+        return ("\n".join(lines) + "\n\n" + self.description).encode()
+
+    @property
+    def wheel_filename(self) -> str:
+        return f"{_dist_name(self.name)}-{self.version}-py3-none-any.whl"
+
+    @property
+    def sdist_filename(self) -> str:
+        return f"{_dist_name(self.name)}-{self.version}.tar.gz"
+
+    def wheel(self) -> bytes:
+        module = _dist_name(self.name)
+        dist_info = f"{module}-{self.version}.dist-info"
+        files = {
+            f"{module}/__init__.py": self.module_source.format(version=self.version).encode(),
+            f"{dist_info}/METADATA": self.metadata(),
+            f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        }
+        record = []
+        for path, data in files.items():
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record.append(f"{path},sha256={digest},{len(data)}")
+        record.append(f"{dist_info}/RECORD,,")
+        files[f"{dist_info}/RECORD"] = ("\n".join(record) + "\n").encode()
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path, data in files.items():
+                archive.writestr(zipfile.ZipInfo(path, date_time=(2024, 1, 1, 0, 0, 0)), data)
+        return buffer.getvalue()
+
+    def sdist(self) -> bytes:
+        module = _dist_name(self.name)
+        root = f"{module}-{self.version}"
+        requires = "".join(f'    "{r}",\n' for r in self.requires_dist)
+        files = {
+            f"{root}/PKG-INFO": self.metadata(),
+            f"{root}/pyproject.toml": (
+                "[build-system]\nrequires = [\"setuptools\"]\nbuild-backend = \"setuptools.build_meta\"\n\n"
+                f"[project]\nname = \"{self.name}\"\nversion = \"{self.version}\"\n"
+                f"dependencies = [\n{requires}]\n"
+            ).encode(),
+            f"{root}/{module}/__init__.py": self.module_source.format(version=self.version).encode(),
+        }
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+            for path, data in files.items():
+                info = tarfile.TarInfo(path)
+                info.size = len(data)
+                info.mtime = int(time.time())
+                archive.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+    def write(self, directory: Path, wheel: bool = True, sdist: bool = True) -> list[Path]:
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = []
+        if wheel:
+            paths.append(directory / self.wheel_filename)
+            paths[-1].write_bytes(self.wheel())
+        if sdist:
+            paths.append(directory / self.sdist_filename)
+            paths[-1].write_bytes(self.sdist())
+        return paths
