@@ -187,6 +187,21 @@ class AuthStore:
         ]
 
 
+def parse_basic_auth(header: str) -> tuple[str, str]:
+    """User and password from an ``Authorization: Basic ...`` value (RFC 7617); ValueError if not."""
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic" or not encoded.strip():
+        raise ValueError("not HTTP basic authentication")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("malformed basic credentials") from None
+    user, colon, password = decoded.partition(":")
+    if not colon:
+        raise ValueError("malformed basic credentials")
+    return user, password
+
+
 def _as_tuple(value: Sequence[str] | None) -> tuple[str, ...] | None:
     return None if value is None else tuple(value)
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import io
 import re
 import tarfile
-import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,12 +83,14 @@ class Dist:
             f"{root}/{module}/__init__.py": self.module_source.format(version=self.version).encode(),
         }
         buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-            for path, data in files.items():
-                info = tarfile.TarInfo(path)
-                info.size = len(data)
-                info.mtime = int(time.time())
-                archive.addfile(info, io.BytesIO(data))
+        # Fixed times: the same Dist always builds the same bytes, so tests can compare them.
+        with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as compressed:
+            with tarfile.open(fileobj=compressed, mode="w") as archive:
+                for path, data in files.items():
+                    info = tarfile.TarInfo(path)
+                    info.size = len(data)
+                    info.mtime = 1_700_000_000
+                    archive.addfile(info, io.BytesIO(data))
         return buffer.getvalue()
 
     def write(self, directory: Path, wheel: bool = True, sdist: bool = True) -> list[Path]:

@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 import structlog
-from aiohttp import BasicAuth
 
 from proxy import distmeta
-from proxy.auth import AuthStore, Identity
+from proxy.auth import AuthStore, Identity, parse_basic_auth
 from proxy.errors import InvalidName, Unauthenticated, UploadRejected
 from proxy.models import StoredFile, utc_now
 from proxy.names import SDIST, WHEEL, parse_dist_filename, parse_version, validate_project_name
@@ -111,10 +110,10 @@ class UploadService:
         if not authorization:
             raise Unauthenticated("Authentication required to upload.")
         try:
-            credentials = BasicAuth.decode(authorization)
+            user, password = parse_basic_auth(authorization)
         except ValueError:
             raise Unauthenticated("Malformed Authorization header: HTTP basic auth expected.") from None
-        return await self._run(self.auth.authenticate, credentials.login, credentials.password)
+        return await self._run(self.auth.authenticate, user, password)
 
     def new_staged_file(self) -> StagedFile:
         return StagedFile(self.storage.new_temp_path(), self.max_file_size)

@@ -18,4 +18,4 @@ STORAGE = web.AppKey("storage", PrivateStorage)
 AUTH = web.AppKey("auth", AuthStore)
 INDEX = web.AppKey("index", IndexService)
 UPLOADS = web.AppKey("uploads", UploadService)
-REQUEST_ID = "request_id"  # key in the per-request dict
+REQUEST_ID = web.RequestKey("request_id", str)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import BodyPartReader, hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from proxy.auth import Identity
 from proxy.errors import ProxyError, UploadRejected
@@ -50,8 +51,8 @@ async def _read_form(request: web.Request, service: UploadService, identity: Ide
                 await _read_file(part, service, identity, form)
             elif part.name:
                 form.add(part.name, await _read_field(part))
-    except (ValueError, AssertionError, RuntimeError) as exc:
-        raise UploadRejected(f"Malformed multipart body: {exc}") from None
+    except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:
+        raise UploadRejected(f"Malformed multipart body: {exc}".strip()) from None
 
 
 async def _read_field(part: BodyPartReader) -> str:

@@ -1,0 +1,105 @@
+"""Shared fixtures: settings on tmp_path, the real app on loopback, users, and upload helpers."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from proxy.auth import AuthStore
+from proxy.config import Settings, settings_from_mapping
+from proxy.web.app import create_app, runner_options
+from tests.builders import Dist
+
+PASSWORD = "correct horse battery"
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    """An Authorization header (aiohttp.BasicAuth is deprecated)."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(**sections: dict[str, Any]) -> Settings:
+        data: dict[str, dict[str, Any]] = {"storage": {"data_dir": str(tmp_path / "data")}}
+        for name, values in sections.items():
+            data.setdefault(name, {}).update(values)
+        return settings_from_mapping(data)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def auth(settings: Settings) -> AuthStore:
+    store = AuthStore(settings.data_dir)
+    store.add_user("alice", PASSWORD)
+    store.add_user("bob", PASSWORD, projects=["bob-*"])
+    return store
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings, auth: AuthStore) -> TestClient:
+    return await aiohttp_client(create_app(settings), server_kwargs=runner_options())
+
+
+def upload_form(dist: Dist, kind: str = "wheel", content: bytes | None = None,
+                filename: str | None = None, **overrides: str | None) -> aiohttp.FormData:
+    """The multipart body twine sends (STANDARDS E1); ``None`` in overrides drops a field."""
+    data = content if content is not None else (dist.wheel() if kind == "wheel" else dist.sdist())
+    name = filename or (dist.wheel_filename if kind == "wheel" else dist.sdist_filename)
+    fields: dict[str, str | None] = {
+        ":action": "file_upload",
+        "protocol_version": "1",
+        "metadata_version": "2.1",
+        "name": dist.name,
+        "version": dist.version,
+        "filetype": "bdist_wheel" if kind == "wheel" else "sdist",
+        "pyversion": "py3" if kind == "wheel" else "source",
+        "summary": dist.summary,
+        "md5_digest": hashlib.md5(data).hexdigest(),
+        "sha256_digest": hashlib.sha256(data).hexdigest(),
+        "blake2_256_digest": hashlib.blake2b(data, digest_size=32).hexdigest(),
+    }
+    fields.update(overrides)
+    form = aiohttp.FormData()
+    for key, value in fields.items():
+        if value is not None:
+            form.add_field(key, value)
+    form.add_field("content", data, filename=name, content_type="application/octet-stream")
+    return form
+
+
+Uploader = Callable[..., Awaitable[aiohttp.ClientResponse]]
+
+
+@pytest.fixture
+def upload(client: TestClient) -> Uploader:
+    async def do(dist: Dist, kind: str = "wheel", auth: dict[str, str] | None = None,
+                 **kwargs: Any) -> aiohttp.ClientResponse:
+        headers = auth if auth is not None else basic("alice", PASSWORD)
+        return await client.post("/pypi/", data=upload_form(dist, kind, **kwargs), headers=headers)
+
+    return do
+
+
+def snapshot(data_dir: Path) -> dict[str, str]:
+    """Every stored byte under private/ and tmp/, by path: equal snapshots mean nothing changed."""
+    found = {}
+    for base in ("private", "tmp"):
+        for path in sorted((data_dir / base).rglob("*")):
+            if path.is_file():
+                found[str(path.relative_to(data_dir))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found

@@ -1,0 +1,94 @@
+"""Serving stored files: content types, length, ETag, Range, HEAD, and what is never served (D3)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from proxy.config import Settings
+from tests.builders import Dist
+from tests.conftest import Uploader
+
+DIST = Dist("Acme.Widget", "1.0.0")
+
+
+@pytest.fixture
+async def published(upload: Uploader) -> Dist:
+    for kind in ("wheel", "sdist"):
+        assert (await upload(DIST, kind)).status == 200
+    return DIST
+
+
+@pytest.mark.parametrize(("attr", "kind", "content_type"), [
+    ("wheel_filename", "wheel", "application/zip"),
+    ("sdist_filename", "sdist", "application/gzip"),
+])
+async def test_file_headers(client: TestClient, published: Dist, attr: str, kind: str, content_type: str) -> None:
+    """D3: Content-Type, Content-Length, ETag, immutable caching, Accept-Ranges."""
+    filename = getattr(published, attr)
+    response = await client.get(f"/pypi/files/acme-widget/{filename}")
+    body = await response.read()
+    assert response.status == 200
+    assert body == (published.wheel() if kind == "wheel" else published.sdist())
+    assert response.content_type == content_type
+    assert int(response.headers["Content-Length"]) == len(body)
+    assert response.headers["ETag"]
+    assert "immutable" in response.headers["Cache-Control"]
+    assert response.headers["Accept-Ranges"] == "bytes"
+    conditional = await client.get(f"/pypi/files/acme-widget/{filename}", headers={"If-None-Match": response.headers["ETag"]})
+    assert conditional.status == 304
+
+
+async def test_range_request(client: TestClient, published: Dist) -> None:
+    """D3: Range -> 206 with the exact bytes (pip's lazy wheel, uv's range reads)."""
+    wheel = published.wheel()
+    response = await client.get(f"/pypi/files/acme-widget/{published.wheel_filename}", headers={"Range": "bytes=-22"})
+    assert response.status == 206
+    assert await response.read() == wheel[-22:]
+    assert response.headers["Content-Range"] == f"bytes {len(wheel) - 22}-{len(wheel) - 1}/{len(wheel)}"
+
+
+async def test_head_on_file(client: TestClient, published: Dist) -> None:
+    response = await client.head(f"/pypi/files/acme-widget/{published.wheel_filename}")
+    assert response.status == 200
+    assert int(response.headers["Content-Length"]) == len(published.wheel())
+
+
+async def test_metadata_file(client: TestClient, published: Dist) -> None:
+    """PEP 658: the .metadata file beside the distribution."""
+    response = await client.get(f"/pypi/files/acme-widget/{published.wheel_filename}.metadata")
+    assert response.status == 200
+    assert await response.read() == published.metadata()
+    assert response.content_type in ("text/plain", "application/octet-stream")
+
+
+@pytest.mark.parametrize("path", [
+    "/pypi/files/acme-widget/acme_widget-9.9-py3-none-any.whl",
+    "/pypi/files/acme-widget/project.json",
+    "/pypi/files/acme-widget/..%2Fproject.json",
+    "/pypi/files/acme-widget/%2E%2E",
+    "/pypi/files/nothing/acme_widget-1.0.0-py3-none-any.whl",
+    "/pypi/files/acme-widget/.lock",
+])
+async def test_unlisted_paths_are_404(client: TestClient, published: Dist, path: str) -> None:
+    """Only files the index lists are served: never project.json, never a path outside."""
+    response = await client.get(path)
+    assert response.status == 404
+
+
+async def test_file_on_disk_but_not_in_index_is_not_served(client: TestClient, published: Dist, settings: Settings) -> None:
+    """Storage: a crash between writing a file and the index leaves nothing half-listed."""
+    directory = settings.data_dir / "private" / "acme-widget"
+    orphan = directory / "acme_widget-2.0-py3-none-any.whl"
+    orphan.write_bytes(b"half an upload")
+    assert (await client.get(f"/pypi/files/acme-widget/{orphan.name}")).status == 404
+    index = json.loads((directory / "project.json").read_bytes())
+    assert orphan.name not in {f["filename"] for f in index["files"]}
+
+
+async def test_non_normalised_project_in_file_url_redirects(client: TestClient, published: Dist) -> None:
+    response = await client.get(f"/pypi/files/Acme.Widget/{published.wheel_filename}", allow_redirects=False)
+    assert response.status == 301
+    assert response.headers["Location"] == f"/pypi/files/acme-widget/{published.wheel_filename}"

@@ -1,0 +1,249 @@
+"""The upload API against the real app (STANDARDS E1-E6): every rejection leaves storage unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from proxy.auth import AuthStore
+from proxy.config import Settings
+from tests.builders import Dist
+from tests.conftest import PASSWORD, Uploader, basic, snapshot, upload_form
+
+DIST = Dist("Acme.Widget", "1.0.0", requires_python=">=3.8")
+
+
+async def test_wheel_and_sdist_upload_are_listed_at_once(client: TestClient, upload: Uploader, settings: Settings) -> None:
+    """E1, E5: both files land and appear in the index immediately."""
+    for kind in ("wheel", "sdist"):
+        response = await upload(DIST, kind)
+        assert response.status == 200, await response.text()
+    page = await client.get("/pypi/simple/acme-widget/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    files = {f["filename"]: f for f in (await page.json())["files"]}
+    assert set(files) == {DIST.wheel_filename, DIST.sdist_filename}
+    assert files[DIST.wheel_filename]["hashes"]["sha256"] == hashlib.sha256(DIST.wheel()).hexdigest()
+    stored = settings.data_dir / "private" / "acme-widget"
+    assert (stored / DIST.wheel_filename).read_bytes() == DIST.wheel()
+
+
+async def test_metadata_file_is_the_archives_own(client: TestClient, upload: Uploader, settings: Settings) -> None:
+    """E6, PEP 658: the .metadata file is METADATA from the wheel, byte for byte."""
+    assert (await upload(DIST)).status == 200
+    stored = settings.data_dir / "private" / "acme-widget" / f"{DIST.wheel_filename}.metadata"
+    assert stored.read_bytes() == DIST.metadata()
+
+
+async def test_upload_at_path_without_slash(client: TestClient) -> None:
+    """E1: /pypi and /pypi/ both take uploads."""
+    response = await client.post("/pypi", data=upload_form(DIST), headers=basic("alice", PASSWORD))
+    assert response.status == 200
+
+
+async def test_same_file_twice_succeeds_and_changes_nothing(upload: Uploader, settings: Settings) -> None:
+    """E4: same filename, same bytes -> success, nothing changes."""
+    assert (await upload(DIST)).status == 200
+    before = snapshot(settings.data_dir)
+    response = await upload(DIST)
+    assert response.status == 200
+    assert snapshot(settings.data_dir) == before
+
+
+async def test_same_filename_different_bytes_is_rejected_for_skip_existing(upload: Uploader, settings: Settings) -> None:
+    """E4: 400 with 'File already exists' in reason and body, the stored file untouched."""
+    assert (await upload(DIST)).status == 200
+    before = snapshot(settings.data_dir)
+    other = Dist("Acme.Widget", "1.0.0", summary="changed")
+    response = await upload(other)
+    assert response.status == 400
+    assert "File already exists" in response.reason
+    assert "File already exists" in await response.text()
+    assert snapshot(settings.data_dir) == before
+
+
+async def _assert_rejected(upload: Uploader, settings: Settings, status: int, needle: str, *args: object, **kwargs: object) -> aiohttp.ClientResponse:
+    before = snapshot(settings.data_dir)
+    response = await upload(*args, **kwargs)
+    text = await response.text()
+    assert response.status == status, text
+    assert needle.lower() in text.lower()
+    assert snapshot(settings.data_dir) == before, "a rejected upload changed storage"
+    return response
+
+
+async def test_no_credentials_is_401_with_basic_challenge(client: TestClient, settings: Settings) -> None:
+    """E2: no credentials -> 401 with WWW-Authenticate: Basic."""
+    before = snapshot(settings.data_dir)
+    response = await client.post("/pypi/", data=upload_form(DIST))
+    assert response.status == 401
+    assert response.headers["WWW-Authenticate"].startswith("Basic realm=")
+    assert snapshot(settings.data_dir) == before
+
+
+@pytest.mark.parametrize("auth", [
+    basic("alice", "wrong password"),
+    basic("nobody", PASSWORD),
+    basic("__token__", "pypi-proxy-000000000000-bogus"),
+    basic("__token__", "not-even-a-token"),
+], ids=["wrong-password", "unknown-user", "unknown-token", "malformed-token"])
+async def test_bad_credentials_are_rejected(upload: Uploader, settings: Settings, auth: dict[str, str]) -> None:
+    """E2: bad credentials are refused with a message."""
+    response = await _assert_rejected(upload, settings, 401, "invalid", DIST, auth=auth)
+    assert "WWW-Authenticate" in response.headers
+
+
+async def test_malformed_authorization_header(client: TestClient) -> None:
+    response = await client.post("/pypi/", data=upload_form(DIST), headers={"Authorization": "Bearer abc"})
+    assert response.status == 401
+
+
+async def test_token_uploads_and_revoked_token_is_refused(upload: Uploader, auth: AuthStore, settings: Settings) -> None:
+    """E2: an API token arrives as user __token__; a revoked one stops working."""
+    token_id, token = auth.create_token("alice")
+    assert (await upload(DIST, auth=basic("__token__", token))).status == 200
+    auth.revoke_token(token_id)
+    await _assert_rejected(upload, settings, 401, "revoked", Dist("Acme.Widget", "1.0.1"),
+                           auth=basic("__token__", token))
+
+
+async def test_token_scoped_to_another_project_is_403(upload: Uploader, auth: AuthStore, settings: Settings) -> None:
+    """E2: valid credentials without the right to this project -> 403."""
+    _, token = auth.create_token("alice", projects=["other-project"])
+    await _assert_rejected(upload, settings, 403, "not allowed", DIST, auth=basic("__token__", token))
+    allowed = Dist("Other_Project", "0.1")
+    assert (await upload(allowed, auth=basic("__token__", token))).status == 200
+
+
+async def test_user_restricted_to_a_pattern_is_403_elsewhere(upload: Uploader, settings: Settings) -> None:
+    """E2: bob may upload bob-* only."""
+    bob = basic("bob", PASSWORD)
+    await _assert_rejected(upload, settings, 403, "not allowed", DIST, auth=bob)
+    assert (await upload(Dist("bob-tools", "1.0"), auth=bob)).status == 200
+
+
+@pytest.mark.parametrize(("overrides", "needle"), [
+    ({"name": None}, "missing required field 'name'"),
+    ({"version": None}, "missing required field 'version'"),
+    ({"filetype": None}, "missing required field 'filetype'"),
+    ({":action": None}, "missing required field ':action'"),
+    ({":action": "submit"}, "unsupported :action"),
+    ({"name": "-acme"}, "invalid project name"),
+    ({"name": "fo/o"}, "invalid project name"),
+    ({"version": "not a version"}, "invalid version"),
+    ({"filetype": "bdist_egg"}, "invalid value for filetype"),
+    ({"filetype": "sdist"}, "invalid file extension"),
+    ({"name": "Other"}, "start filename"),
+    ({"version": "2.0"}, "version in filename"),
+    ({"sha256_digest": "0" * 64}, "digest supplied does not match"),
+    ({"md5_digest": "0" * 32}, "digest supplied does not match"),
+    ({"blake2_256_digest": "0" * 64}, "digest supplied does not match"),
+    ({"md5_digest": None, "sha256_digest": None, "blake2_256_digest": None}, "at least one message digest"),
+], ids=lambda v: str(v)[:40])
+async def test_invalid_fields_are_400(upload: Uploader, settings: Settings, overrides: dict[str, str | None], needle: str) -> None:
+    """A2, A3, A4, E1, E3: each reason is in the status line and the body."""
+    response = await _assert_rejected(upload, settings, 400, needle, DIST, **overrides)
+    assert needle.split()[0].lower() in response.reason.lower()
+
+
+@pytest.mark.parametrize("filename", [
+    "../acme_widget-1.0.0-py3-none-any.whl",
+    "../../etc/acme_widget-1.0.0-py3-none-any.whl",
+    "/etc/acme_widget-1.0.0-py3-none-any.whl",
+    "..\\acme_widget-1.0.0-py3-none-any.whl",
+    ".acme_widget-1.0.0-py3-none-any.whl",
+    "acme_widget-1.0.0-py3-none-any.zip",
+    "acme_widget-1.0.0.zip",
+])
+async def test_unsafe_or_unknown_filenames_are_400(upload: Uploader, settings: Settings, filename: str, tmp_path: Path) -> None:
+    """A4 and path safety: nothing is written outside (or inside) storage."""
+    await _assert_rejected(upload, settings, 400, "invalid", DIST, filename=filename)
+    assert not (settings.data_dir.parent / "etc").exists()
+
+
+@pytest.mark.parametrize(("kind", "content", "needle"), [
+    ("wheel", b"this is not a zip", "not a valid zip"),
+    ("sdist", b"\x1f\x8b\x08\x00truncated", "not a valid .tar.gz"),
+    ("wheel", b"", "empty"),
+])
+async def test_archives_that_are_not_distributions_are_400(upload: Uploader, settings: Settings, kind: str, content: bytes, needle: str) -> None:
+    """E3: not a valid wheel/sdist."""
+    await _assert_rejected(upload, settings, 400, needle, DIST, kind=kind, content=content)
+
+
+async def test_metadata_naming_another_project_is_400(upload: Uploader, settings: Settings) -> None:
+    """E6: the archive's metadata must match the form."""
+    impostor = Dist("Other", "1.0.0").wheel()
+    await _assert_rejected(upload, settings, 400, "metadata names project", DIST, content=impostor)
+
+
+async def test_oversize_file_is_400_and_nothing_kept(aiohttp_client: object, make_settings: object, auth: AuthStore) -> None:
+    """E3: file too large; the partial temp file is removed."""
+    from proxy.web.app import create_app, runner_options
+
+    settings = make_settings(upload={"max_file_size": 2000})  # type: ignore[operator]
+    client = await aiohttp_client(create_app(settings), server_kwargs=runner_options())  # type: ignore[operator]
+    big = Dist("Acme.Widget", "1.0.0", description="x" * 50_000)
+    before = snapshot(settings.data_dir)
+    response = await client.post("/pypi/", data=upload_form(big, content=big.wheel() + b"\0" * 0),
+                                 headers=basic("alice", PASSWORD))
+    assert response.status == 400
+    assert "too large" in (await response.text()).lower()
+    assert snapshot(settings.data_dir) == before
+
+
+@pytest.mark.parametrize(("headers", "body"), [
+    ({"Content-Type": "application/json"}, b"{}"),
+    ({"Content-Type": "multipart/form-data; boundary=XYZ"}, b"--XYZ\r\ngarbage without headers end"),
+    ({"Content-Type": "multipart/form-data"}, b"no boundary at all"),
+])
+async def test_malformed_bodies_are_400(client: TestClient, settings: Settings, headers: dict[str, str], body: bytes) -> None:
+    before = snapshot(settings.data_dir)
+    response = await client.post("/pypi/", data=body, headers={**headers, **basic("alice", PASSWORD)})
+    assert response.status == 400, await response.text()
+    assert snapshot(settings.data_dir) == before
+
+
+async def test_content_without_filename_is_400(client: TestClient, settings: Settings) -> None:
+    form = aiohttp.FormData()
+    for key, value in {":action": "file_upload", "name": "acme", "version": "1.0", "filetype": "sdist"}.items():
+        form.add_field(key, value)
+    form.add_field("content", "just text")
+    response = await client.post("/pypi/", data=form, headers=basic("alice", PASSWORD))
+    assert response.status == 400
+
+
+async def test_concurrent_uploads_of_different_files_both_land(client: TestClient, upload: Uploader) -> None:
+    """Storage: two different files of one project, uploaded at once, are both listed."""
+    dists = [Dist("Acme.Widget", f"1.0.{n}") for n in range(6)]
+    responses = await asyncio.gather(*(upload(d) for d in dists))
+    assert [r.status for r in responses] == [200] * 6
+    page = await client.get("/pypi/simple/acme-widget/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    assert len((await page.json())["files"]) == 6
+
+
+async def test_concurrent_uploads_of_one_filename_one_wins(upload: Uploader, settings: Settings) -> None:
+    """Storage: of two different contents for one filename, exactly one is stored."""
+    first, second = Dist("Acme.Widget", "1.0.0", summary="one"), Dist("Acme.Widget", "1.0.0", summary="two")
+    responses = await asyncio.gather(upload(first), upload(second))
+    statuses = sorted(r.status for r in responses)
+    assert statuses == [200, 400]
+    index = json.loads((settings.data_dir / "private" / "acme-widget" / "project.json").read_bytes())
+    assert len(index["files"]) == 1
+    stored = (settings.data_dir / "private" / "acme-widget" / first.wheel_filename).read_bytes()
+    winner = first if responses[0].status == 200 else second
+    assert stored == winner.wheel()
+    assert hashlib.sha256(stored).hexdigest() == index["files"][0]["sha256"]
+
+
+async def test_version_spellings_share_one_release(client: TestClient, upload: Uploader) -> None:
+    """A3: 1.0 and 1.0.0 are one PEP 440 version."""
+    assert (await upload(Dist("Acme.Widget", "1.0"), "sdist")).status == 200
+    response = await upload(Dist("Acme.Widget", "1.0.0"), "wheel", version="1.0.0")
+    assert response.status == 200
+    page = await client.get("/pypi/simple/acme-widget/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    assert (await page.json())["versions"] == ["1.0"]
