@@ -59,8 +59,10 @@ def _choice(*allowed: str) -> Parser:
     return parse
 
 
-def _path(key: str, value: Any) -> Path:
-    return Path(_string(key, value)).expanduser()
+def _optional_path(key: str, value: Any) -> Path | None:
+    """A path; empty means "use the built-in default"."""
+    text = _string(key, value).strip()
+    return Path(text).expanduser() if text else None
 
 
 def _optional_url(key: str, value: Any) -> str | None:
@@ -95,7 +97,7 @@ class ServerSettings:
 
 @dataclass(frozen=True)
 class StorageSettings:
-    data_dir: Path = _setting(None, _path)
+    data_dir: Path = _setting(None, _optional_path)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,165 @@
+"""A real ``pypi-proxy serve`` process on loopback, and helpers to drive real clients against it."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+PASSWORD = "e2e password 123"
+README_URL = "http://127.0.0.1:8080"
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name, path=str(BIN)) or shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} is not installed: install the test extras with pip install '.[test]'")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    """No user or machine configuration of pip, uv or twine leaks into a test."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "TWINE_", "PYPI_PROXY_"))}
+    env.update({
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_NO_CACHE_DIR": "1",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "UV_NO_CACHE": "1",
+        "UV_PYTHON": sys.executable,
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+    })
+    env.pop("STATE_DIRECTORY", None)
+    return env
+
+
+@dataclass
+class Server:
+    url: str
+    home: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+    token: str = ""
+
+    @property
+    def simple(self) -> str:
+        return f"{self.url}/pypi/simple/"
+
+    @property
+    def upload_url(self) -> str:
+        return f"{self.url}/pypi"
+
+    def run(self, args: Sequence[str], check: bool = True, cwd: Path | None = None,
+            env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            list(args), cwd=cwd, env={**self.env, **(env or {})}, input=stdin,
+            capture_output=True, text=True, timeout=180,
+        )
+        if check and result.returncode != 0:
+            pytest.fail(f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def shell(self, script: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a README snippet as written, pointed at this server instead of port 8080."""
+        return self.run(["bash", "-euo", "pipefail", "-c", script.replace(README_URL, self.url)],
+                        cwd=cwd, env=env, check=check)
+
+
+def wait_until_serving(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not start in time")
+
+
+def answer_prompts(args: Sequence[str], answers: Sequence[str], env: dict[str, str]) -> str:
+    """Run a command on a pseudo-terminal, typing each answer after its prompt (getpass needs a tty)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # child
+        os.execve(args[0], list(args), env)
+    output = b""
+    answered_at = 0
+    pending = list(answers)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+        # Answer each prompt once it is shown: getpass flushes anything typed earlier.
+        if pending and output[answered_at:].rstrip().endswith(b":"):
+            os.write(fd, pending.pop(0).encode() + b"\n")
+            answered_at = len(output)
+    else:
+        os.kill(pid, 9)
+    _, status = os.waitpid(pid, 0)
+    text = output.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    return text
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`pypi-proxy serve` as the Quick start runs it: no config file, embedded defaults but the port."""
+    home = tmp_path_factory.mktemp("home")
+    env = clean_env(home)
+    port = free_port()
+    log = open(home / "server.log", "wb")
+    process = subprocess.Popen([tool("pypi-proxy"), "serve", "--port", str(port)], env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(f"{url}/pypi/simple/", process)
+        instance = Server(url, home, env, process)
+        instance.run([tool("pypi-proxy"), "user", "add", "alice", "--password-stdin"], stdin=PASSWORD + "\n")
+        created = instance.run([tool("pypi-proxy"), "token", "create", "alice"])
+        instance.token = created.stdout.strip()
+        assert re.fullmatch(r"pypi-proxy-[0-9a-f]{12}-\S+", instance.token)
+        yield instance
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def readme_snippet(name: str) -> str:
+    """The fenced block under ``<!-- test: NAME -->`` in README.md."""
+    text = (ROOT / "README.md").read_text()
+    match = re.search(rf"<!-- test: {re.escape(name)} -->\n```[a-z]*\n(.*?)```", text, re.S)
+    assert match, f"README.md has no snippet {name!r}"
+    return match.group(1)

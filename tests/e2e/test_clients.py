@@ -1,0 +1,206 @@
+"""Real twine, pip and uv against a real server, and every README snippet run as written."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.builders import Dist
+from tests.e2e.conftest import PASSWORD, ROOT, Server, answer_prompts, readme_snippet, tool
+
+pytestmark = pytest.mark.e2e
+
+
+def installed_version(target: Path, module: str) -> str:
+    namespace: dict[str, str] = {}
+    exec((target / module / "__init__.py").read_text(), namespace)
+    return namespace["VALUE"]
+
+
+def pip_install(server: Server, target: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    server.run([tool("python"), "-m", "pip", "install", "--target", str(target), *args], env=env)
+
+
+def uv_install(server: Server, target: Path, *args: str) -> None:
+    server.run([tool("uv"), "pip", "install", "--target", str(target), *args])
+
+
+@pytest.fixture(scope="module")
+def published(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Dist:
+    """my-package 1.0.0: the wheel uploaded by password, the sdist by token, with the real twine."""
+    dist = Dist("my-package", "1.0.0", requires_python=">=3.8")
+    wheel, sdist = dist.write(tmp_path_factory.mktemp("dist"))
+    server.run([tool("twine"), "upload", "--repository-url", server.upload_url, "-u", "alice", "-p", PASSWORD, str(wheel)])
+    server.run([tool("twine"), "upload", "--repository-url", server.upload_url, "-u", "__token__", "-p", server.token, str(sdist)])
+    return dist
+
+
+def test_quickstart_serve_uses_embedded_defaults(server: Server) -> None:
+    """`pypi-proxy serve` with no config keeps its data under ~/.local/share/pypi-proxy."""
+    assert (server.home / ".local" / "share" / "pypi-proxy" / "auth.json").exists()
+
+
+def test_quickstart_test_command_is_what_ci_runs() -> None:
+    command = readme_snippet("quickstart-test").strip()
+    assert command == "pip install '.[test]' && pytest"
+    assert "pip install '.[test]'" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_pip_installs_the_wheel(server: Server, published: Dist, tmp_path: Path) -> None:
+    pip_install(server, tmp_path, "--index-url", server.simple, "my-package==1.0.0")
+    assert installed_version(tmp_path, "my_package") == "1.0.0"
+
+
+def test_pip_builds_the_sdist(server: Server, published: Dist, tmp_path: Path) -> None:
+    """The uploaded sdist is a real one: pip downloads and builds it."""
+    pip_install(server, tmp_path, "--index-url", server.simple, "--no-binary", "my-package",
+                "--no-build-isolation", "my-package==1.0.0")
+    assert installed_version(tmp_path, "my_package") == "1.0.0"
+
+
+def test_uv_installs(server: Server, published: Dist, tmp_path: Path) -> None:
+    uv_install(server, tmp_path, "--index-url", server.simple, "my-package")
+    assert installed_version(tmp_path, "my_package") == "1.0.0"
+
+
+def test_require_hashes_snippet_with_pip_and_uv(server: Server, published: Dist, tmp_path: Path) -> None:
+    """README: --require-hashes with pip and uv, with the wheel's real sha256."""
+    digest = hashlib.sha256(published.wheel()).hexdigest()
+    script = readme_snippet("require-hashes").replace("HASH", digest)
+    script = script.replace("pip install", f"pip install --target {tmp_path / 'pip'} --index-url {server.simple}")
+    script = script.replace("uv pip install --target", "uv pip install --target")  # pip line edited above
+    script = script.replace(f"uv pip install --target {tmp_path / 'pip'}", f"uv pip install --target {tmp_path / 'uv'}")
+    server.shell(script, cwd=tmp_path)
+    assert installed_version(tmp_path / "pip", "my_package") == "1.0.0"
+    assert installed_version(tmp_path / "uv", "my_package") == "1.0.0"
+
+
+def test_require_hashes_refuses_a_wrong_hash(server: Server, published: Dist, tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text(f"my-package==1.0.0 --hash=sha256:{'0' * 64}\n")
+    result = server.run([tool("python"), "-m", "pip", "install", "--target", str(tmp_path / "t"), "--index-url",
+                         server.simple, "--require-hashes", "-r", "requirements.txt"], cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert "DO NOT MATCH THE HASHES" in result.stderr.upper()
+
+
+def test_twine_skip_existing(server: Server, published: Dist, tmp_path: Path) -> None:
+    """E4: a changed file under a taken filename fails with "File already exists", and twine's own
+    skip-existing rule accepts our answer. twine >= 7 refuses --skip-existing for any repository but
+    PyPI and TestPyPI before uploading, so its decision function is driven with our real response."""
+    import requests
+    from twine.commands.upload import skip_upload
+    from twine.package import PackageFile
+
+    changed = Dist("my-package", "1.0.0", summary="changed").write(tmp_path, sdist=False)[0]
+    base = [tool("twine"), "upload", "--repository-url", server.upload_url, "-u", "alice", "-p", PASSWORD]
+    refused = server.run([*base, str(changed)], check=False)
+    assert refused.returncode != 0
+    assert "File already exists" in refused.stdout + refused.stderr
+
+    package = PackageFile.from_filename(str(changed), comment=None)
+    fields = {":action": "file_upload", "protocol_version": "1", "name": "my-package", "version": "1.0.0",
+              "filetype": "bdist_wheel", "pyversion": "py3", "sha256_digest": hashlib.sha256(changed.read_bytes()).hexdigest()}
+    with changed.open("rb") as content:
+        response = requests.post(server.upload_url, data=fields, files={"content": (changed.name, content)},
+                                 auth=("alice", PASSWORD), timeout=30)
+    assert response.status_code == 400
+    assert skip_upload(response, skip_existing=True, package=package)
+    assert not skip_upload(response, skip_existing=False, package=package)
+
+
+def test_users_snippet_prompts_for_the_password(server: Server) -> None:
+    """README: `user add` prompts twice on a terminal, then `token create` prints a token."""
+    lines = readme_snippet("users").strip().splitlines()
+    add = lines[0].replace("alice", "dora").split()
+    answer_prompts([tool(add[0]), *add[1:]], [PASSWORD, PASSWORD], server.env)
+    create = lines[1].replace("alice", "dora").split()
+    token = server.run([tool(create[0]), *create[1:]]).stdout.strip()
+    assert token.startswith("pypi-proxy-")
+    listing = server.run([tool("pypi-proxy"), "token", "list", "--user", "dora"]).stdout
+    assert "my-package" in listing
+    assert token not in listing
+
+
+def test_pip_conf_snippet(server: Server, published: Dist, tmp_path: Path) -> None:
+    conf = tmp_path / "pip.conf"
+    conf.write_text(readme_snippet("pip-conf").replace("http://127.0.0.1:8080", server.url))
+    pip_install(server, tmp_path / "t", "my-package", env={"PIP_CONFIG_FILE": str(conf)})
+    assert installed_version(tmp_path / "t", "my_package") == "1.0.0"
+
+
+def test_pip_env_snippet(server: Server, published: Dist, tmp_path: Path) -> None:
+    script = readme_snippet("pip-env").replace("pip install", f"python -m pip install --target {tmp_path / 't'}")
+    server.shell(script, cwd=tmp_path)
+    assert installed_version(tmp_path / "t", "my_package") == "1.0.0"
+
+
+def test_uv_toml_snippet(server: Server, published: Dist, tmp_path: Path) -> None:
+    config = tmp_path / "uv.toml"
+    config.write_text(readme_snippet("uv-toml").replace("http://127.0.0.1:8080", server.url))
+    uv_install(server, tmp_path / "t", "--config-file", str(config), "my-package")
+    assert installed_version(tmp_path / "t", "my_package") == "1.0.0"
+
+
+def test_uv_env_snippet(server: Server, published: Dist, tmp_path: Path) -> None:
+    script = readme_snippet("uv-env").replace("uv pip install", f"uv pip install --target {tmp_path / 't'}")
+    server.shell(script, cwd=tmp_path)
+    assert installed_version(tmp_path / "t", "my_package") == "1.0.0"
+
+
+def test_twine_snippet(server: Server, tmp_path: Path) -> None:
+    Dist("twine-snippet", "0.1").write(tmp_path / "dist")
+    server.shell(readme_snippet("twine"), cwd=tmp_path, env={"TOKEN": server.token})
+    assert _files(server, "twine-snippet") == {"twine_snippet-0.1-py3-none-any.whl", "twine_snippet-0.1.tar.gz"}
+
+
+def test_pypirc_snippet(server: Server, tmp_path: Path) -> None:
+    Dist("pypirc-snippet", "0.1").write(tmp_path / "dist", sdist=False)
+    (tmp_path / ".pypirc").write_text(
+        readme_snippet("pypirc").replace("http://127.0.0.1:8080", server.url).replace("pypi-proxy-TOKEN", server.token))
+    server.run([tool("twine"), "upload", "--config-file", str(tmp_path / ".pypirc"), "-r", "internal", "dist/*"],
+               cwd=tmp_path, check=False)
+    server.shell(f"twine upload --config-file {tmp_path / '.pypirc'} -r internal dist/*", cwd=tmp_path)
+    assert _files(server, "pypirc-snippet") == {"pypirc_snippet-0.1-py3-none-any.whl"}
+
+
+def test_uv_publish_snippet(server: Server, tmp_path: Path) -> None:
+    Dist("uv-snippet", "0.1").write(tmp_path / "dist")
+    server.shell(readme_snippet("uv-publish"), cwd=tmp_path, env={"TOKEN": server.token})
+    assert _files(server, "uv-snippet") == {"uv_snippet-0.1-py3-none-any.whl", "uv_snippet-0.1.tar.gz"}
+
+
+@pytest.mark.parametrize("name", ["poetry-source", "pdm-source", "poetry-publish", "pdm-publish", "keyring"])
+def test_other_tool_snippets_point_at_live_endpoints(server: Server, name: str) -> None:
+    """poetry, pdm, hatch and keyring are not installed in the test environment: their snippets
+    are checked to name this server's real index or upload URL, which must answer as expected."""
+    snippet = readme_snippet(name).replace("http://127.0.0.1:8080", server.url)
+    if name.endswith("-source") and name.startswith("pdm"):
+        [source] = tomllib.loads(snippet)["tool"]["pdm"]["source"]
+        assert source["name"] == "pypi"
+        urls = [source["url"]]
+    else:
+        urls = [word.strip('"') for word in snippet.split() if word.startswith(server.url)]
+    assert urls
+    for url in urls:
+        if url.endswith("/simple/"):
+            request = urllib.request.Request(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+            with urllib.request.urlopen(request) as response:
+                assert json.load(response)["meta"]["api-version"]
+        else:
+            assert url == server.upload_url
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"))
+            assert refused.value.code == 401
+            refused.value.close()
+
+
+def _files(server: Server, project: str) -> set[str]:
+    request = urllib.request.Request(f"{server.simple}{project}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    with urllib.request.urlopen(request) as response:
+        return {f["filename"] for f in json.load(response)["files"]}
