@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.auth import AuthStore
 from proxy.config import Settings, settings_from_mapping
@@ -50,9 +50,16 @@ def auth(settings: Settings) -> AuthStore:
     return store
 
 
+async def start_client(aiohttp_client: Any, settings: Settings) -> TestClient:
+    """The real app on loopback, with the runner options `serve` uses."""
+    server = TestServer(create_app(settings))
+    await server.start_server(**runner_options())  # TestServer ignores its constructor kwargs
+    return await aiohttp_client(server)
+
+
 @pytest.fixture
 async def client(aiohttp_client: Any, settings: Settings, auth: AuthStore) -> TestClient:
-    return await aiohttp_client(create_app(settings), server_kwargs=runner_options())
+    return await start_client(aiohttp_client, settings)
 
 
 def upload_form(dist: Dist, kind: str = "wheel", content: bytes | None = None,

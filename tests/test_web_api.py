@@ -52,11 +52,11 @@ async def test_json_redirects_and_404(client: TestClient, upload: Uploader) -> N
 
 
 async def test_public_url_setting_shapes_absolute_urls(aiohttp_client: object, make_settings: object, auth: object) -> None:
-    from proxy.web.app import create_app, runner_options
+    from tests.conftest import start_client
     from tests.conftest import PASSWORD, basic, upload_form
 
     settings = make_settings(server={"public_url": "https://pypi.example.com/"})  # type: ignore[operator]
-    client = await aiohttp_client(create_app(settings), server_kwargs=runner_options())  # type: ignore[operator]
+    client = await start_client(aiohttp_client, settings)
     from proxy.auth import AuthStore
 
     AuthStore(settings.data_dir).add_user("carol", PASSWORD)

@@ -183,10 +183,10 @@ async def test_metadata_naming_another_project_is_400(upload: Uploader, settings
 
 async def test_oversize_file_is_400_and_nothing_kept(aiohttp_client: object, make_settings: object, auth: AuthStore) -> None:
     """E3: file too large; the partial temp file is removed."""
-    from proxy.web.app import create_app, runner_options
+    from tests.conftest import start_client
 
     settings = make_settings(upload={"max_file_size": 2000})  # type: ignore[operator]
-    client = await aiohttp_client(create_app(settings), server_kwargs=runner_options())  # type: ignore[operator]
+    client = await start_client(aiohttp_client, settings)
     big = Dist("Acme.Widget", "1.0.0", description="x" * 50_000)
     before = snapshot(settings.data_dir)
     response = await client.post("/pypi/", data=upload_form(big, content=big.wheel() + b"\0" * 0),
