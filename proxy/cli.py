@@ -137,9 +137,9 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
         print(f"token {token_id} created for {args.user!r}; it is shown only this once:", file=sys.stderr)
         print(token)
     elif args.action == "list":
-        for token in store.tokens(args.user):
-            scope = ", ".join(token["projects"]) if token["projects"] else "all projects of the user"
-            print(f"{token['id']}\t{token['user']}\t{scope}\tcreated {token['created']}\t{token['description']}")
+        for record in store.tokens(args.user):
+            scope = ", ".join(record["projects"]) if record["projects"] else "all projects of the user"
+            print(f"{record['id']}\t{record['user']}\t{scope}\tcreated {record['created']}\t{record['description']}")
     else:
         store.revoke_token(args.token_id)
         print(f"token {args.token_id} revoked")

@@ -51,5 +51,9 @@ class FileExists(UploadRejected):
         )
 
 
+class StorageFull(ProxyError):
+    """The disk is full: nothing was stored, the client may retry later (HTTP 507)."""
+
+
 class NotAcceptable(ProxyError):
     """Content negotiation found no representation the client accepts."""

@@ -247,3 +247,26 @@ async def test_version_spellings_share_one_release(client: TestClient, upload: U
     assert response.status == 200
     page = await client.get("/pypi/simple/acme-widget/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
     assert (await page.json())["versions"] == ["1.0"]
+
+
+@pytest.mark.parametrize("stage", ["staging", "commit"])
+async def test_full_disk_is_507_and_loses_nothing(upload: Uploader, settings: Settings, monkeypatch: pytest.MonkeyPatch, stage: str) -> None:
+    """A full disk (ENOSPC injected where the OS would raise it) is a clear 507; storage unchanged."""
+    import errno
+    import os
+
+    from proxy.services.upload import StagedFile
+    from proxy.storage import PrivateStorage
+
+    assert (await upload(DIST)).status == 200
+    before = snapshot(settings.data_dir)
+
+    def no_space(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(StagedFile if stage == "staging" else PrivateStorage,
+                        "write" if stage == "staging" else "commit_file", no_space)
+    response = await upload(Dist("Acme.Widget", "2.0"))
+    assert response.status == 507
+    assert "storage is full" in await response.text()
+    assert snapshot(settings.data_dir) == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 from collections.abc import Callable
@@ -16,7 +17,7 @@ import structlog
 
 from proxy import distmeta
 from proxy.auth import AuthStore, Identity, parse_basic_auth
-from proxy.errors import InvalidName, Unauthenticated, UploadRejected
+from proxy.errors import InvalidName, StorageFull, Unauthenticated, UploadRejected
 from proxy.models import StoredFile, utc_now
 from proxy.names import SDIST, WHEEL, parse_dist_filename, parse_version, validate_project_name
 from proxy.storage import PrivateStorage
@@ -104,7 +105,13 @@ class UploadService:
         self.max_file_size = max_file_size
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, func, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, func, *args)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                log.error("storage_full", error=str(exc))
+                raise StorageFull("The server's storage is full; nothing was stored. Try again later.") from exc
+            raise
 
     async def authenticate(self, authorization: str | None) -> Identity:
         if not authorization:
@@ -184,7 +191,9 @@ class UploadService:
             raise UploadRejected("Include at least one message digest (sha256_digest).")
         for key, value in given.items():
             if digests[key] != value:
-                raise UploadRejected(f"The digest supplied does not match a digest calculated from the uploaded file ({key}).")
+                raise UploadRejected(
+                    f"The digest supplied does not match a digest calculated from the uploaded file ({key})."
+                )
         stored = StoredFile(
             filename=form.filename,
             version=version,

@@ -17,6 +17,7 @@ from proxy.errors import (
     InvalidName,
     NotAcceptable,
     ProjectNotFound,
+    StorageFull,
     Unauthenticated,
     UploadRejected,
 )
@@ -65,6 +66,8 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return error_response(403, str(exc))
     except UploadRejected as exc:
         return error_response(exc.status, exc.reason)
+    except StorageFull as exc:
+        return error_response(507, str(exc))
     except NotAcceptable as exc:
         return error_response(406, str(exc))
     except (ProjectNotFound, InvalidName) as exc:
