@@ -52,6 +52,12 @@ def clean_env(home: Path) -> dict[str, str]:
         "UV_NO_CACHE": "1",
         "UV_PYTHON": sys.executable,
         "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+        "VIRTUALENV_NO_PERIODIC_UPDATE": "1",
+        # Any attempt to reach beyond loopback fails at once: tests never touch the internet.
+        **{name: "http://127.0.0.1:9" for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+                                                    "http_proxy", "https_proxy", "all_proxy")},
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
     })
     env.pop("STATE_DIRECTORY", None)
     return env

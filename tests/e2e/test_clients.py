@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -175,29 +174,82 @@ def test_uv_publish_snippet(server: Server, tmp_path: Path) -> None:
     assert _files(server, "uv-snippet") == {"uv_snippet-0.1-py3-none-any.whl", "uv_snippet-0.1.tar.gz"}
 
 
-@pytest.mark.parametrize("name", ["poetry-source", "pdm-source", "poetry-publish", "pdm-publish", "keyring"])
-def test_other_tool_snippets_point_at_live_endpoints(server: Server, name: str) -> None:
-    """poetry, pdm, hatch and keyring are not installed in the test environment: their snippets
-    are checked to name this server's real index or upload URL, which must answer as expected."""
-    snippet = readme_snippet(name).replace("http://127.0.0.1:8080", server.url)
-    if name.endswith("-source") and name.startswith("pdm"):
-        [source] = tomllib.loads(snippet)["tool"]["pdm"]["source"]
-        assert source["name"] == "pypi"
-        urls = [source["url"]]
-    else:
-        urls = [word.strip('"') for word in snippet.split() if word.startswith(server.url)]
-    assert urls
-    for url in urls:
-        if url.endswith("/simple/"):
-            request = urllib.request.Request(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
-            with urllib.request.urlopen(request) as response:
-                assert json.load(response)["meta"]["api-version"]
-        else:
-            assert url == server.upload_url
-            with pytest.raises(urllib.error.HTTPError) as refused:
-                urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"))
-            assert refused.value.code == 401
-            refused.value.close()
+def _project(directory: Path, name: str, version: str, dependencies: list[str]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    deps = ", ".join(f'"{d}"' for d in dependencies)
+    (directory / "pyproject.toml").write_text(
+        f'[project]\nname = "{name}"\nversion = "{version}"\nrequires-python = ">=3.8"\n'
+        f"dependencies = [{deps}]\n"
+    )
+    return directory
+
+
+def test_poetry_source_snippet(server: Server, published: Dist, tmp_path: Path) -> None:
+    """README: poetry resolves my-package from this server as its primary source."""
+    project = _project(tmp_path / "app", "consumer", "0.1.0", ["my-package"])
+    server.shell(readme_snippet("poetry-source"), cwd=project)
+    server.run([tool("poetry"), "lock", "--no-interaction"], cwd=project)
+    lock = tomllib.loads((project / "poetry.lock").read_text())
+    [package] = [p for p in lock["package"] if p["name"] == "my-package"]
+    assert package["version"] == "1.0.0"
+    hashes = {f["hash"] for f in package["files"]}
+    assert f"sha256:{hashlib.sha256(published.wheel()).hexdigest()}" in hashes
+
+
+def test_pdm_source_snippet(server: Server, published: Dist, tmp_path: Path) -> None:
+    """README: pdm locks my-package from this server, which replaces PyPI."""
+    project = _project(tmp_path / "app", "consumer", "0.1.0", ["my-package"])
+    snippet = readme_snippet("pdm-source").replace("http://127.0.0.1:8080", server.url)
+    with (project / "pyproject.toml").open("a") as pyproject:
+        pyproject.write("\n" + snippet)
+    server.run([tool("pdm"), "lock"], cwd=project, env={"PDM_IGNORE_SAVED_PYTHON": "1", "PDM_CHECK_UPDATE": "false"})
+    lock = tomllib.loads((project / "pdm.lock").read_text())
+    [package] = [p for p in lock["package"] if p["name"] == "my-package"]
+    assert package["version"] == "1.0.0"
+
+
+def _publish_project(server: Server, tmp_path: Path, name: str) -> Path:
+    dist = Dist(name, "0.1")
+    project = _project(tmp_path / name, name, "0.1", [])
+    dist.write(project / "dist")
+    return project
+
+
+def _expected_files(name: str) -> set[str]:
+    dist = Dist(name, "0.1")
+    return {dist.wheel_filename, dist.sdist_filename}
+
+
+def test_poetry_publish_snippet(server: Server, tmp_path: Path) -> None:
+    project = _publish_project(server, tmp_path, "poetry-published")
+    server.shell(readme_snippet("poetry-publish"), cwd=project, env={"TOKEN": server.token})
+    assert _files(server, "poetry-published") == _expected_files("poetry-published")
+
+
+def test_pdm_publish_snippet(server: Server, tmp_path: Path) -> None:
+    """--no-build: building would fetch pdm's build backend from the internet."""
+    project = _publish_project(server, tmp_path, "pdm-published")
+    script = readme_snippet("pdm-publish").replace("pdm publish", "pdm publish --no-build")
+    server.shell(script, cwd=project, env={"TOKEN": server.token, "PDM_CHECK_UPDATE": "false"})
+    assert _files(server, "pdm-published") == _expected_files("pdm-published")
+
+
+def test_hatch_publish_snippet(server: Server, tmp_path: Path) -> None:
+    project = _publish_project(server, tmp_path, "hatch-published")
+    server.shell(readme_snippet("hatch-publish"), cwd=project, env={"TOKEN": server.token})
+    assert _files(server, "hatch-published") == _expected_files("hatch-published")
+
+
+def test_keyring_snippet(server: Server, tmp_path: Path) -> None:
+    """README: the token stored with the real keyring CLI is found by the real twine."""
+    Dist("keyring-published", "0.1").write(tmp_path / "dist")
+    env = {"PYTHON_KEYRING_BACKEND": "tests.e2e.filekeyring.FileKeyring", "PYTHONPATH": str(ROOT),
+           "HOME": str(tmp_path)}
+    set_line, upload_line = readme_snippet("keyring").strip().splitlines()
+    server.run(["bash", "-c", set_line.split("#")[0].replace("http://127.0.0.1:8080", server.url)],
+               cwd=tmp_path, env=env, stdin=server.token + "\n")
+    server.shell(upload_line, cwd=tmp_path, env=env)
+    assert _files(server, "keyring-published") == _expected_files("keyring-published")
 
 
 def _files(server: Server, project: str) -> set[str]:
