@@ -11,6 +11,8 @@ HTML_V1 = "application/vnd.pypi.simple.v1+html"
 TEXT_HTML = "text/html"
 # Server preference for explicit matches, best first (PEP 691: JSON is the modern format).
 OFFERED = (JSON_V1, HTML_V1, TEXT_HTML)
+# When only a wildcard matches, plain HTML is the safe answer for browsers and old tools.
+WILDCARD_PREFERENCE = (TEXT_HTML, JSON_V1, HTML_V1)
 _ALIASES = {
     "application/vnd.pypi.simple.latest+json": JSON_V1,
     "application/vnd.pypi.simple.latest+html": HTML_V1,
@@ -66,14 +68,15 @@ def choose_content_type(accept: str | None) -> str:
     ranges = parse_accept(accept)
     best: tuple[float, int, int] | None = None
     chosen = None
-    for position, offer in enumerate(OFFERED):
+    for offer in OFFERED:
         matching = [r for r in ranges if r.matches(offer)]
         if not matching:
             continue
         top = max(matching, key=lambda r: r.specificity)
         if top.q <= 0:
             continue
-        preference = -position if top.specificity == 2 else position
+        order = OFFERED if top.specificity == 2 else WILDCARD_PREFERENCE
+        preference = -order.index(offer)
         rank = (top.q, top.specificity, preference)
         if best is None or rank > best:
             best, chosen = rank, offer

@@ -149,7 +149,7 @@ def json_api(project: PrivateProject, base_url: str, version: str | None = None)
     release = project.release(chosen) if chosen else None
     files_of = {v: [f for f in project.files if f.version == v] for v in project.versions()}
     chosen_files: Sequence[StoredFile] = files_of.get(chosen or "", [])
-    info = release.to_json() if release else {"version": chosen}
+    info: dict[str, Any] = release.to_json() if release else {"version": chosen}
     project_url = f"{base_url}/{quote(project.name)}/"
     info.update({
         "name": project.display_name,
