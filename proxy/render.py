@@ -21,13 +21,26 @@ FILES_PREFIX = "files"  # files live at /pypi/files/<project>/<filename>
 
 @functools.cache
 def _templates() -> jinja2.Environment:
+    # No auto_reload: Jinja would stat the template file on every render.
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("proxy", "templates"),
         autoescape=True,
         keep_trailing_newline=True,
+        auto_reload=False,
     )
     env.filters["normalize"] = normalize
     return env
+
+
+@functools.cache
+def _template(name: str) -> jinja2.Template:
+    return _templates().get_template(name)
+
+
+def load_templates() -> None:
+    """Read and compile the templates (blocking I/O: call once, off the event loop)."""
+    for name in ("simple_project.html", "simple_root.html"):
+        _template(name)
 
 
 def file_path(project: str, filename: str) -> str:
@@ -89,7 +102,7 @@ def project_json(page: IndexPage) -> bytes:
 
 def project_html(page: IndexPage) -> bytes:
     """PEP 503 project page with PEP 592/629/658/714 attributes."""
-    template = _templates().get_template("simple_project.html")
+    template = _template("simple_project.html")
     return template.render(page=page, api_version=API_VERSION).encode()
 
 
@@ -101,7 +114,7 @@ def root_json(names: Iterable[str]) -> bytes:
 
 
 def root_html(names: Iterable[str]) -> bytes:
-    template = _templates().get_template("simple_root.html")
+    template = _template("simple_root.html")
     return template.render(names=list(names), api_version=API_VERSION).encode()
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from blockbuster import blockbuster_ctx
 from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.auth import AuthStore
@@ -24,6 +25,13 @@ def basic(user: str, password: str) -> dict[str, str]:
     """An Authorization header (aiohttp.BasicAuth is deprecated)."""
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     return {"Authorization": f"Basic {token}"}
+
+
+@pytest.fixture(autouse=True)
+def blockbuster() -> Iterator[None]:
+    """Fail any test in which blocking I/O runs on the event loop (STYLE: never block the loop)."""
+    with blockbuster_ctx(scanned_modules=["proxy"]) as detector:
+        yield detector
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -20,6 +21,11 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main(list(args))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+async def run_beside_server(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """The CLI blocks; beside a running server it runs in a thread, as it would in its own process."""
+    return await asyncio.to_thread(run, capsys, *args)
 
 
 @pytest.fixture
@@ -79,11 +85,11 @@ def test_short_password_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 async def test_yank_and_unyank_show_in_the_running_server(client: object, published: Dist, settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     """PEP 592 via the CLI while the server runs: the next request sees the change."""
     data = str(settings.data_dir)
-    code, out, _ = run(capsys, "yank", "acme-widget", "1.0", "--reason", "broken", "--data-dir", data)
+    code, out, _ = await run_beside_server(capsys, "yank", "acme-widget", "1.0", "--reason", "broken", "--data-dir", data)
     assert code == 0 and "2 file(s)" in out
     page = await client.get("/pypi/simple/acme-widget/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})  # type: ignore[attr-defined]
     assert {f["yanked"] for f in (await page.json())["files"]} == {"broken"}
-    assert run(capsys, "unyank", "acme-widget", "1.0.0", "--file", published.wheel_filename, "--data-dir", data)[0] == 0
+    assert (await run_beside_server(capsys, "unyank", "acme-widget", "1.0.0", "--file", published.wheel_filename, "--data-dir", data))[0] == 0
     page = await client.get("/pypi/simple/acme-widget/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})  # type: ignore[attr-defined]
     yanked = {f["filename"]: f["yanked"] for f in (await page.json())["files"]}
     assert yanked == {published.wheel_filename: False, published.sdist_filename: "broken"}
@@ -91,17 +97,17 @@ async def test_yank_and_unyank_show_in_the_running_server(client: object, publis
 
 async def test_remove_file_keeps_the_name_private(client: object, published: Dist, settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     data = str(settings.data_dir)
-    code, out, _ = run(capsys, "remove", "acme-widget", "1.0.0", "--file", published.sdist_filename, "--yes", "--data-dir", data)
+    code, out, _ = await run_beside_server(capsys, "remove", "acme-widget", "1.0.0", "--file", published.sdist_filename, "--yes", "--data-dir", data)
     assert code == 0
     directory = settings.data_dir / "private" / "acme-widget"
     assert not (directory / published.sdist_filename).exists()
     assert not (directory / f"{published.sdist_filename}.metadata").exists()
-    assert run(capsys, "remove", "acme-widget", "1.0.0", "--yes", "--data-dir", data)[0] == 0
+    assert (await run_beside_server(capsys, "remove", "acme-widget", "1.0.0", "--yes", "--data-dir", data))[0] == 0
     index = json.loads((directory / "project.json").read_bytes())
     assert index["files"] == []
     response = await client.get("/pypi/simple/acme-widget/")  # type: ignore[attr-defined]
     assert response.status == 200, "an emptied project still shadows the public name"
-    assert PrivateStorage(settings.data_dir).project_names() == ["Acme.Widget"]
+    assert await asyncio.to_thread(PrivateStorage(settings.data_dir).project_names) == ["Acme.Widget"]
 
 
 def test_unknown_version_or_project_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 from aiohttp.test_utils import TestClient
@@ -59,7 +60,7 @@ async def test_public_url_setting_shapes_absolute_urls(aiohttp_client: object, m
     client = await start_client(aiohttp_client, settings)
     from proxy.auth import AuthStore
 
-    AuthStore(settings.data_dir).add_user("carol", PASSWORD)
+    await asyncio.to_thread(AuthStore(settings.data_dir).add_user, "carol", PASSWORD)
     dist = Dist("thing", "1.0")
     assert (await client.post("/pypi/", data=upload_form(dist), headers=basic("carol", PASSWORD))).status == 200
     data = await (await client.get("/pypi/thing/json")).json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from html.parser import HTMLParser
 
 import pytest
@@ -165,7 +166,8 @@ async def test_yanked_file_shown_with_reason(client: TestClient, published: Dist
     from proxy.storage import PrivateStorage
 
     storage = PrivateStorage(settings.data_dir)  # type: ignore[attr-defined]
-    storage.update("acme-widget", lambda p: p.with_yank({published.wheel_filename}, "broken <build>"))
+    await asyncio.to_thread(storage.update, "acme-widget",
+                            lambda p: p.with_yank({published.wheel_filename}, "broken <build>"))
     data = await (await client.get("/pypi/simple/acme-widget/", headers={"Accept": JSON})).json()
     yanked = {f["filename"]: f["yanked"] for f in data["files"]}
     assert yanked == {published.wheel_filename: "broken <build>", published.sdist_filename: False}

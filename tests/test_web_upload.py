@@ -104,16 +104,16 @@ async def test_malformed_authorization_header(client: TestClient) -> None:
 
 async def test_token_uploads_and_revoked_token_is_refused(upload: Uploader, auth: AuthStore, settings: Settings) -> None:
     """E2: an API token arrives as user __token__; a revoked one stops working."""
-    token_id, token = auth.create_token("alice")
+    token_id, token = await asyncio.to_thread(auth.create_token, "alice")
     assert (await upload(DIST, auth=basic("__token__", token))).status == 200
-    auth.revoke_token(token_id)
+    await asyncio.to_thread(auth.revoke_token, token_id)
     await _assert_rejected(upload, settings, 401, "revoked", Dist("Acme.Widget", "1.0.1"),
                            auth=basic("__token__", token))
 
 
 async def test_token_scoped_to_another_project_is_403(upload: Uploader, auth: AuthStore, settings: Settings) -> None:
     """E2: valid credentials without the right to this project -> 403."""
-    _, token = auth.create_token("alice", projects=["other-project"])
+    _, token = await asyncio.to_thread(auth.create_token, "alice", ["other-project"])
     await _assert_rejected(upload, settings, 403, "not allowed", DIST, auth=basic("__token__", token))
     allowed = Dist("Other_Project", "0.1")
     assert (await upload(allowed, auth=basic("__token__", token))).status == 200

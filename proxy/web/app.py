@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from proxy import render
 from proxy.atomic import sweep_temp_files
 from proxy.auth import AuthStore
 from proxy.config import Settings
@@ -53,7 +54,7 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
     executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="pypi-proxy-io")
     app[EXECUTOR] = executor
     yield
-    executor.shutdown(wait=True)
+    await asyncio.to_thread(executor.shutdown, wait=True)  # waits for in-flight writes, off the loop
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
@@ -71,6 +72,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
 
 
 def _prepare_storage(storage: PrivateStorage) -> None:
+    render.load_templates()
     storage.prepare()
     removed = sweep_temp_files(storage.temp_dir) + sweep_temp_files(storage.root)
     if removed:
