@@ -32,10 +32,6 @@ def normalize(name: str) -> NormalizedName:
     return canonicalize_name(name)
 
 
-def is_normalized(name: str) -> bool:
-    return name == normalize(name)
-
-
 def validate_project_name(name: str) -> NormalizedName:
     """Return the normalised name, or raise InvalidName for names PyPI refuses."""
     if not _VALID_NAME.match(name):

@@ -19,12 +19,12 @@ import contextlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from proxy.atomic import TEMP_PREFIX, locked, move_into_place, write_atomic
 from proxy.errors import FileExists, ProjectNotFound
-from proxy.models import PrivateProject, ReleaseInfo, StoredFile
+from proxy.models import PrivateProject, ReleaseInfo, StoredFile, utc_now
 from proxy.names import check_safe_filename, normalize
 
 INDEX_NAME = "project.json"
@@ -118,7 +118,8 @@ class PrivateStorage:
             write_atomic(directory / f"{stored.filename}.metadata", metadata)
             move_into_place(staged, directory / stored.filename)
             base = current or PrivateProject(name=project, display_name=display_name)
-            self._write_index(base.with_file(stored, info))
+            # E6: upload-time is the server's clock when the file becomes visible.
+            self._write_index(base.with_file(replace(stored, upload_time=utc_now()), info))
             if current is None:
                 write_atomic(self.root / PROJECTS_STAMP, project.encode())
             return True

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
+import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 from tests.builders import Dist
 from tests.e2e.conftest import PASSWORD, ROOT, Server, answer_prompts, readme_snippet, tool
