@@ -72,6 +72,7 @@ class Identity:
     token_projects: tuple[str, ...] | None
 
     def may_upload(self, project: str) -> bool:
+        project = normalize(project)  # the patterns are normalised: "Acme_Tools" is "acme-tools"
         return _patterns_allow(self.user_projects, project) and _patterns_allow(self.token_projects, project)
 
     def require_upload(self, project: str) -> None:

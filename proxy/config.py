@@ -149,7 +149,9 @@ def settings_from_mapping(data: Mapping[str, Any], overrides: Mapping[str, Any] 
         merged[name] = dict(table)
     for dotted, value in (overrides or {}).items():
         if value is not None:
-            section, key = dotted.split(".", 1)
+            section, _, key = dotted.partition(".")
+            if section not in _SECTIONS or not key:
+                raise ConfigError(dotted, "unknown setting")
             merged.setdefault(section, {})[key] = value
     sections = {name: _build_section(name, cls, merged.get(name, {})) for name, cls in _SECTIONS.items()}
     settings = Settings(**sections)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import tarfile
 import zipfile
+import zlib
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import compat32
@@ -43,24 +45,31 @@ def _wheel_metadata(path: Path) -> bytes:
             if candidates[0].file_size > MAX_METADATA_BYTES:
                 raise UploadRejected("Invalid wheel: METADATA is too large.")
             return archive.read(candidates[0])
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
         raise UploadRejected(f"Invalid wheel: not a valid zip archive ({exc}).") from None
 
 
 def _sdist_metadata(path: Path) -> bytes:
+    found: bytes | None = None
     try:
-        with tarfile.open(path, mode="r:gz") as archive:
+        # Read the whole stream, as warehouse does: PKG-INFO usually comes first, so stopping
+        # there would accept (and serve) a truncated or corrupt sdist.
+        with gzip.open(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r:") as archive:
             for member in archive:
                 parts = member.name.split("/")
-                if len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
+                if found is None and len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
                     if member.size > MAX_METADATA_BYTES:
                         raise UploadRejected("Invalid sdist: PKG-INFO is too large.")
                     extracted = archive.extractfile(member)
                     assert extracted is not None  # a regular file always has content
-                    return extracted.read()
-    except (tarfile.TarError, OSError, EOFError) as exc:
+                    found = extracted.read()
+            while stream.read(1024 * 1024):  # to the gzip trailer: its CRC and length are checked
+                pass
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise UploadRejected(f"Invalid sdist: not a valid .tar.gz archive ({exc}).") from None
-    raise UploadRejected("Invalid sdist: no top-level PKG-INFO found.")
+    if found is None:
+        raise UploadRejected("Invalid sdist: no top-level PKG-INFO found.")
+    return found
 
 
 def parse_metadata(raw: bytes) -> Message:

@@ -34,7 +34,8 @@ def normalize(name: str) -> NormalizedName:
 
 def validate_project_name(name: str) -> NormalizedName:
     """Return the normalised name, or raise InvalidName for names PyPI refuses."""
-    if not _VALID_NAME.match(name):
+    # fullmatch: with match(), "$" would also accept a trailing newline ("foo\n").
+    if not _VALID_NAME.fullmatch(name):
         raise InvalidName(
             f"Invalid project name {name!r}: must start and end with a letter or digit "
             "and contain only ASCII letters, digits, '.', '-' and '_'."

@@ -160,9 +160,14 @@ def json_api(project: PrivateProject, base_url: str, version: str | None = None)
     """PyPI's ``/pypi/<project>[/<version>]/json`` document; ``base_url`` is the absolute ``/pypi``."""
     chosen = version or current_version(project)
     release = project.release(chosen) if chosen else None
+    if release is not None:
+        chosen = release.version  # "1.0.0" asks for the release stored as "1.0" (PEP 440)
     files_of = {v: [f for f in project.files if f.version == v] for v in project.versions()}
     chosen_files: Sequence[StoredFile] = files_of.get(chosen or "", [])
     info: dict[str, Any] = release.to_json() if release else {"version": chosen}
+    # A release counts as yanked when all its files are (PEP 592 yanks files, PyPI releases).
+    yanked = bool(chosen_files) and all(f.yanked for f in chosen_files)
+    yanked_reason = next((f.yanked_reason for f in chosen_files if f.yanked_reason), None) if yanked else None
     project_url = f"{base_url}/{quote(project.name)}/"
     info.update({
         "name": project.display_name,
@@ -175,8 +180,8 @@ def json_api(project: PrivateProject, base_url: str, version: str | None = None)
         "docs_url": None,
         "downloads": {"last_day": -1, "last_month": -1, "last_week": -1},
         "dynamic": None,
-        "yanked": bool(chosen_files) and all(f.yanked for f in chosen_files),
-        "yanked_reason": next((f.yanked_reason for f in chosen_files if f.yanked_reason), None),
+        "yanked": yanked,
+        "yanked_reason": yanked_reason,
     })
     document: dict[str, Any] = {
         "info": info,
