@@ -57,3 +57,23 @@ class StorageFull(ProxyError):
 
 class NotAcceptable(ProxyError):
     """Content negotiation found no representation the client accepts."""
+
+
+class UpstreamError(ProxyError):
+    """The upstream index could not give a usable answer (HTTP 502 when nothing is cached)."""
+
+
+class UpstreamUnavailable(UpstreamError):
+    """Upstream is unreachable, answered 5xx, or broke off its response."""
+
+
+class UpstreamTimeout(UpstreamUnavailable):
+    """Upstream did not answer within the configured timeout (HTTP 504)."""
+
+
+class InvalidUpstreamResponse(UpstreamError):
+    """Upstream answered something that is not a simple-API page we can read."""
+
+
+class IntegrityError(UpstreamError):
+    """An upstream file's bytes do not match the hash or size its listing gave; it was discarded."""

@@ -187,14 +187,25 @@ class IndexFile:
     url: str
     hashes: dict[str, str] = field(default_factory=dict)
     requires_python: str | None = None
-    yanked_reason: str | None = None
-    metadata_sha256: str | None = None
+    yanked_reason: str | None = None  # None: not yanked; "" yanked without a reason
+    # PEP 658/714: None when no metadata file is offered, {} when offered without a hash.
+    core_metadata: dict[str, str] | None = None
     size: int | None = None
     upload_time: datetime | None = None
 
     @property
     def yanked(self) -> bool:
         return self.yanked_reason is not None
+
+    def to_json(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        data["upload_time"] = iso_z(self.upload_time) if self.upload_time else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IndexFile:
+        moment = data.get("upload_time")
+        return cls(**{**data, "upload_time": parse_iso(moment) if moment else None})
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,3 +215,17 @@ class IndexPage:
     name: str
     files: tuple[IndexFile, ...]
     versions: tuple[str, ...]
+
+    def file(self, filename: str) -> IndexFile | None:
+        return next((f for f in self.files if f.filename == filename), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "files": [f.to_json() for f in self.files], "versions": list(self.versions)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IndexPage:
+        return cls(
+            name=data["name"],
+            files=tuple(IndexFile.from_json(f) for f in data["files"]),
+            versions=tuple(data["versions"]),
+        )

@@ -29,6 +29,8 @@ def _templates() -> jinja2.Environment:
         auto_reload=False,
     )
     env.filters["normalize"] = normalize
+    env.filters["core_metadata_attr"] = _hash_attr
+    env.filters["hash_fragment"] = _hash_attr
     return env
 
 
@@ -41,6 +43,14 @@ def load_templates() -> None:
     """Read and compile the templates (blocking I/O: call once, off the event loop)."""
     for name in ("simple_project.html", "simple_root.html"):
         _template(name)
+
+
+def _hash_attr(hashes: dict[str, str]) -> str:
+    """``sha256=<hex>`` (PEP 503 fragment, PEP 658 attribute), or ``true`` when no hash is known."""
+    if not hashes:
+        return "true"
+    name = "sha256" if "sha256" in hashes else next(iter(hashes))
+    return f"{name}={hashes[name]}"
 
 
 def file_path(project: str, filename: str) -> str:
@@ -57,7 +67,7 @@ def private_index_page(project: PrivateProject) -> IndexPage:
             hashes={"sha256": f.sha256},
             requires_python=f.requires_python,
             yanked_reason=f.yanked_reason,
-            metadata_sha256=f.metadata_sha256,
+            core_metadata={"sha256": f.metadata_sha256} if f.metadata_sha256 else None,
             size=f.size,
             upload_time=f.upload_time,
         )
@@ -71,8 +81,9 @@ def _json_bytes(data: Any) -> bytes:
 
 
 def _json_file(file: IndexFile) -> dict[str, Any]:
+    # PEP 691: a dict of hashes, true when offered without one, false when absent.
     core_metadata: dict[str, str] | bool = (
-        {"sha256": file.metadata_sha256} if file.metadata_sha256 else False
+        False if file.core_metadata is None else file.core_metadata or True
     )
     data: dict[str, Any] = {
         "filename": file.filename,

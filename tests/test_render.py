@@ -66,7 +66,7 @@ FULL = IndexFile(
     url="../../files/demo/demo-1.0-py3-none-any.whl",
     hashes={"sha256": SHA},
     requires_python=">=3.8,<4",
-    metadata_sha256=META_SHA,
+    core_metadata={"sha256": META_SHA},
     size=1234,
     upload_time=WHEN,
 )
@@ -286,7 +286,7 @@ def test_private_index_page_carries_metadata_and_yank() -> None:
         stored("demo-1.0.tar.gz", "1.0", yanked="oops"),
     ))
     files = {f.filename: f for f in render.private_index_page(demo).files}
-    assert files["demo-1.0-py3-none-any.whl"].metadata_sha256 == META_SHA
+    assert files["demo-1.0-py3-none-any.whl"].core_metadata == {"sha256": META_SHA}
     assert files["demo-1.0-py3-none-any.whl"].requires_python == ">=3.9"
     assert files["demo-1.0.tar.gz"].yanked_reason == "oops"
 
