@@ -6,7 +6,6 @@ Every call blocks (scrypt is deliberately slow); the server runs them in its exe
 from __future__ import annotations
 
 import base64
-import fnmatch
 import hashlib
 import hmac
 import json
@@ -21,7 +20,7 @@ from typing import Any
 from proxy.atomic import locked, write_atomic
 from proxy.errors import Forbidden, ProxyError, Unauthenticated
 from proxy.models import iso_z, utc_now
-from proxy.names import normalize
+from proxy.names import matches_any, normalize
 
 TOKEN_USER = "__token__"
 TOKEN_PREFIX = "pypi-proxy-"
@@ -53,7 +52,7 @@ def verify_secret(secret: str, stored: str | None) -> bool:
 
 def _patterns_allow(patterns: Sequence[str] | None, project: str) -> bool:
     """``None`` means every project; otherwise fnmatch against normalised names."""
-    return patterns is None or any(fnmatch.fnmatchcase(project, p) for p in patterns)
+    return patterns is None or matches_any(project, patterns)
 
 
 def _normalize_patterns(patterns: Sequence[str] | None) -> list[str] | None:

@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(serve)
     serve.add_argument("--host", default=None, help="override server.host")
     serve.add_argument("--port", type=int, default=None, help="override server.port")
+    upstream = serve.add_mutually_exclusive_group()
+    upstream.add_argument("--upstream", default=None, metavar="URL",
+                          help="override upstream.url (a simple index, e.g. https://pypi.org/simple)")
+    upstream.add_argument("--no-upstream", action="store_true",
+                          help="serve private packages only (upstream.enabled = false)")
 
     user = commands.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
     add = user.add_parser("add", help="create a user (password prompted)")
@@ -83,7 +88,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     config = args.config or (Path(os.environ["PYPI_PROXY_CONFIG"]) if os.environ.get("PYPI_PROXY_CONFIG") else None)
     overrides: dict[str, Any] = {"storage.data_dir": str(args.data_dir) if args.data_dir else None}
     if args.command == "serve":
-        overrides |= {"server.host": args.host, "server.port": args.port}
+        overrides |= {"server.host": args.host, "server.port": args.port, "upstream.url": args.upstream,
+                      "upstream.enabled": False if args.no_upstream else None}
     return load_settings(config, overrides)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from yarl import URL
 
 from proxy.errors import ConfigError
+from proxy.names import normalize
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -75,6 +76,38 @@ def _optional_url(key: str, value: Any) -> str | None:
     return text.rstrip("/")
 
 
+def _boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"expected true or false, got {value!r}")
+    return value
+
+
+def _seconds(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(key, f"expected a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+def _count(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(key, f"expected an integer >= 0, got {value!r}")
+    return value
+
+
+def _name_patterns(key: str, value: Any) -> tuple[str, ...]:
+    """Project-name patterns such as "acme-*", normalised like the names they match (PEP 503)."""
+    if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
+        raise ConfigError(key, f"expected a list of name patterns such as [\"acme-*\"], got {value!r}")
+    return tuple(normalize(item.strip()) for item in value)
+
+
+def _upstream_url(key: str, value: Any) -> str:
+    url = _optional_url(key, value)
+    if url is None:
+        raise ConfigError(key, "expected the upstream's simple index URL, e.g. https://pypi.org/simple")
+    return url
+
+
 def _setting(default: Any, parse: Parser) -> Any:
     return field(default=default, metadata={"parse": parse})
 
@@ -106,6 +139,29 @@ class UploadSettings:
 
 
 @dataclass(frozen=True)
+class UpstreamSettings:
+    enabled: bool = _setting(True, _boolean)
+    url: str = _setting("https://pypi.org/simple", _upstream_url)
+    username: str = _setting("", _string)
+    password: str = _setting("", _string)
+    connect_timeout: float = _setting(10.0, _seconds)
+    read_timeout: float = _setting(30.0, _seconds)
+    retries: int = _setting(2, _count)
+    fresh_for: float = _setting(600.0, _seconds)
+    not_found_for: float = _setting(60.0, _seconds)
+    retry_after_error: float = _setting(30.0, _seconds)
+    list_projects: bool = _setting(False, _boolean)
+    project_list_fresh_for: float = _setting(86400.0, _seconds)
+    reserved: tuple[str, ...] = _setting((), _name_patterns)
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    page_cache_size: int = _setting(1024**3, _size)
+    rendered_memory: int = _setting(64 * 1024**2, _size)
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: str = _setting("info", _choice("debug", "info", "warning", "error"))
     format: str = _setting("auto", _choice("auto", "json", "console"))
@@ -116,6 +172,8 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     upload: UploadSettings = field(default_factory=UploadSettings)
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     @property

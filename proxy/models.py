@@ -198,7 +198,7 @@ class IndexFile:
         return self.yanked_reason is not None
 
     def to_json(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        data = {name: getattr(self, name) for name in self.__slots__}
         data["upload_time"] = iso_z(self.upload_time) if self.upload_time else None
         return data
 

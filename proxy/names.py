@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from packaging.utils import (
@@ -115,3 +117,9 @@ def content_type_for(filename: str) -> str:
     if filename.endswith(".metadata"):
         return "text/plain; charset=utf-8"
     return "application/octet-stream"
+
+
+def matches_any(name: str, patterns: Iterable[str]) -> bool:
+    """Whether the normalised ``name`` matches one of the (normalised) fnmatch ``patterns``."""
+    normalised = normalize(name)
+    return any(fnmatch.fnmatchcase(normalised, pattern) for pattern in patterns)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Iterable, Sequence
@@ -74,6 +75,14 @@ def private_index_page(project: PrivateProject) -> IndexPage:
         for f in sorted(project.files, key=lambda f: (version_key(f.version), f.filename))
     )
     return IndexPage(name=project.name, files=files, versions=tuple(project.versions()))
+
+
+def proxied_index_page(page: IndexPage) -> IndexPage:
+    """An upstream page with every file link pointing at this proxy (files are fetched through it)."""
+    files = tuple(
+        dataclasses.replace(f, url="../../" + file_path(page.name, f.filename)) for f in page.files
+    )
+    return dataclasses.replace(page, files=files)
 
 
 def _json_bytes(data: Any) -> bytes:

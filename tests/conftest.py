@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from proxy.auth import AuthStore
 from proxy.config import Settings, settings_from_mapping
 from proxy.web.app import create_app, runner_options
 from tests.builders import Dist
+from tests.fakeupstream import FakeUpstream
 
 PASSWORD = "correct horse battery"
 
@@ -37,10 +38,35 @@ def blockbuster() -> Iterator[None]:
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(**sections: dict[str, Any]) -> Settings:
-        data: dict[str, dict[str, Any]] = {"storage": {"data_dir": str(tmp_path / "data")}}
+        # Upstream is off unless a test turns it on (pointing at the fake one): never the internet.
+        data: dict[str, dict[str, Any]] = {
+            "storage": {"data_dir": str(tmp_path / "data")},
+            "upstream": {"enabled": False},
+        }
         for name, values in sections.items():
             data.setdefault(name, {}).update(values)
         return settings_from_mapping(data)
+
+    return make
+
+
+@pytest.fixture
+async def fake_upstream() -> AsyncIterator[FakeUpstream]:
+    """A fake PyPI on loopback (both flavours), with demo 1.0 and its dependency dep 2.0."""
+    upstream = FakeUpstream()
+    upstream.add(Dist("demo", "1.0", requires_dist=["dep>=2"]))
+    upstream.add(Dist("dep", "2.0"))
+    await upstream.start()
+    yield upstream
+    await upstream.stop()
+
+
+@pytest.fixture
+def upstream_settings(make_settings: Callable[..., Settings], fake_upstream: FakeUpstream) -> Callable[..., Settings]:
+    """Settings with upstream on, pointed at the fake one; keyword sections override."""
+    def make(upstream: dict[str, Any] | None = None, **sections: dict[str, Any]) -> Settings:
+        quick = {"enabled": True, "url": fake_upstream.url, "connect_timeout": 2, "read_timeout": 5}
+        return make_settings(upstream={**quick, **(upstream or {})}, **sections)
 
     return make
 

@@ -11,10 +11,12 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "proxy"
 LAYERS = {
-    0: {"proxy", "proxy.errors", "proxy.models", "proxy.names", "proxy.atomic"},
-    1: {"proxy.config", "proxy.negotiate", "proxy.render", "proxy.distmeta", "proxy.log"},
-    2: {"proxy.storage", "proxy.auth"},
-    3: {"proxy.services", "proxy.services.index", "proxy.services.upload"},
+    0: {"proxy", "proxy.errors", "proxy.models", "proxy.names", "proxy.atomic", "proxy.lru"},
+    1: {"proxy.config", "proxy.negotiate", "proxy.render", "proxy.distmeta", "proxy.log", "proxy.parse",
+        "proxy.merge"},
+    2: {"proxy.storage", "proxy.auth", "proxy.pagecache", "proxy.filecache", "proxy.upstream"},
+    3: {"proxy.services", "proxy.services.index", "proxy.services.upload", "proxy.services.public",
+        "proxy.services.downloads", "proxy.services.catalog"},
     4: {"proxy.web", "proxy.web.keys", "proxy.web.middlewares", "proxy.web.simple", "proxy.web.files",
         "proxy.web.api", "proxy.web.upload", "proxy.web.app", "proxy.server"},
     5: {"proxy.cli", "proxy.__main__"},

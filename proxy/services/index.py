@@ -40,7 +40,6 @@ class IndexService:
         self._projects: dict[str, tuple[Stamp, PrivateProject]] = {}
         self._pages: dict[tuple[str, str], tuple[Stamp, Rendered]] = {}
         self._names: tuple[Stamp | None, list[str]] | None = None
-        self._root_pages: dict[str, tuple[Stamp | None, Rendered]] = {}
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
@@ -79,19 +78,9 @@ class IndexService:
         self._pages[(name, content_type)] = (stamp, page)
         return page
 
-    async def project_names(self) -> list[str]:
+    async def project_names(self) -> tuple[Stamp | None, list[str]]:
+        """Display names of every private project, with the stamp that changes when one appears."""
         stamp = await self._run(self._storage.projects_stamp)
         if self._names is None or self._names[0] != stamp:
             self._names = (stamp, await self._run(self._storage.project_names))
-        return self._names[1]
-
-    async def root_page(self, content_type: str) -> Rendered:
-        names = await self.project_names()
-        stamp = self._names[0] if self._names else None
-        cached = self._root_pages.get(content_type)
-        if cached is not None and cached[0] == stamp and stamp is not None:
-            return cached[1]
-        body = render.root_json(names) if content_type == JSON_V1 else render.root_html(names)
-        page = rendered(body, content_type)
-        self._root_pages[content_type] = (stamp, page)
-        return page
+        return self._names

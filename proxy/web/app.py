@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -14,11 +15,17 @@ from proxy import render
 from proxy.atomic import sweep_temp_files
 from proxy.auth import AuthStore
 from proxy.config import Settings
+from proxy.filecache import FileCache
+from proxy.pagecache import PageCache
+from proxy.services.catalog import Catalog, Upstreams
+from proxy.services.downloads import Downloader
 from proxy.services.index import IndexService
+from proxy.services.public import PublicIndex
 from proxy.services.upload import UploadService
 from proxy.storage import PrivateStorage
+from proxy.upstream import Upstream, masked
 from proxy.web import api, files, middlewares, simple, upload
-from proxy.web.keys import AUTH, EXECUTOR, INDEX, SETTINGS, STORAGE, UPLOADS
+from proxy.web.keys import AUTH, CATALOG, EXECUTOR, INDEX, SETTINGS, STORAGE, UPLOADS
 
 log = structlog.get_logger(__name__)
 
@@ -28,6 +35,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_executor)
     app.cleanup_ctx.append(_services)
+    app.cleanup_ctx.append(_catalog)
     add_routes(app.router)
     return app
 
@@ -69,6 +77,40 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[UPLOADS] = UploadService(storage, auth, app[EXECUTOR], settings.upload.max_file_size)
     log.info("storage_ready", data_dir=str(settings.data_dir))
     yield
+
+
+async def _catalog(app: web.Application) -> AsyncIterator[None]:
+    """The merged index; with upstream on, its HTTP session, page cache and file cache too."""
+    settings = app[SETTINGS]
+    executor = app[EXECUTOR]
+    upstream_settings = settings.upstream
+    upstreams = None
+    async with contextlib.AsyncExitStack() as stack:
+        if upstream_settings.enabled:
+            session = await stack.enter_async_context(Upstream.new_session(upstream_settings))
+            upstream = Upstream(upstream_settings, session)
+            loop = asyncio.get_running_loop()
+            pages = await loop.run_in_executor(
+                executor, PageCache, settings.data_dir / "cache" / "pages", settings.cache.page_cache_size
+            )
+            stack.push_async_callback(loop.run_in_executor, executor, pages.close)
+            files = FileCache(settings.data_dir)
+            await loop.run_in_executor(executor, _prepare_file_cache, files)
+            index = PublicIndex(upstream, pages, executor, upstream_settings, settings.cache.rendered_memory)
+            stack.push_async_callback(index.close)
+            downloader = Downloader(upstream, files, executor)
+            stack.push_async_callback(downloader.close)
+            upstreams = Upstreams(index, files, downloader, upstream_settings.list_projects)
+            log.info("upstream_ready", url=masked(upstream.base), reserved=list(upstream_settings.reserved))
+        app[CATALOG] = Catalog(app[INDEX], app[STORAGE], upstreams, upstream_settings.reserved, executor)
+        yield
+
+
+def _prepare_file_cache(files: FileCache) -> None:
+    files.prepare()
+    removed = sweep_temp_files(files.temp_dir)  # young ones may belong to another live process
+    if removed:
+        log.warning("partial_downloads_removed", count=removed)
 
 
 def _prepare_storage(storage: PrivateStorage) -> None:

@@ -1,15 +1,24 @@
-"""Distribution and PEP 658 metadata files, sent with sendfile, Range, ETag and HEAD by aiohttp."""
+"""Distribution and PEP 658 metadata files: local ones by sendfile (Range, ETag, HEAD), cold
+upstream ones streamed to the client while the single download fills the cache."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import BinaryIO
+
+import structlog
 from aiohttp import web
 
-from proxy.errors import ProjectNotFound
 from proxy.names import check_safe_filename, content_type_for, normalize
-from proxy.web.keys import INDEX, STORAGE
+from proxy.services.downloads import CHUNK, Download
+from proxy.web.keys import CATALOG, EXECUTOR
+from proxy.web.simple import source_headers
 
+log = structlog.get_logger(__name__)
 IMMUTABLE = "max-age=31536000, immutable, public"
-METADATA_SUFFIX = ".metadata"
 
 
 async def distribution(request: web.Request) -> web.StreamResponse:
@@ -20,14 +29,81 @@ async def distribution(request: web.Request) -> web.StreamResponse:
             request.app.router["file"].url_for(project=name, filename=filename)
         )
     check_safe_filename(filename)
-    project = await request.app[INDEX].project(name)
-    listed = filename.removesuffix(METADATA_SUFFIX)
-    stored = project.file(listed) if project else None
-    # Only files the index lists are served: an unlisted one may be half of an interrupted upload.
-    if stored is None or (filename != listed and stored.metadata_sha256 is None):
-        raise ProjectNotFound(f"No file {filename!r} in project {name!r}.")
-    path = request.app[STORAGE].file_path(name, filename)
-    return web.FileResponse(
-        path,
-        headers={"Content-Type": content_type_for(filename), "Cache-Control": IMMUTABLE},
-    )
+    served = await request.app[CATALOG].file(name, filename)
+    headers = {
+        "Content-Type": content_type_for(filename),
+        "Cache-Control": IMMUTABLE,
+        **source_headers(served.source.value, served.cache.value if served.cache else None),
+    }
+    if served.path is not None:
+        return web.FileResponse(served.path, headers=headers)
+    assert served.download is not None
+    return await follow(request, served.download, headers)
+
+
+async def follow(request: web.Request, download: Download, headers: dict[str, str]) -> web.StreamResponse:
+    """Send a file while it downloads; on a failed download, break the connection off.
+
+    The last byte is held back until the file is verified, so a client never sees a corrupt
+    file as complete: with a Content-Length it gets too few bytes, when chunked no final chunk.
+    """
+    await download.started  # an upstream error here is still a clean 502/504
+    if request.method == "HEAD":
+        return web.FileResponse(await download.result, headers=headers)
+    loop = asyncio.get_running_loop()
+    executor = request.app[EXECUTOR]
+    handle = await _open_following(download, executor)
+    try:
+        response = web.StreamResponse(headers=headers)
+        if download.expected_size is not None:
+            response.content_length = download.expected_size
+        await response.prepare(request)
+        position = 0
+        while True:
+            limit = download.sendable()
+            if position < limit:
+                chunk = await loop.run_in_executor(
+                    executor, os.pread, handle.fileno(), min(CHUNK, limit - position), position
+                )
+                await response.write(chunk)
+                position += len(chunk)
+            elif download.result.done():
+                break
+            else:
+                await download.wait_sendable_beyond(position)
+    finally:
+        await loop.run_in_executor(executor, handle.close)
+    if download.result.exception() is not None:
+        log.warning("download_response_aborted", filename=download.spec.filename, sent=position)
+        if request.transport is not None:
+            request.transport.close()  # write_eof now fails: the client sees a broken response
+        return response
+    await response.write_eof()
+    return response
+
+
+async def _open_following(download: Download, executor: Executor) -> BinaryIO:
+    """The temp file being written; once it was renamed into the cache, the cached file."""
+    try:
+        return await _open_binary(download.temp_path, executor)
+    except FileNotFoundError:
+        return await _open_binary(await download.result, executor)
+
+
+async def _open_binary(path: Path, executor: Executor) -> BinaryIO:
+    """Open off the loop; if the request is cancelled meanwhile, the file is still closed."""
+    opening: asyncio.Future[BinaryIO] = asyncio.get_running_loop().run_in_executor(executor, _open_rb, path)
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_opened)
+        raise
+
+
+def _open_rb(path: Path) -> BinaryIO:
+    return open(path, "rb")
+
+
+def _close_opened(opening: asyncio.Future[BinaryIO]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from proxy.auth import AuthStore
 from proxy.config import Settings
+from proxy.services.catalog import Catalog
 from proxy.services.index import IndexService
 from proxy.services.upload import UploadService
 from proxy.storage import PrivateStorage
@@ -17,5 +18,6 @@ EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 STORAGE = web.AppKey("storage", PrivateStorage)
 AUTH = web.AppKey("auth", AuthStore)
 INDEX = web.AppKey("index", IndexService)
+CATALOG = web.AppKey("catalog", Catalog)
 UPLOADS = web.AppKey("uploads", UploadService)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -20,6 +20,8 @@ from proxy.errors import (
     StorageFull,
     Unauthenticated,
     UploadRejected,
+    UpstreamError,
+    UpstreamTimeout,
 )
 from proxy.web.keys import REQUEST_ID
 
@@ -72,6 +74,10 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return error_response(406, str(exc))
     except (ProjectNotFound, InvalidName) as exc:
         return error_response(404, str(exc))
+    except UpstreamTimeout as exc:
+        return error_response(504, f"Upstream timed out and nothing is cached: {exc}")
+    except UpstreamError as exc:
+        return error_response(502, f"Upstream failed and nothing is cached: {exc}")
 
 
 class AccessLogger(AbstractAccessLogger):

@@ -4,26 +4,32 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.errors import ProjectNotFound
 from proxy.names import normalize
 from proxy.negotiate import choose_content_type
-from proxy.services.index import Rendered
-from proxy.web.keys import INDEX
+from proxy.services.catalog import ServedPage
+from proxy.web.keys import CATALOG
 
-# Private pages change whenever someone publishes; clients revalidate each time (a 304 is cheap),
+# Pages change whenever someone publishes; clients revalidate each time (a 304 is cheap),
 # so a new release is installable the moment its upload returns (STANDARDS D2, E5).
 PAGE_CACHE_CONTROL = "max-age=0, must-revalidate, public"
 
 
-def page_response(request: web.Request, page: Rendered) -> web.Response:
+def page_response(request: web.Request, served: ServedPage) -> web.Response:
+    page = served.page
     headers = {
         "ETag": page.etag,
         "Vary": "Accept",
         "Cache-Control": PAGE_CACHE_CONTROL,
+        **source_headers(served.source.value, served.cache.value if served.cache else None),
     }
     if etag_matches(request.headers.get("If-None-Match"), page.etag):
         return web.Response(status=304, headers=headers)
     return web.Response(body=page.body, headers={**headers, "Content-Type": page.content_type})
+
+
+def source_headers(source: str, cache: str | None) -> dict[str, str]:
+    """Which source answered (private, upstream, merged) and, for upstream, how the cache did."""
+    return {"X-Proxy-Source": source, **({"X-Proxy-Cache": cache} if cache else {})}
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
@@ -36,8 +42,7 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 async def root(request: web.Request) -> web.Response:
     content_type = choose_content_type(request.headers.get("Accept"))
-    page = await request.app[INDEX].root_page(content_type)
-    return page_response(request, page)
+    return page_response(request, await request.app[CATALOG].root_page(content_type))
 
 
 async def project(request: web.Request) -> web.Response:
@@ -47,10 +52,7 @@ async def project(request: web.Request) -> web.Response:
         # PEP 503: clients may request any spelling; the canonical URL is normalised with a slash.
         raise web.HTTPMovedPermanently(request.app.router["simple_project"].url_for(project=name))
     content_type = choose_content_type(request.headers.get("Accept"))
-    page = await request.app[INDEX].page(name, content_type)
-    if page is None:
-        raise ProjectNotFound(f"No project named {name!r}.")
-    return page_response(request, page)
+    return page_response(request, await request.app[CATALOG].page(name, content_type))
 
 
 async def root_redirect(request: web.Request) -> web.Response:

@@ -1,0 +1,195 @@
+"""Upstream files fetched once per key, verified, cached; every waiting client follows the download.
+
+One task per (project, filename) streams the upstream body into a temp file, hashing as it goes.
+Clients read that temp file as it grows, so the first byte reaches them before the download ends,
+and a thousand clients on one cold file cost one upstream request. Each client is held back from
+the last byte until the hash and size are verified: a corrupt download never looks complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+import structlog
+from yarl import URL
+
+from proxy.errors import IntegrityError, ProxyError, StorageFull, UpstreamError
+from proxy.filecache import FileCache
+from proxy.upstream import Upstream, masked
+
+T = TypeVar("T")
+log = structlog.get_logger(__name__)
+CHUNK = 256 * 1024
+# Strongest first; the listing's best one is checked (PEP 503 allows any hashlib algorithm).
+_ALGORITHMS = ("sha256", "sha512", "sha384", "blake2b", "sha3_256", "sha224", "sha1", "md5")
+
+
+@dataclass(frozen=True, slots=True)
+class FileSpec:
+    """A file to fetch, exactly as a parsed upstream listing described it."""
+
+    project: str
+    filename: str
+    url: str
+    hashes: dict[str, str] = field(default_factory=dict)
+    size: int | None = None
+
+
+def expected_digest(hashes: dict[str, str]) -> tuple[str, str] | None:
+    """The (algorithm, hex) to verify against: the strongest one hashlib knows, if any."""
+    for name in _ALGORITHMS:
+        if name in hashes:
+            return name, hashes[name].lower()
+    return None
+
+
+class Download:
+    """One download in progress: readers follow ``written`` and await ``result``."""
+
+    def __init__(self, spec: FileSpec, temp_path: Path) -> None:
+        self.spec = spec
+        self.temp_path = temp_path
+        self.written = 0
+        self.expected_size: int | None = spec.size
+        loop = asyncio.get_running_loop()
+        self.started: asyncio.Future[None] = loop.create_future()  # set when upstream answered 200
+        self.result: asyncio.Future[Path] = loop.create_future()  # the committed file
+        self._progress = asyncio.Event()
+        for future in (self.started, self.result):
+            future.add_done_callback(_consume_exception)
+
+    def advanced(self) -> None:
+        self._progress.set()
+        self._progress = asyncio.Event()
+
+    async def wait_sendable_beyond(self, position: int) -> None:
+        """Return once more than ``position`` bytes may be sent, or the download has ended."""
+        while self.sendable() <= position and not self.result.done():
+            progress = self._progress
+            await progress.wait()
+
+    def sendable(self) -> int:
+        """Bytes a reader may send now: all but the last until the whole file is verified."""
+        if self.result.done() and not self.result.cancelled() and self.result.exception() is None:
+            return self.written
+        if self.expected_size is not None:  # when chunked, the withheld part is the final chunk
+            return min(self.written, self.expected_size - 1)
+        return self.written
+
+
+def _consume_exception(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: a download nobody waits for must not log "never retrieved"
+
+
+class Downloader:
+    """Single-flight downloads into the file cache. Tasks are owned: ``close`` awaits them all."""
+
+    def __init__(self, upstream: Upstream, cache: FileCache, executor: Executor) -> None:
+        self._upstream = upstream
+        self._cache = cache
+        self._executor = executor
+        self._inflight: dict[tuple[str, str], Download] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.upstream_requests = 0
+
+    async def _run(self, func: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+
+    async def fetch(self, spec: FileSpec) -> Download:
+        """The download of ``spec``: the one in flight, or a new one."""
+        key = (spec.project, spec.filename)
+        existing = self._inflight.get(key)
+        if existing is not None:
+            return existing
+        temp_path, handle = await self._run(self._cache.open_temp)
+        existing = self._inflight.get(key)  # another request may have started it meanwhile
+        if existing is not None:
+            await self._run(self._cache.discard, temp_path, handle)
+            return existing
+        download = Download(spec, temp_path)
+        self._inflight[key] = download
+        task = asyncio.create_task(self._download(download, handle), name=f"download {spec.filename}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return download
+
+    async def close(self) -> None:
+        """Abandon downloads in flight (their temp files are removed) and wait for them to end."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _download(self, download: Download, handle: BinaryIO) -> None:
+        spec = download.spec
+        started = time.monotonic()
+        try:
+            final = await self._stream(download, handle)
+        except BaseException as exc:
+            await asyncio.shield(self._run(self._cache.discard, download.temp_path, handle))
+            failure = _as_domain_error(exc)
+            for future in (download.started, download.result):
+                if not future.done():
+                    future.set_exception(failure)
+            download.advanced()
+            log_event = log.error if isinstance(exc, IntegrityError) else log.warning
+            log_event("upstream_download_failed", project=spec.project, filename=spec.filename,
+                      url=masked(URL(spec.url, encoded=True)), error=str(exc) or type(exc).__name__)
+            if not isinstance(exc, Exception):
+                raise  # cancellation (shutdown) goes on up
+        else:
+            download.result.set_result(final)
+            download.advanced()
+            log.info("upstream_download", project=spec.project, filename=spec.filename,
+                     bytes=download.written, ms=round((time.monotonic() - started) * 1000, 1))
+        finally:
+            self._inflight.pop((spec.project, spec.filename), None)
+
+    async def _stream(self, download: Download, handle: BinaryIO) -> Path:
+        spec = download.spec
+        digest = expected_digest(spec.hashes)
+        hasher = hashlib.new(digest[0]) if digest else None
+        self.upstream_requests += 1
+        async with self._upstream.open_file(spec.url) as response:
+            length = response.content_length
+            if length is not None and spec.size is not None and length != spec.size:
+                raise IntegrityError(f"{spec.filename}: upstream sends {length} bytes, listed {spec.size}")
+            download.expected_size = spec.size if spec.size is not None else length
+            download.started.set_result(None)
+            async for chunk in response.content.iter_chunked(CHUNK):
+                await self._run(_write, handle, hasher, chunk)
+                download.written += len(chunk)
+                if download.expected_size is not None and download.written > download.expected_size:
+                    raise IntegrityError(f"{spec.filename}: upstream sent more than {download.expected_size} bytes")
+                download.advanced()
+        if download.expected_size is not None and download.written != download.expected_size:
+            raise IntegrityError(
+                f"{spec.filename}: upstream sent {download.written} of {download.expected_size} bytes"
+            )
+        if digest and hasher and hasher.hexdigest() != digest[1]:
+            raise IntegrityError(f"{spec.filename}: {digest[0]} does not match the listing")
+        if not digest:
+            log.warning("upstream_file_unverified", project=spec.project, filename=spec.filename)
+        return await self._run(self._cache.commit, download.temp_path, handle, spec.project, spec.filename)
+
+
+def _write(handle: BinaryIO, hasher: Any, chunk: bytes) -> None:
+    handle.write(chunk)
+    if hasher is not None:
+        hasher.update(chunk)
+
+
+def _as_domain_error(exc: BaseException) -> ProxyError:
+    if isinstance(exc, ProxyError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return StorageFull("The disk is full; the file could not be cached.")
+    return UpstreamError(f"download abandoned: {exc!r}")

@@ -1,0 +1,200 @@
+"""The upstream index over HTTP: the only user of aiohttp's client in the package."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+import aiohttp
+import structlog
+from yarl import URL
+
+from proxy import __version__
+from proxy.config import UpstreamSettings
+from proxy.errors import InvalidUpstreamResponse, UpstreamTimeout, UpstreamUnavailable
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+# What we ask upstream for: PEP 691 JSON first, PEP 503 HTML from upstreams that only speak that.
+PAGE_ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
+)
+USER_AGENT = f"pypi-proxy/{__version__}"
+MAX_PAGE_BYTES = 64 * 1024**2
+MAX_PROJECT_LIST_BYTES = 512 * 1024**2
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_RETRY_PAUSE = 0.2  # seconds before the first retry; doubled for each next one
+
+
+@dataclass(frozen=True, slots=True)
+class PageAnswer:
+    """Upstream's answer to a page request: 200 with a body, 304, or 404."""
+
+    status: int
+    url: str = ""
+    body: bytes = b""
+    content_type: str = ""
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+def masked(url: URL) -> str:
+    """The URL for logs: never a password, never a query string (signed URLs carry secrets)."""
+    shown = url.with_query(None).with_fragment(None)
+    return str(shown.with_password("***") if url.password else shown)
+
+
+class Upstream:
+    """Fetches pages (with revalidation) and streams files from the configured upstream index.
+
+    No ``raise_for_status``: 304 and 404 are normal answers here. Connection errors, timeouts and
+    5xx are retried, then raised as UpstreamUnavailable/UpstreamTimeout.
+    """
+
+    def __init__(self, settings: UpstreamSettings, session: aiohttp.ClientSession) -> None:
+        self._settings = settings
+        self._session = session
+        self.base = URL(settings.url.rstrip("/") + "/")
+        self._origin = self.base.origin()
+        self._authorization: str | None = None
+        if settings.username or settings.password:
+            token = base64.b64encode(f"{settings.username}:{settings.password}".encode()).decode()
+            self._authorization = f"Basic {token}"
+
+    @staticmethod
+    def new_session(settings: UpstreamSettings) -> aiohttp.ClientSession:
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
+        )
+        # trust_env: HTTPS_PROXY, HTTP_PROXY and NO_PROXY are honoured, as pip does.
+        return aiohttp.ClientSession(
+            timeout=timeout, trust_env=True, headers={"User-Agent": USER_AGENT}
+        )
+
+    def project_url(self, name: str) -> URL:
+        return self.base / name / ""
+
+    async def fetch_page(self, url: URL, etag: str | None = None, last_modified: str | None = None,
+                         max_bytes: int = MAX_PAGE_BYTES) -> PageAnswer:
+        """GET a simple-API page, conditionally when validators are given; 200, 304 or 404."""
+        headers = {"Accept": PAGE_ACCEPT}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        return await self._retry(lambda: self._fetch_page_once(url, headers, max_bytes))
+
+    async def _fetch_page_once(self, url: URL, headers: dict[str, str], max_bytes: int) -> PageAnswer:
+        started = time.monotonic()
+        response = await self._open(url, headers, same_origin=True, raw=False)
+        try:
+            with _mapped_errors(url):
+                answer = await _page_answer(response, max_bytes)
+        finally:
+            response.release()
+        log.info("upstream_fetch", url=masked(url), status=answer.status, bytes=len(answer.body),
+                 ms=round((time.monotonic() - started) * 1000, 1))
+        return answer
+
+    @asynccontextmanager
+    async def open_file(self, url: str) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A 200 response for a file URL taken from a parsed listing, its body not yet read.
+
+        Redirects to other hosts are followed (files live on CDNs, G2); the bytes are verified
+        against the listing's hash by the caller, and credentials never leave the upstream's host.
+        Errors while the caller reads the body come out as UpstreamUnavailable/UpstreamTimeout.
+        """
+        target = URL(url, encoded=True)
+        headers = {"Accept-Encoding": "identity"}  # the stored bytes must be the listed bytes
+        response = await self._retry(lambda: self._open(target, headers, same_origin=False, raw=True))
+        try:
+            if response.status in (404, 410):
+                raise InvalidUpstreamResponse(f"upstream has no file at {masked(response.url)}")
+            if response.status != 200:
+                raise InvalidUpstreamResponse(f"upstream answered {response.status} for {masked(response.url)}")
+            with _mapped_errors(target):
+                yield response
+        finally:
+            response.release()
+
+    async def _retry(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Retry connection errors and 5xx; a timeout is not retried (the client is waiting)."""
+        for number in range(self._settings.retries + 1):
+            try:
+                return await attempt()
+            except UpstreamTimeout:
+                raise
+            except UpstreamUnavailable as exc:
+                if number == self._settings.retries:
+                    raise
+                log.warning("upstream_retry", error=str(exc), attempt=number + 1)
+                await asyncio.sleep(_RETRY_PAUSE * 2**number)
+        raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
+
+    async def _open(self, url: URL, headers: dict[str, str], *, same_origin: bool,
+                    raw: bool) -> aiohttp.ClientResponse:
+        """GET following redirects by hand, so credentials go to the upstream's origin only.
+
+        The caller releases the returned response. 5xx answers are raised as UpstreamUnavailable.
+        """
+        for _ in range(MAX_REDIRECTS + 1):
+            sent = dict(headers)
+            if self._authorization and url.origin() == self._origin:
+                sent["Authorization"] = self._authorization
+            with _mapped_errors(url):
+                response = await self._session.get(
+                    url, headers=sent, allow_redirects=False, auto_decompress=not raw
+                )
+            location = response.headers.get("Location")
+            if response.status in _REDIRECTS and location:
+                response.release()
+                target = url.join(URL(location))
+                if same_origin and target.origin() != self._origin:
+                    raise InvalidUpstreamResponse(
+                        f"upstream redirected {masked(url)} to another host: {masked(target)}"
+                    )
+                url = target
+                continue
+            if response.status >= 500:
+                response.release()
+                raise UpstreamUnavailable(f"upstream answered {response.status} for {masked(url)}")
+            return response
+        raise InvalidUpstreamResponse(f"more than {MAX_REDIRECTS} redirects from {masked(url)}")
+
+
+async def _page_answer(response: aiohttp.ClientResponse, max_bytes: int) -> PageAnswer:
+    if response.status in (404, 410):
+        return PageAnswer(404, str(response.url))
+    if response.status == 304:
+        return PageAnswer(304, str(response.url), etag=response.headers.get("ETag"),
+                          last_modified=response.headers.get("Last-Modified"))
+    if response.status != 200:
+        raise InvalidUpstreamResponse(f"upstream answered {response.status} for {masked(response.url)}")
+    if response.content_length is not None and response.content_length > max_bytes:
+        raise InvalidUpstreamResponse(f"upstream page {masked(response.url)} is too large")
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(256 * 1024):
+        body += chunk
+        if len(body) > max_bytes:
+            raise InvalidUpstreamResponse(f"upstream page {masked(response.url)} is too large")
+    return PageAnswer(
+        200, str(response.url), bytes(body), response.headers.get("Content-Type", ""),
+        response.headers.get("ETag"), response.headers.get("Last-Modified"),
+    )
+
+
+@contextmanager
+def _mapped_errors(url: URL) -> Iterator[None]:
+    try:
+        yield
+    except asyncio.TimeoutError:
+        raise UpstreamTimeout(f"upstream timed out: {masked(url)}") from None
+    except aiohttp.ClientError as exc:
+        raise UpstreamUnavailable(f"upstream failed on {masked(url)}: {exc}") from None

@@ -1,0 +1,231 @@
+"""A PyPI stand-in for tests: a real aiohttp server on loopback serving real wheels built by the
+tests, speaking PEP 691 JSON, PEP 503 HTML or both, and able to misbehave on request."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import html
+import json
+import re
+import socket
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.builders import Dist
+
+JSON_V1 = "application/vnd.pypi.simple.v1+json"
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class FakeFile:
+    filename: str
+    content: bytes
+    metadata: bytes | None = None  # PEP 658 file, offered when set
+    requires_python: str | None = None
+    yanked: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+
+@dataclass
+class Misbehaviour:
+    """Switches a test flips to make the upstream fail in one specific way."""
+
+    page_status: int | None = None  # answer every page with this status (500, 503, 404, ...)
+    file_status: int | None = None
+    delay: float = 0.0  # seconds to wait before answering anything
+    truncate_pages: bool = False  # announce the full length, send half, close
+    truncate_files: bool = False
+    corrupt_files: bool = False  # send different bytes of the right length (wrong hash)
+    redirect_pages_to: str | None = None  # absolute base URL: 302 to <base><path>
+    redirect_files_to: str | None = None
+    file_chunk_pause: float = 0.0  # pause between chunks of a file body (a slow download)
+
+
+@dataclass
+class FakeUpstream:
+    flavour: str = "both"  # "json", "html" or "both" (negotiated like PyPI)
+    projects: dict[str, list[FakeFile]] = field(default_factory=dict)
+    project_names: dict[str, str] = field(default_factory=dict)
+    requests: Counter[str] = field(default_factory=Counter)
+    seen_headers: list[dict[str, str]] = field(default_factory=list)
+    bad: Misbehaviour = field(default_factory=Misbehaviour)
+    port: int = 0
+    _runner: web.AppRunner | None = None
+
+    # Content --------------------------------------------------------------------------------
+
+    def add(self, dist: Dist, wheel: bool = True, sdist: bool = True, metadata: bool = True,
+            yanked: str | None = None) -> list[FakeFile]:
+        key = _normalize(dist.name)
+        self.project_names.setdefault(key, dist.name)
+        added = []
+        if wheel:
+            added.append(FakeFile(dist.wheel_filename, dist.wheel(), dist.metadata() if metadata else None,
+                                  dist.requires_python, yanked))
+        if sdist:
+            added.append(FakeFile(dist.sdist_filename, dist.sdist(), None, dist.requires_python, yanked))
+        self.projects.setdefault(key, []).extend(added)
+        return added
+
+    def file(self, filename: str) -> FakeFile:
+        return next(f for files in self.projects.values() for f in files if f.filename == filename)
+
+    # Lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.origin}/simple"
+
+    async def start(self) -> None:
+        """Listen (again) on the same port, so a proxy configured with ``url`` finds it."""
+        self.port = self.port or free_port()
+        app = web.Application()
+        app.router.add_get("/simple/", self._root)
+        app.router.add_get("/simple/{project}/", self._page)
+        app.router.add_get("/files/{filename}", self._file)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
+
+    async def stop(self) -> None:
+        """Go down: connections are refused until ``start`` again."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # Handlers -------------------------------------------------------------------------------
+
+    async def _misbehave(self, request: web.Request, status: int | None,
+                         redirect: str | None) -> web.Response | None:
+        self.requests[request.path] += 1
+        self.seen_headers.append(dict(request.headers))
+        if self.bad.delay:
+            await asyncio.sleep(self.bad.delay)
+        if redirect:
+            raise web.HTTPFound(redirect + request.path_qs)
+        if status is not None:
+            return web.Response(status=status, text="misbehaving\n")
+        return None
+
+    def _wants_json(self, request: web.Request) -> bool:
+        if self.flavour != "both":
+            return self.flavour == "json"
+        return JSON_V1 in request.headers.get("Accept", "")
+
+    async def _answer(self, request: web.Request, body: bytes, content_type: str) -> web.StreamResponse:
+        etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers={"ETag": etag})
+        if self.bad.truncate_pages:
+            return await _truncated(request, body, content_type)
+        return web.Response(body=body, headers={"Content-Type": content_type, "ETag": etag,
+                                                "Vary": "Accept"})
+
+    async def _root(self, request: web.Request) -> web.StreamResponse:
+        if (refusal := await self._misbehave(request, self.bad.page_status, self.bad.redirect_pages_to)) is not None:
+            return refusal
+        names = sorted(self.project_names.values(), key=_normalize)
+        if self._wants_json(request):
+            body = json.dumps({"meta": {"api-version": "1.1"}, "projects": [{"name": n} for n in names]})
+            return await self._answer(request, body.encode(), JSON_V1)
+        anchors = "".join(f'<a href="{_normalize(n)}/">{html.escape(n)}</a>\n' for n in names)
+        return await self._answer(request, f"<html><body>{anchors}</body></html>".encode(), "text/html")
+
+    async def _page(self, request: web.Request) -> web.StreamResponse:
+        if (refusal := await self._misbehave(request, self.bad.page_status, self.bad.redirect_pages_to)) is not None:
+            return refusal
+        name = request.match_info["project"]
+        if name not in self.projects:
+            return web.Response(status=404, text="Not Found\n")
+        files = self.projects[name]
+        if self._wants_json(request):
+            return await self._answer(request, self._json_page(name, files), JSON_V1)
+        return await self._answer(request, self._html_page(name, files), "text/html; charset=utf-8")
+
+    def _json_page(self, name: str, files: list[FakeFile]) -> bytes:
+        def entry(f: FakeFile) -> dict[str, Any]:
+            meta: Any = {"sha256": hashlib.sha256(f.metadata).hexdigest()} if f.metadata else False
+            return {
+                "filename": f.filename, "url": f"{self.origin}/files/{f.filename}",
+                "hashes": {"sha256": f.sha256}, "requires-python": f.requires_python,
+                "core-metadata": meta, "data-dist-info-metadata": meta,
+                "yanked": f.yanked if f.yanked else False, "size": len(f.content),
+                "upload-time": "2025-01-02T03:04:05.000000Z",
+            }
+        versions = sorted({f.filename.split("-")[1].removesuffix(".tar.gz") for f in files})
+        document = {"meta": {"api-version": "1.1"}, "name": name, "versions": versions,
+                    "files": [entry(f) for f in files]}
+        return json.dumps(document).encode()
+
+    def _html_page(self, name: str, files: list[FakeFile]) -> bytes:
+        anchors = []
+        for f in files:
+            attributes = ""
+            if f.requires_python:
+                attributes += f' data-requires-python="{html.escape(f.requires_python)}"'
+            if f.yanked is not None:
+                attributes += f' data-yanked="{html.escape(f.yanked)}"'
+            if f.metadata:
+                attributes += f' data-dist-info-metadata="sha256={hashlib.sha256(f.metadata).hexdigest()}"'
+            anchors.append(f'<a href="../../files/{f.filename}#sha256={f.sha256}"{attributes}>{f.filename}</a>')
+        return ("<!DOCTYPE html><html><body>\n" + "<br>\n".join(anchors) + "\n</body></html>\n").encode()
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        if (refusal := await self._misbehave(request, self.bad.file_status, self.bad.redirect_files_to)) is not None:
+            return refusal
+        filename = request.match_info["filename"]
+        metadata = filename.endswith(".metadata")
+        try:
+            found = self.file(filename.removesuffix(".metadata"))
+        except StopIteration:
+            return web.Response(status=404)
+        body = found.metadata if metadata else found.content
+        if body is None:
+            return web.Response(status=404)
+        if self.bad.corrupt_files:
+            body = bytes(b ^ 0xFF for b in body)
+        if self.bad.truncate_files:
+            return await _truncated(request, body, "application/octet-stream")
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = len(body)
+        await response.prepare(request)
+        step = 64 * 1024
+        for start in range(0, len(body), step):
+            await response.write(body[start:start + step])
+            if self.bad.file_chunk_pause:
+                await asyncio.sleep(self.bad.file_chunk_pause)
+        await response.write_eof()
+        return response
+
+
+async def _truncated(request: web.Request, body: bytes, content_type: str) -> web.StreamResponse:
+    """Announce the whole length, send half of it, and hang up."""
+    response = web.StreamResponse(headers={"Content-Type": content_type})
+    response.content_length = len(body)
+    await response.prepare(request)
+    await response.write(body[: len(body) // 2])
+    assert request.transport is not None
+    request.transport.close()
+    return response
