@@ -16,7 +16,7 @@ from proxy.models import IndexFile, IndexPage, parse_iso, version_key
 from proxy.names import check_safe_filename, normalize
 
 JSON_TYPES = ("application/vnd.pypi.simple.v1+json", "application/json")
-_HASH = re.compile(r"^([a-z0-9_]+)=([0-9a-fA-F]+)$")
+_HASH = re.compile(r"^([a-z0-9_]+)=([0-9a-f]+)$", re.IGNORECASE)
 _LEGACY_SDIST = re.compile(r"^(?P<stem>.+?)(\.tar\.gz|\.tar\.bz2|\.tar\.xz|\.tgz|\.zip|\.tar)$", re.IGNORECASE)
 
 
@@ -68,12 +68,15 @@ def parse_project_list(body: bytes, content_type: str) -> list[str]:
 
 
 def version_from_filename(filename: str, project: str) -> str | None:
-    """The version a wheel or sdist filename names, or None when it cannot be told."""
+    """The version a wheel or sdist filename of ``project`` names, or None when it cannot be told."""
     try:
         if filename.endswith(".whl"):
-            return str(parse_wheel_filename(filename)[1])
+            name, version, *_ = parse_wheel_filename(filename)
+            return str(version) if name == project else None
         if filename.endswith((".tar.gz", ".zip")):
-            return str(parse_sdist_filename(filename)[1])
+            name, version = parse_sdist_filename(filename)
+            if name == project:
+                return str(version)
     except (InvalidWheelFilename, InvalidSdistFilename):
         pass
     # Legacy sdists ("Foo_Bar-1.0.zip", "foo-bar-1.0.tar.gz"): strip the name, keep the rest.

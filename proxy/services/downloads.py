@@ -44,7 +44,7 @@ class FileSpec:
 
 
 def expected_digest(hashes: dict[str, str]) -> tuple[str, str] | None:
-    """The (algorithm, hex) to verify against: the strongest one hashlib knows, if any."""
+    """The (algorithm, hex) to verify against: sha256 when listed (PyPI's), else the strongest other."""
     for name in _ALGORITHMS:
         if name in hashes:
             return name, hashes[name].lower()

@@ -1,0 +1,196 @@
+"""The pure and small pieces behind the upstream fallback, tested without a server.
+
+Merging and shadowing (dependency confusion), the LRU of rendered pages, the page cache on disk,
+the file cache's commit, URL masking for logs, and the proxied page's rewritten links.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from yarl import URL
+
+from proxy import render
+from proxy.filecache import FileCache
+from proxy.errors import InvalidName
+from proxy.lru import LruCache
+from proxy.merge import Source, project_names, source_for
+from proxy.models import IndexFile, IndexPage
+from proxy.pagecache import CachedPage, CachedProjectList, PageCache
+from proxy.services.downloads import expected_digest
+from proxy.upstream import masked
+
+SHA = "ab" * 32
+
+
+# Merge and shadow -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "is_private", "reserved", "enabled", "source"), [
+    ("requests", False, (), True, Source.UPSTREAM),
+    ("requests", True, (), True, Source.PRIVATE),  # a private release shadows the public project
+    ("acme-tools", False, ("acme-*",), True, Source.NONE),  # reserved: never looked up upstream
+    ("acme-tools", True, ("acme-*",), True, Source.PRIVATE),  # ... until a private release exists
+    ("acmetools", False, ("acme-*",), True, Source.UPSTREAM),
+    ("requests", False, (), False, Source.NONE),  # upstream switched off
+    ("requests", True, (), False, Source.PRIVATE),
+])
+def test_source_for(name: str, is_private: bool, reserved: tuple[str, ...], enabled: bool, source: Source) -> None:
+    assert source_for(name, is_private=is_private, reserved=reserved, upstream_enabled=enabled) is source
+
+
+def test_project_names_merges_one_per_normalised_name_private_spelling_first() -> None:
+    merged = project_names(["Acme.Tools", "Requests"], ["requests", "acme-tools", "Flask", "acme-secret", "a_b"],
+                           reserved=["acme-*"])
+    assert merged == ["a_b", "Acme.Tools", "Flask", "Requests"]
+
+
+def test_project_names_without_upstream_is_the_private_list() -> None:
+    assert project_names(["b", "a"], [], reserved=[]) == ["a", "b"]
+
+
+# LRU of rendered pages ------------------------------------------------------------------------------------
+
+
+def test_lru_evicts_least_recently_used_by_weight() -> None:
+    cache: LruCache[str, bytes] = LruCache(10, weigh=len)
+    cache.put("a", b"1234")
+    cache.put("b", b"1234")
+    assert cache.get("a") == b"1234"  # a is now the most recently used
+    cache.put("c", b"1234")
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (b"1234", None, b"1234")
+    assert cache.weight == 8
+
+
+def test_lru_never_keeps_a_value_heavier_than_the_budget() -> None:
+    cache: LruCache[str, bytes] = LruCache(4, weigh=len)
+    cache.put("small", b"12")
+    cache.put("big", b"12345")
+    assert cache.get("big") is None
+    assert cache.get("small") == b"12"
+
+
+def test_lru_replacing_a_key_reweighs_it() -> None:
+    cache: LruCache[str, bytes] = LruCache(10, weigh=len)
+    cache.put("a", b"123456")
+    cache.put("a", b"1")
+    assert (len(cache), cache.weight) == (1, 1)
+    assert cache.pop("a") == b"1"
+    assert (len(cache), cache.weight, cache.pop("a")) == (0, 0, None)
+
+
+# The page cache on disk -------------------------------------------------------------------------------------
+
+
+def sample_page() -> IndexPage:
+    return IndexPage(name="demo", versions=("1.0",), files=(
+        IndexFile("demo-1.0.tar.gz", "https://files.example/demo-1.0.tar.gz", {"sha256": SHA}, size=3),
+    ))
+
+
+def test_page_cache_round_trip_survives_reopening(tmp_path: Path) -> None:
+    record = CachedPage(200, 1700000000.5, sample_page(), etag='"e1"', last_modified="Mon", content_id="c1")
+    cache = PageCache(tmp_path, size_limit=2**20)
+    cache.store_page("demo", record)
+    cache.store_project_list(CachedProjectList(1.0, ("A", "b"), etag='"l"'))
+    cache.close()
+    reopened = PageCache(tmp_path, size_limit=2**20)
+    assert reopened.page("demo") == record
+    assert reopened.project_list() == CachedProjectList(1.0, ("A", "b"), etag='"l"')
+    assert reopened.page("other") is None
+    assert reopened.volume() > 0
+    reopened.close()
+
+
+def test_page_cache_remembers_not_found(tmp_path: Path) -> None:
+    cache = PageCache(tmp_path, size_limit=2**20)
+    cache.store_page("nope", CachedPage(404, 5.0))
+    assert cache.page("nope") == CachedPage(404, 5.0)
+    cache.close()
+
+
+@pytest.mark.parametrize("raw", [b"{broken", json.dumps({"format": 999, "status": 200}).encode(), b"[]", "text"])
+def test_page_cache_unreadable_or_other_format_is_a_miss(tmp_path: Path, raw: object) -> None:
+    """A record written by another version, or damaged, is fetched again instead of failing requests."""
+    cache = PageCache(tmp_path, size_limit=2**20)
+    cache._cache.set("page:demo", raw)
+    assert cache.page("demo") is None
+    cache.close()
+
+
+# The file cache ----------------------------------------------------------------------------------------------
+
+
+def test_file_cache_commit_moves_a_complete_file_into_place(tmp_path: Path) -> None:
+    cache = FileCache(tmp_path)
+    cache.prepare()
+    temp, handle = cache.open_temp()
+    handle.write(b"wheel bytes")
+    assert cache.cached("demo", "demo-1.0.tar.gz") is None
+    final = cache.commit(temp, handle, "demo", "demo-1.0.tar.gz")
+    assert final == tmp_path / "cache" / "files" / "demo" / "demo-1.0.tar.gz"
+    assert final.read_bytes() == b"wheel bytes"
+    assert cache.cached("demo", "demo-1.0.tar.gz") == final
+    assert list(cache.temp_dir.iterdir()) == []
+
+
+def test_file_cache_discard_leaves_nothing(tmp_path: Path) -> None:
+    cache = FileCache(tmp_path)
+    cache.prepare()
+    temp, handle = cache.open_temp()
+    handle.write(b"half")
+    cache.discard(temp, handle)
+    assert list(cache.temp_dir.iterdir()) == []
+    assert not cache.root.joinpath("demo").exists()
+
+
+@pytest.mark.parametrize(("project", "filename"), [("..", "x.whl"), ("demo", "../x.whl"), ("demo", "a/b.whl")])
+def test_file_cache_refuses_paths_outside_its_directory(tmp_path: Path, project: str, filename: str) -> None:
+    with pytest.raises(InvalidName):
+        FileCache(tmp_path).path(project, filename)
+
+
+@pytest.mark.parametrize(("hashes", "expected"), [
+    ({"md5": "aa", "sha256": "BB"}, ("sha256", "bb")),
+    ({"sha512": "cc", "sha256": "bb"}, ("sha256", "bb")),
+    ({"sha512": "cc", "md5": "aa"}, ("sha512", "cc")),
+    ({"md5": "aa"}, ("md5", "aa")),
+    ({"crc32": "aa"}, None),
+    ({}, None),
+])
+def test_expected_digest_prefers_sha256_then_the_strongest(hashes: dict[str, str], expected: tuple[str, str] | None) -> None:
+    assert expected_digest(hashes) == expected
+
+
+# Logs and links ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("https://user:secret@index.example/simple/", "https://user:***@index.example/simple/"),
+    ("https://files.example/a.whl?X-Amz-Signature=abc#frag", "https://files.example/a.whl"),
+    ("https://index.example/simple/demo/", "https://index.example/simple/demo/"),
+])
+def test_masked_urls_never_show_secrets(url: str, shown: str) -> None:
+    assert masked(URL(url)) == shown
+
+
+def test_proxied_page_points_every_file_at_the_proxy() -> None:
+    """Upstream file links are rewritten to the proxy's own file URLs; nothing else changes."""
+    page = IndexPage(name="demo", versions=("1.0",), files=(
+        IndexFile("demo-1.0+local.tar.gz", "https://files.example/x/demo-1.0+local.tar.gz", {"sha256": SHA},
+                  core_metadata={}, size=3),
+    ))
+    (file,) = render.proxied_index_page(page).files
+    assert file.url == "../../files/demo/demo-1.0%2Blocal.tar.gz"
+    assert (file.hashes, file.core_metadata, file.size) == ({"sha256": SHA}, {}, 3)
+
+
+def test_core_metadata_offered_without_a_hash_renders_as_true() -> None:
+    """PEP 658/714: an upstream file whose metadata hash is unknown is still announced."""
+    page = IndexPage(name="demo", versions=("1.0",), files=(IndexFile("demo-1.0.tar.gz", "x", core_metadata={}),))
+    document = json.loads(render.project_json(page))
+    assert document["files"][0]["core-metadata"] is True
+    assert document["files"][0]["dist-info-metadata"] is True
+    assert b'data-core-metadata="true"' in render.project_html(page)
