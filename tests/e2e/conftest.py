@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pty
 import re
@@ -10,13 +11,17 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.fakeupstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -169,3 +174,44 @@ def readme_snippet(name: str) -> str:
     match = re.search(rf"<!-- test: {re.escape(name)} -->\n```[a-z]*\n(.*?)```", text, re.S)
     assert match, f"README.md has no snippet {name!r}"
     return match.group(1)
+
+
+class UpstreamThread:
+    """A FakeUpstream served from its own event loop in a background thread, for synchronous tests."""
+
+    def __init__(self, upstream: FakeUpstream) -> None:
+        self.upstream = upstream
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-upstream", daemon=True)
+        self._thread.start()
+
+    def _call(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
+
+    def start(self) -> None:
+        self._call(self.upstream.start())
+
+    def stop(self) -> None:
+        self._call(self.upstream.stop())
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+
+def start_proxy(home: Path, *args: str) -> Server:
+    """`pypi-proxy serve` with its data and log under ``home``."""
+    env = clean_env(home)
+    port = free_port()
+    with open(home / "server.log", "ab") as log:
+        process = subprocess.Popen([tool("pypi-proxy"), "serve", "--port", str(port), "--data-dir",
+                                    str(home / "data"), *args], env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_serving(f"{url}/pypi/simple/", process)
+    return Server(url, home, env, process)
+
+
+def stop_proxy(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    process.wait(timeout=30)
