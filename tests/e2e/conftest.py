@@ -8,7 +8,6 @@ import pty
 import re
 import select
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakeupstream import FakeUpstream
+from tests.fakeupstream import FakeUpstream, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -36,10 +35,11 @@ def tool(name: str) -> str:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def installed_version(target: Path, module: str) -> str:
+    """VALUE of a test package's module installed into ``target`` (pip/uv --target)."""
+    namespace: dict[str, str] = {}
+    exec((target / module / "__init__.py").read_text(), namespace)
+    return namespace["VALUE"]
 
 
 def clean_env(home: Path) -> dict[str, str]:

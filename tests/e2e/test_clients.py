@@ -16,15 +16,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from tests.builders import Dist
-from tests.e2e.conftest import PASSWORD, ROOT, Server, answer_prompts, readme_snippet, tool
+from tests.e2e.conftest import PASSWORD, ROOT, Server, answer_prompts, installed_version, readme_snippet, tool
 
 pytestmark = pytest.mark.e2e
-
-
-def installed_version(target: Path, module: str) -> str:
-    namespace: dict[str, str] = {}
-    exec((target / module / "__init__.py").read_text(), namespace)
-    return namespace["VALUE"]
 
 
 def pip_install(server: Server, target: Path, *args: str, env: dict[str, str] | None = None) -> None:

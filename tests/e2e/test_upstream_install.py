@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.builders import Dist
-from tests.e2e.conftest import PASSWORD, Server, UpstreamThread, start_proxy, stop_proxy, tool
+from tests.e2e.conftest import PASSWORD, Server, UpstreamThread, installed_version, start_proxy, stop_proxy, tool
 from tests.fakeupstream import FakeUpstream
 
 pytestmark = pytest.mark.e2e
@@ -52,12 +52,7 @@ def proxy(upstream: UpstreamThread, tmp_path: Path) -> Iterator[Server]:
 
 
 def installed(target: Path) -> dict[str, str]:
-    versions = {}
-    for name in EXPECTED:
-        namespace: dict[str, str] = {}
-        exec((target / name / "__init__.py").read_text(), namespace)
-        versions[name] = namespace["VALUE"]
-    return versions
+    return {name: installed_version(target, name) for name in EXPECTED}
 
 
 def pip(proxy: Server, target: Path) -> float:
@@ -116,11 +111,5 @@ def test_a_private_upload_shadows_the_public_project_for_pip(upstream: UpstreamT
                str(wheel)])
     proxy.run([tool("python"), "-m", "pip", "install", "--target", str(tmp_path / "t"), "--index-url",
                proxy.simple, "demo", "dep"])
-    assert installed_one(tmp_path / "t", "dep") == "1.5"
-    assert installed_one(tmp_path / "t", "demo") == "0.9"
-
-
-def installed_one(target: Path, name: str) -> str:
-    namespace: dict[str, str] = {}
-    exec((target / name / "__init__.py").read_text(), namespace)
-    return namespace["VALUE"]
+    assert installed_version(tmp_path / "t", "dep") == "1.5"
+    assert installed_version(tmp_path / "t", "demo") == "0.9"
