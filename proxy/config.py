@@ -52,6 +52,13 @@ def _size(key: str, value: Any) -> int:
     return size
 
 
+def _optional_size(key: str, value: Any) -> int | None:
+    """A size, or "" / 0 for no limit."""
+    if value in ("", 0):
+        return None
+    return _size(key, value)
+
+
 def _choice(*allowed: str) -> Parser:
     def parse(key: str, value: Any) -> str:
         if value not in allowed:
@@ -159,6 +166,7 @@ class UpstreamSettings:
 class CacheSettings:
     page_cache_size: int = _setting(1024**3, _size)
     rendered_memory: int = _setting(64 * 1024**2, _size)
+    files_max_size: int | None = _setting(None, _optional_size)
 
 
 @dataclass(frozen=True)

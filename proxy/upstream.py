@@ -16,7 +16,8 @@ from yarl import URL
 
 from proxy import __version__
 from proxy.config import UpstreamSettings
-from proxy.errors import InvalidUpstreamResponse, UpstreamTimeout, UpstreamUnavailable
+from proxy.errors import InvalidUpstreamResponse, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from proxy.health import UpstreamHealth
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -64,6 +65,7 @@ class Upstream:
         self.base = URL(settings.url.rstrip("/") + "/")
         self._origin = self.base.origin()
         self._authorization: str | None = None
+        self.health = UpstreamHealth()
         if settings.username or settings.password:
             token = base64.b64encode(f"{settings.username}:{settings.password}".encode()).decode()
             self._authorization = f"Basic {token}"
@@ -82,14 +84,20 @@ class Upstream:
         return self.base / name / ""
 
     async def fetch_page(self, url: URL, etag: str | None = None, last_modified: str | None = None,
-                         max_bytes: int = MAX_PAGE_BYTES) -> PageAnswer:
+                         max_bytes: int = MAX_PAGE_BYTES, kind: str = "page") -> PageAnswer:
         """GET a simple-API page, conditionally when validators are given; 200, 304 or 404."""
         headers = {"Accept": PAGE_ACCEPT}
         if etag:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
-        return await self._retry(lambda: self._fetch_page_once(url, headers, max_bytes))
+        try:
+            answer = await self._retry(lambda: self._fetch_page_once(url, headers, max_bytes))
+        except UpstreamError as exc:
+            self.health.failed(kind, exc)
+            raise
+        self.health.succeeded(kind)
+        return answer
 
     async def _fetch_page_once(self, url: URL, headers: dict[str, str], max_bytes: int) -> PageAnswer:
         started = time.monotonic()

@@ -11,14 +11,16 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "proxy"
 LAYERS = {
-    0: {"proxy", "proxy.errors", "proxy.models", "proxy.names", "proxy.atomic", "proxy.lru"},
+    0: {"proxy", "proxy.errors", "proxy.models", "proxy.names", "proxy.atomic", "proxy.lru",
+        "proxy.health"},
     1: {"proxy.config", "proxy.negotiate", "proxy.render", "proxy.distmeta", "proxy.log", "proxy.parse",
-        "proxy.merge"},
+        "proxy.merge", "proxy.metrics"},
     2: {"proxy.storage", "proxy.auth", "proxy.pagecache", "proxy.filecache", "proxy.upstream"},
     3: {"proxy.services", "proxy.services.index", "proxy.services.upload", "proxy.services.public",
         "proxy.services.downloads", "proxy.services.catalog"},
     4: {"proxy.web", "proxy.web.keys", "proxy.web.middlewares", "proxy.web.simple", "proxy.web.files",
-        "proxy.web.api", "proxy.web.upload", "proxy.web.app", "proxy.server"},
+        "proxy.web.api", "proxy.web.upload", "proxy.web.app", "proxy.server",
+        "proxy.web.ops"},
     5: {"proxy.cli", "proxy.__main__"},
 }
 LAYER_OF = {module: layer for layer, modules in LAYERS.items() for module in modules}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 from proxy import merge, render
 from proxy.errors import ProjectNotFound
 from proxy.filecache import FileCache
+from proxy.health import UpstreamHealth
 from proxy.merge import Source
 from proxy.negotiate import JSON_V1
 from proxy.services.downloads import Download, Downloader
@@ -47,6 +49,8 @@ class Upstreams:
     files: FileCache
     downloader: Downloader
     list_projects: bool
+    health: UpstreamHealth
+    url: str  # for display: no credentials
 
 
 class Catalog:
@@ -90,10 +94,17 @@ class Catalog:
             raise ProjectNotFound(f"No file {filename!r} in project {name!r}.")
         cached = await self._run(upstreams.files.cached, name, filename)
         if cached is not None:
+            upstreams.files.usage.used((name, filename))
             return ServedFile(Source.UPSTREAM, path=cached, cache=CacheState.HIT)
         spec = await upstreams.index.file_spec(name, filename)
         return ServedFile(Source.UPSTREAM, download=await upstreams.downloader.fetch(spec),
                           cache=CacheState.MISS)
+
+    def pinned(self, name: str, filename: str) -> contextlib.AbstractContextManager[None]:
+        """Hold while serving a file: cache eviction leaves it alone meanwhile."""
+        if self.upstreams is None:
+            return contextlib.nullcontext()
+        return self.upstreams.files.usage.pinned((name, filename))
 
     async def root_page(self, content_type: str) -> ServedPage:
         """Private projects, plus upstream's list when configured; re-rendered when either changes."""

@@ -22,7 +22,7 @@ import structlog
 from yarl import URL
 
 from proxy.errors import IntegrityError, ProxyError, StorageFull, UpstreamError
-from proxy.filecache import FileCache
+from proxy.filecache import FileCache, Key
 from proxy.upstream import Upstream, masked
 
 T = TypeVar("T")
@@ -140,18 +140,37 @@ class Downloader:
                 if not future.done():
                     future.set_exception(failure)
             download.advanced()
+            if isinstance(exc, Exception):
+                self._upstream.health.failed("file", exc)
             log_event = log.error if isinstance(exc, IntegrityError) else log.warning
             log_event("upstream_download_failed", project=spec.project, filename=spec.filename,
                       url=masked(URL(spec.url, encoded=True)), error=str(exc) or type(exc).__name__)
             if not isinstance(exc, Exception):
                 raise  # cancellation (shutdown) goes on up
         else:
+            self._upstream.health.succeeded("file")
             download.result.set_result(final)
             download.advanced()
             log.info("upstream_download", project=spec.project, filename=spec.filename,
                      bytes=download.written, ms=round((time.monotonic() - started) * 1000, 1))
+            await self._account((spec.project, spec.filename), download.written)
         finally:
             self._inflight.pop((spec.project, spec.filename), None)
+
+    async def _account(self, key: Key, size: int) -> None:
+        """Count the new file against the cache's limit; evict the least recently used beyond it."""
+        usage = self._cache.usage
+        usage.record(key, size)
+        with usage.pinned(key):  # readers waiting on the result are about to open it
+            victims = usage.evict(self._cache.max_size)
+        if not victims:
+            return
+        try:
+            freed = await self._run(self._cache.remove, victims)
+        except OSError as exc:
+            log.error("cache_eviction_failed", error=str(exc))
+            return
+        log.info("cache_evicted", files=len(victims), bytes=freed, cache_bytes=usage.total_bytes)
 
     async def _stream(self, download: Download, handle: BinaryIO) -> Path:
         spec = download.spec

@@ -92,6 +92,10 @@ class PublicIndex:
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
+    async def cache_bytes(self) -> int:
+        """Bytes the page cache takes on disk."""
+        return await self._run(self._cache.volume)
+
     async def close(self) -> None:
         await self._flights.close()
 
@@ -202,7 +206,7 @@ class PublicIndex:
         try:
             answer = await self._upstream.fetch_page(
                 self._upstream.base, record.etag if record else None,
-                record.last_modified if record else None, max_bytes=MAX_PROJECT_LIST_BYTES,
+                record.last_modified if record else None, max_bytes=MAX_PROJECT_LIST_BYTES, kind="list",
             )
             fetched, state = await self._project_list_from(answer, record, now)
         except UpstreamError as exc:

@@ -15,7 +15,8 @@ from proxy import render
 from proxy.atomic import sweep_temp_files
 from proxy.auth import AuthStore
 from proxy.config import Settings
-from proxy.filecache import FileCache
+from proxy.filecache import CachedEntry, FileCache
+from proxy.metrics import Metrics
 from proxy.pagecache import PageCache
 from proxy.services.catalog import Catalog, Upstreams
 from proxy.services.downloads import Downloader
@@ -24,8 +25,8 @@ from proxy.services.public import PublicIndex
 from proxy.services.upload import UploadService
 from proxy.storage import PrivateStorage
 from proxy.upstream import Upstream, masked
-from proxy.web import api, files, middlewares, simple, upload
-from proxy.web.keys import AUTH, CATALOG, EXECUTOR, INDEX, SETTINGS, STORAGE, UPLOADS
+from proxy.web import api, files, middlewares, ops, simple, upload
+from proxy.web.keys import AUTH, CATALOG, EXECUTOR, INDEX, METRICS, SETTINGS, STORAGE, UPLOADS
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +34,7 @@ log = structlog.get_logger(__name__)
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[middlewares.request_context, middlewares.domain_errors])
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
     app.cleanup_ctx.append(_executor)
     app.cleanup_ctx.append(_services)
     app.cleanup_ctx.append(_catalog)
@@ -50,6 +52,8 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/pypi/files/{project}/{filename}", files.distribution, name="file")
     router.add_get("/pypi/{project}/json", api.project_json, name="json_project")
     router.add_get("/pypi/{project}/{version}/json", api.project_json, name="json_version")
+    router.add_get("/-/health", ops.health, name="health")
+    router.add_get("/-/metrics", ops.metrics, name="metrics")
     router.add_get("/", _home)
 
 
@@ -94,23 +98,28 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
                 executor, PageCache, settings.data_dir / "cache" / "pages", settings.cache.page_cache_size
             )
             stack.push_async_callback(loop.run_in_executor, executor, pages.close)
-            files = FileCache(settings.data_dir)
-            await loop.run_in_executor(executor, _prepare_file_cache, files)
+            files = FileCache(settings.data_dir, settings.cache.files_max_size)
+            files.usage.load(await loop.run_in_executor(executor, _prepare_file_cache, files))
+            if victims := files.usage.evict(files.max_size):  # the limit was lowered since last run
+                freed = await loop.run_in_executor(executor, files.remove, victims)
+                log.info("cache_evicted", files=len(victims), bytes=freed)
             index = PublicIndex(upstream, pages, executor, upstream_settings, settings.cache.rendered_memory)
             stack.push_async_callback(index.close)
             downloader = Downloader(upstream, files, executor)
             stack.push_async_callback(downloader.close)
-            upstreams = Upstreams(index, files, downloader, upstream_settings.list_projects)
+            upstreams = Upstreams(index, files, downloader, upstream_settings.list_projects, upstream.health,
+                                  masked(upstream.base))
             log.info("upstream_ready", url=masked(upstream.base), reserved=list(upstream_settings.reserved))
         app[CATALOG] = Catalog(app[INDEX], app[STORAGE], upstreams, upstream_settings.reserved, executor)
         yield
 
 
-def _prepare_file_cache(files: FileCache) -> None:
+def _prepare_file_cache(files: FileCache) -> list[CachedEntry]:
     files.prepare()
     removed = sweep_temp_files(files.temp_dir)  # young ones may belong to another live process
     if removed:
         log.warning("partial_downloads_removed", count=removed)
+    return files.scan()
 
 
 def _prepare_storage(storage: PrivateStorage) -> None:

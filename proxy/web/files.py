@@ -11,6 +11,8 @@ from typing import BinaryIO
 
 import structlog
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.web_request import BaseRequest
 
 from proxy.names import check_safe_filename, content_type_for, normalize
 from proxy.services.downloads import CHUNK, Download
@@ -29,16 +31,33 @@ async def distribution(request: web.Request) -> web.StreamResponse:
             request.app.router["file"].url_for(project=name, filename=filename)
         )
     check_safe_filename(filename)
-    served = await request.app[CATALOG].file(name, filename)
-    headers = {
-        "Content-Type": content_type_for(filename),
-        "Cache-Control": IMMUTABLE,
-        **source_headers(served.source.value, served.cache.value if served.cache else None),
-    }
-    if served.path is not None:
-        return web.FileResponse(served.path, headers=headers)
-    assert served.download is not None
-    return await follow(request, served.download, headers)
+    catalog = request.app[CATALOG]
+    with catalog.pinned(name, filename):  # not evicted from the cache while being sent
+        served = await catalog.file(name, filename)
+        headers = {
+            "Content-Type": content_type_for(filename),
+            "Cache-Control": IMMUTABLE,
+            **source_headers(served.source.value, served.cache.value if served.cache else None),
+        }
+        if served.path is not None:
+            response = _SentInHandler(served.path, headers=headers)
+            try:
+                await response.prepare(request)  # sends the whole file (sendfile)
+            except ConnectionError:
+                log.info("client_went_away", filename=filename)
+            return response
+        assert served.download is not None
+        return await follow(request, served.download, headers)
+
+
+class _SentInHandler(web.FileResponse):
+    """A FileResponse sent while the handler still runs (so the cache pin covers the sending);
+    aiohttp's own prepare after the handler returns is then a no-op."""
+
+    async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:
+            return None
+        return await super().prepare(request)
 
 
 async def follow(request: web.Request, download: Download, headers: dict[str, str]) -> web.StreamResponse:

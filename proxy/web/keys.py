@@ -8,6 +8,7 @@ from aiohttp import web
 
 from proxy.auth import AuthStore
 from proxy.config import Settings
+from proxy.metrics import Metrics
 from proxy.services.catalog import Catalog
 from proxy.services.index import IndexService
 from proxy.services.upload import UploadService
@@ -20,4 +21,5 @@ AUTH = web.AppKey("auth", AuthStore)
 INDEX = web.AppKey("index", IndexService)
 CATALOG = web.AppKey("catalog", Catalog)
 UPLOADS = web.AppKey("uploads", UploadService)
+METRICS = web.AppKey("metrics", Metrics)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -23,7 +23,7 @@ from proxy.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from proxy.web.keys import REQUEST_ID
+from proxy.web.keys import METRICS, REQUEST_ID
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("proxy.access")
@@ -80,20 +80,49 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return error_response(502, f"Upstream failed and nothing is cached: {exc}")
 
 
+def _body_bytes(request: BaseRequest, response: StreamResponse) -> int:
+    """Body bytes sent. aiohttp's body_length counts headers and misses sendfile'd bodies, so a
+    declared length is trusted (a connection broken off early is then over-counted)."""
+    if request.method == "HEAD":
+        return 0
+    if response.content_length is not None:
+        return response.content_length
+    return response.body_length
+
+
+def _route_of(request: BaseRequest) -> str:
+    """The matched route's pattern (bounded label values for metrics), or "unmatched"."""
+    if isinstance(request, web.Request):
+        resource = request.match_info.route.resource
+        if resource is not None:
+            return resource.canonical
+    return "unmatched"
+
+
 class AccessLogger(AbstractAccessLogger):
     """One structured line per request, written after the body was sent, so bytes are real."""
 
     def log(self, request: BaseRequest, response: StreamResponse, duration: float) -> None:
+        route = _route_of(request)
+        cache = response.headers.get("X-Proxy-Cache")
+        sent = _body_bytes(request, response)
         log.info(
             "request",
             request_id=request.get(REQUEST_ID),
             method=request.method,
             path=request.path,
             status=response.status,
-            bytes=response.body_length,
+            bytes=sent,
             ms=round(duration * 1000, 2),
+            cache=cache,
+            source=response.headers.get("X-Proxy-Source"),
             remote=request.remote,
         )
+        if isinstance(request, web.Request):
+            request.app[METRICS].observe(
+                route, request.method, response.status, duration, sent,
+                "file" if route.startswith("/pypi/files/") else "page", cache,
+            )
 
     @property
     def enabled(self) -> bool:

@@ -1,0 +1,99 @@
+"""For operators: ``/-/health`` (is this instance usable?) and ``/-/metrics`` (Prometheus)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from proxy import metrics as prometheus
+from proxy.atomic import TEMP_PREFIX
+from proxy.models import iso_z
+from proxy.services.catalog import Catalog
+from proxy.web.keys import CATALOG, EXECUTOR, METRICS, SETTINGS
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _probe_writable(data_dir: Path) -> str | None:
+    """Write, fsync and remove a small file; None when that works, else the error."""
+    probe = data_dir / f"{TEMP_PREFIX}health-{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        with open(probe, "xb") as handle:
+            handle.write(b"ok")
+            handle.flush()
+            os.fsync(handle.fileno())
+        probe.unlink()
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc.strerror or exc}"
+    return None
+
+
+def _when(moment: float | None) -> str | None:
+    return iso_z(datetime.fromtimestamp(moment, timezone.utc)) if moment is not None else None
+
+
+async def _cache_figures(catalog: Catalog) -> dict[str, Any]:
+    upstreams = catalog.upstreams
+    if upstreams is None:
+        return {}
+    return {
+        "files": len(upstreams.files.usage),
+        "file_bytes": upstreams.files.usage.total_bytes,
+        "file_limit_bytes": upstreams.files.max_size,
+        "page_cache_bytes": await upstreams.index.cache_bytes(),
+    }
+
+
+async def health(request: web.Request) -> web.Response:
+    """200 when storage is writable, else 503; upstream trouble is reported but is not unhealthy:
+    cached pages and files are still served."""
+    app = request.app
+    loop = asyncio.get_running_loop()
+    error = await loop.run_in_executor(app[EXECUTOR], _probe_writable, app[SETTINGS].data_dir)
+    catalog = app[CATALOG]
+    upstreams = catalog.upstreams
+    upstream: dict[str, Any] = {"enabled": upstreams is not None}
+    if upstreams is not None:
+        last_error = upstreams.health.recent_errors[-1] if upstreams.health.recent_errors else None
+        upstream |= {
+            "url": upstreams.url,
+            "state": upstreams.health.state,
+            "last_success": _when(upstreams.health.last_success),
+            "last_failure": _when(upstreams.health.last_failure),
+            "last_error": last_error.message if last_error else None,
+        }
+    _, private_names = await catalog.private.project_names()
+    body = {
+        "status": "ok" if error is None else "failing",
+        "storage": {"writable": error is None, "error": error},
+        "upstream": upstream,
+        "private_projects": len(private_names),
+        "cache": await _cache_figures(catalog),
+    }
+    return web.json_response(body, status=200 if error is None else 503, headers=NO_STORE)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app
+    catalog = app[CATALOG]
+    _, private_names = await catalog.private.project_names()
+    gauges: dict[str, tuple[str, float]] = {
+        "pypi_proxy_private_projects": ("Private projects.", len(private_names)),
+    }
+    upstreams = catalog.upstreams
+    if upstreams is not None:
+        figures = await _cache_figures(catalog)
+        gauges |= {
+            "pypi_proxy_cache_files": ("Cached public files.", figures["files"]),
+            "pypi_proxy_cache_file_bytes": ("Bytes of cached public files.", figures["file_bytes"]),
+            "pypi_proxy_page_cache_bytes": ("Bytes of the upstream page cache on disk.", figures["page_cache_bytes"]),
+        }
+        if upstreams.files.max_size is not None:
+            gauges["pypi_proxy_cache_file_limit_bytes"] = ("The limit of cached public files.", upstreams.files.max_size)
+    text = prometheus.render(app[METRICS], upstreams.health if upstreams else None, gauges)
+    return web.Response(body=text.encode(), headers={**NO_STORE, "Content-Type": prometheus.CONTENT_TYPE})
