@@ -133,6 +133,8 @@ class ServerSettings:
     port: int = _setting(8080, _port)
     # Absolute URL clients use to reach this server, when behind a reverse proxy.
     public_url: str | None = _setting(None, _optional_url)
+    # Seconds requests in flight may take to finish after SIGTERM (keep below TimeoutStopSec).
+    shutdown_timeout: float = _setting(30.0, _seconds)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "proxy"
 LAYERS = {
     0: {"proxy", "proxy.errors", "proxy.models", "proxy.names", "proxy.atomic", "proxy.lru",
-        "proxy.health"},
+        "proxy.health", "proxy.sdnotify"},
     1: {"proxy.config", "proxy.negotiate", "proxy.render", "proxy.distmeta", "proxy.log", "proxy.parse",
         "proxy.merge", "proxy.metrics"},
     2: {"proxy.storage", "proxy.auth", "proxy.pagecache", "proxy.filecache", "proxy.upstream"},

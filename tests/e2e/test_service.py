@@ -1,0 +1,100 @@
+"""The server as systemd runs it: readiness over $NOTIFY_SOCKET, and a clean stop on SIGTERM that
+leaves no partial download behind (issue 4)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.builders import Dist
+from tests.e2e.conftest import UpstreamThread, clean_env, free_port, tool, wait_until_serving
+from tests.fakeupstream import FakeUpstream
+
+pytestmark = pytest.mark.e2e
+BIG = Dist("big", "1.0", description="x" * (1024 * 1024))  # about 1 MiB of wheel, sent slowly
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[tuple[str, socket.socket]]:
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(30)
+    yield path, sock
+    sock.close()
+
+
+def serve(home: Path, *args: str, env: dict[str, str] | None = None) -> tuple[str, subprocess.Popen[bytes]]:
+    port = free_port()
+    with open(home / "server.log", "ab") as log:
+        process = subprocess.Popen(
+            [tool("pypi-proxy"), "serve", "--port", str(port), "--data-dir", str(home / "data"), *args],
+            env={**clean_env(home), **(env or {})}, stdout=log, stderr=log,
+        )
+    return f"http://127.0.0.1:{port}", process
+
+
+def test_sd_notify_ready_and_stopping(tmp_path: Path, notify_socket: tuple[str, socket.socket]) -> None:
+    path, sock = notify_socket
+    url, process = serve(tmp_path, "--no-upstream", env={"NOTIFY_SOCKET": path})
+    try:
+        ready = sock.recv(4096).decode()
+        assert ready.startswith("READY=1\n")
+        with urllib.request.urlopen(f"{url}/-/health", timeout=5) as response:  # listening when READY=1
+            assert response.status == 200
+        process.send_signal(signal.SIGTERM)
+        assert sock.recv(4096).decode() == "STOPPING=1"
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_sigterm_during_a_download_leaves_no_partial_file(tmp_path: Path) -> None:
+    fake = FakeUpstream()
+    fake.add(BIG, sdist=False, metadata=False)
+    fake.bad.file_chunk_pause = 0.3  # 16 chunks of 64 KiB: about 5 s, well past the grace period
+    upstream = UpstreamThread(fake)
+    upstream.start()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[server]\nshutdown_timeout = 1\n[upstream]\nurl = "{fake.url}"\n')
+    url, process = serve(tmp_path, "--config", str(config))
+    cache = tmp_path / "data" / "cache"
+    try:
+        wait_until_serving(f"{url}/pypi/simple/", process)
+        urllib.request.urlopen(f"{url}/pypi/simple/big/", timeout=5).read()
+        outcome: list[object] = []
+
+        def download() -> None:
+            try:
+                with urllib.request.urlopen(f"{url}/pypi/files/big/{BIG.wheel_filename}", timeout=30) as r:
+                    outcome.append(len(r.read()))
+            except Exception as exc:  # the connection is cut: that is the point
+                outcome.append(exc)
+
+        client = threading.Thread(target=download)
+        client.start()
+        deadline = time.monotonic() + 10
+        while not any((cache / "tmp").glob("*")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert any((cache / "tmp").glob("*")), "the download did not start"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+        client.join(timeout=10)
+        assert outcome and outcome[0] != len(BIG.wheel()), "the client must not get a complete-looking file"
+        assert list((cache / "tmp").iterdir()) == []
+        assert not (cache / "files" / "big" / BIG.wheel_filename).exists()
+        assert "stopped" in (tmp_path / "server.log").read_text()
+    finally:
+        process.kill()
+        process.wait()
+        upstream.stop()
+        upstream.close()
