@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from proxy import __version__
+from proxy import __version__, maintenance
 from proxy.auth import AuthError, AuthStore
-from proxy.config import Settings, load_settings
+from proxy.config import Settings, load_settings, parse_size
 from proxy.errors import ConfigError, ProxyError
 from proxy.models import PrivateProject, version_key
 from proxy.names import normalize
@@ -81,6 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("--file", dest="filename", default=None, help="only this file of the release")
     remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     _common(remove)
+
+    cache = commands.add_parser("cache", help="cached public files").add_subparsers(dest="action", required=True)
+    _common(cache.add_parser("stats", help="sizes of private storage and of the caches"))
+    prune = cache.add_parser("prune", help="evict least recently used cached files beyond a size")
+    prune.add_argument("--max-size", default=None, metavar="SIZE",
+                       help='e.g. "50 GiB" (default: [cache] files_max_size; files of now-private projects always go)')
+    _common(prune)
+    check = commands.add_parser("check", help="re-hash every stored file; exit 1 on any problem")
+    check.add_argument("--repair", action="store_true",
+                       help="move bad cached files to cache/quarantine so they are fetched again "
+                            "(private files are only reported)")
+    _common(check)
     return parser
 
 
@@ -102,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             serve(settings)
             return 0
-        handler = {"user": _user, "token": _token, "yank": _yank, "unyank": _yank, "remove": _remove}
+        handler = {"user": _user, "token": _token, "yank": _yank, "unyank": _yank, "remove": _remove,
+                   "cache": _cache, "check": _check}
         return handler[args.command](args, settings)
     except ConfigError as exc:
         print(f"pypi-proxy: configuration error: {exc}", file=sys.stderr)
@@ -110,6 +123,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (AuthError, ProxyError) as exc:
         print(f"pypi-proxy: {exc}", file=sys.stderr)
         return 1
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024**2:,.1f} MiB"
+
+
+def _cache(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "stats":
+        figures = maintenance.stats(settings.data_dir)
+        limit = settings.cache.files_max_size
+        print(f"private:      {figures.private_projects} projects, {figures.private_files} files, "
+              f"{_mib(figures.private_bytes)}")
+        print(f"cached files: {figures.cached_projects} projects, {figures.cached_files} files, "
+              f"{_mib(figures.cached_bytes)} of {_mib(limit) if limit else 'no limit'}")
+        print(f"page cache:   {_mib(figures.page_cache_bytes)} of {_mib(settings.cache.page_cache_size)}")
+        return 0
+    limit = parse_size(args.max_size) if args.max_size else settings.cache.files_max_size
+    result = maintenance.prune(settings.data_dir, limit)
+    for project, filename in result.removed:
+        print(f"removed {project}/{filename}")
+    print(f"pruned {len(result.removed)} files, {_mib(result.freed)} freed, {_mib(result.remaining_bytes)} cached")
+    return 0
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    report = maintenance.check(settings.data_dir, repair=args.repair)
+    for problem in report.problems:
+        print(f"PROBLEM {problem.path}: {problem.message}" + (f" ({problem.repaired})" if problem.repaired else ""))
+    for path in report.unverifiable:
+        print(f"note    {path}: no cached listing has its hash; not verified")
+    print(f"checked {report.private_files} private and {report.cached_files} cached files: "
+          f"{len(report.problems)} problems")
+    return 1 if report.problems else 0
 
 
 def _read_password(from_stdin: bool) -> str:

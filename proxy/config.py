@@ -52,6 +52,11 @@ def _size(key: str, value: Any) -> int:
     return size
 
 
+def parse_size(text: str) -> int:
+    """"100 MiB", "2GB" or a byte count, as the config file writes sizes."""
+    return _size("size", int(text) if text.isdigit() else text)
+
+
 def _optional_size(key: str, value: Any) -> int | None:
     """A size, or "" / 0 for no limit."""
     if value in ("", 0):

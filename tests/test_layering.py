@@ -17,7 +17,7 @@ LAYERS = {
         "proxy.merge", "proxy.metrics"},
     2: {"proxy.storage", "proxy.auth", "proxy.pagecache", "proxy.filecache", "proxy.upstream"},
     3: {"proxy.services", "proxy.services.index", "proxy.services.upload", "proxy.services.public",
-        "proxy.services.downloads", "proxy.services.catalog"},
+        "proxy.services.downloads", "proxy.services.catalog", "proxy.maintenance"},
     4: {"proxy.web", "proxy.web.keys", "proxy.web.middlewares", "proxy.web.simple", "proxy.web.files",
         "proxy.web.api", "proxy.web.upload", "proxy.web.app", "proxy.server",
         "proxy.web.ops"},

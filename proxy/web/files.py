@@ -91,7 +91,8 @@ async def follow(request: web.Request, download: Download, headers: dict[str, st
             else:
                 await download.wait_sendable_beyond(position)
     finally:
-        await loop.run_in_executor(executor, handle.close)
+        # Shielded: a request cancelled here (client gone, shutdown) still closes the file.
+        await asyncio.shield(loop.run_in_executor(executor, handle.close))
     if download.result.exception() is not None:
         log.warning("download_response_aborted", filename=download.spec.filename, sent=position)
         if request.transport is not None:

@@ -1,0 +1,209 @@
+"""Offline care of the data directory: integrity checks (with repair), cache statistics, pruning.
+
+Run by the CLI, beside or without a running server: every change is a rename or an unlink,
+which a server reading the same files tolerates (an open file stays readable; a missing cached
+file is fetched again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from proxy.atomic import TEMP_PREFIX, move_into_place
+from proxy.filecache import FileCache, Key
+from proxy.models import PrivateProject
+from proxy.pagecache import PageCache
+from proxy.services.downloads import expected_digest
+from proxy.storage import INDEX_NAME, PrivateStorage
+
+METADATA_SUFFIX = ".metadata"
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: Path
+    message: str
+    repaired: str = ""  # what --repair did about it
+
+
+@dataclass
+class CheckReport:
+    problems: list[Problem] = field(default_factory=list)
+    private_files: int = 0
+    cached_files: int = 0
+    unverifiable: list[Path] = field(default_factory=list)  # cached, but no listing knows its hash
+
+
+def _digest(path: Path, algorithm: str) -> str:
+    hasher = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def _project_dirs(root: Path) -> Iterator[Path]:
+    if root.is_dir():
+        yield from sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(TEMP_PREFIX))
+
+
+def private_names(storage: PrivateStorage) -> set[str]:
+    return {d.name for d in _project_dirs(storage.root) if (d / INDEX_NAME).exists()}
+
+
+def check_private(storage: PrivateStorage, report: CheckReport) -> None:
+    """Every file the indexes list exists with its size and sha256; every file on disk is listed.
+    Private files are only ever reported, never moved or deleted."""
+    for directory in _project_dirs(storage.root):
+        index = directory / INDEX_NAME
+        if not index.exists():
+            report.problems.append(Problem(directory, "project directory without an index"))
+            continue
+        try:
+            project = storage.load(directory.name)
+        except (ValueError, KeyError, TypeError) as exc:
+            report.problems.append(Problem(index, f"unreadable index: {exc}"))
+            continue
+        assert project is not None
+        expected = _expected_private(project)
+        for filename, (size, sha256) in sorted(expected.items()):
+            path = directory / filename
+            report.private_files += 1
+            if not path.is_file():
+                report.problems.append(Problem(path, "listed in the index but missing"))
+            elif size is not None and path.stat().st_size != size:
+                report.problems.append(Problem(path, f"size {path.stat().st_size}, index says {size}"))
+            elif _digest(path, "sha256") != sha256:
+                report.problems.append(Problem(path, "sha256 does not match the index"))
+        for path in sorted(directory.iterdir()):
+            if path.name != INDEX_NAME and not path.name.startswith(TEMP_PREFIX) and path.name not in expected:
+                report.problems.append(Problem(path, "file not listed in the project's index"))
+
+
+def _expected_private(project: PrivateProject) -> dict[str, tuple[int | None, str]]:
+    expected: dict[str, tuple[int | None, str]] = {}
+    for stored in project.files:
+        expected[stored.filename] = (stored.size, stored.sha256)
+        if stored.metadata_sha256:
+            expected[stored.filename + METADATA_SUFFIX] = (None, stored.metadata_sha256)
+    return expected
+
+
+def check_cache(files: FileCache, pages: PageCache, private: set[str], report: CheckReport,
+                repair: bool) -> None:
+    """Cached public files against the hashes of the cached listing; with ``repair``, bad ones and
+    ones now shadowed by a private project are moved to ``cache/quarantine`` (fetched again on use)."""
+    for directory in _project_dirs(files.root):
+        listing = pages.page(directory.name)
+        page = listing.page if listing is not None else None
+        for path in sorted(directory.iterdir()):
+            if path.name.startswith(TEMP_PREFIX):
+                continue
+            report.cached_files += 1
+            problem = None
+            if directory.name in private:
+                problem = "cached public file of a project that is now private (never served)"
+            elif page is not None:
+                listed = page.file(path.name.removesuffix(METADATA_SUFFIX))
+                hashes = None
+                if listed is not None:
+                    hashes = listed.core_metadata if path.name.endswith(METADATA_SUFFIX) else listed.hashes
+                digest = expected_digest(hashes) if hashes else None
+                if digest is None:
+                    report.unverifiable.append(path)
+                elif _digest(path, digest[0]) != digest[1]:
+                    problem = f"{digest[0]} does not match upstream's listing"
+            else:
+                report.unverifiable.append(path)
+            if problem:
+                done = f"moved to {_quarantine(files, (directory.name, path.name))}" if repair else ""
+                report.problems.append(Problem(path, problem, done))
+
+
+def _quarantine(files: FileCache, key: Key) -> Path:
+    project, filename = key
+    target = files.root.parent / "quarantine" / project / filename
+    target.parent.mkdir(parents=True, exist_ok=True)
+    move_into_place(files.path(project, filename), target)
+    return target
+
+
+def check(data_dir: Path, repair: bool = False) -> CheckReport:
+    report = CheckReport()
+    storage = PrivateStorage(data_dir)
+    check_private(storage, report)
+    files = FileCache(data_dir)
+    if files.root.is_dir():
+        pages = PageCache(data_dir / "cache" / "pages", size_limit=2**62)
+        try:
+            check_cache(files, pages, private_names(storage), report, repair)
+        finally:
+            pages.close()
+    return report
+
+
+# Statistics and pruning ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    private_projects: int
+    private_files: int
+    private_bytes: int
+    cached_projects: int
+    cached_files: int
+    cached_bytes: int
+    page_cache_bytes: int
+
+
+def _tree_size(root: Path) -> tuple[int, int]:
+    """Files and bytes in the project directories below ``root`` (indexes and temp files aside)."""
+    count = size = 0
+    for directory in _project_dirs(root):
+        for entry in os.scandir(directory):
+            if entry.is_file() and entry.name != INDEX_NAME and not entry.name.startswith(TEMP_PREFIX):
+                count += 1
+                size += entry.stat().st_size
+    return count, size
+
+
+def stats(data_dir: Path) -> CacheStats:
+    storage = PrivateStorage(data_dir)
+    files = FileCache(data_dir)
+    private_count, private_size = _tree_size(storage.root)
+    entries = files.scan()
+    page_bytes = 0
+    if (data_dir / "cache" / "pages").is_dir():
+        pages = PageCache(data_dir / "cache" / "pages", size_limit=2**62)
+        page_bytes = pages.volume()
+        pages.close()
+    return CacheStats(
+        private_projects=len(private_names(storage)), private_files=private_count, private_bytes=private_size,
+        cached_projects=len({e.key[0] for e in entries}), cached_files=len(entries),
+        cached_bytes=sum(e.size for e in entries), page_cache_bytes=page_bytes,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    removed: list[Key]
+    freed: int
+    remaining_bytes: int
+
+
+def prune(data_dir: Path, max_size: int | None) -> PruneResult:
+    """Remove cached files of now-private projects, then least recently used ones beyond
+    ``max_size``. Private files are not in the file cache, so they are never candidates."""
+    files = FileCache(data_dir, max_size)
+    shadowed = private_names(PrivateStorage(data_dir))
+    entries = files.scan()
+    doomed = [e.key for e in entries if e.key[0] in shadowed]
+    files.usage.load(e for e in entries if e.key[0] not in shadowed)
+    doomed += files.usage.evict(max_size)
+    freed = files.remove(doomed)
+    return PruneResult(doomed, freed, files.usage.total_bytes)

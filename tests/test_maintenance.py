@@ -1,0 +1,128 @@
+"""`pypi-proxy check [--repair]`, `cache stats` and `cache prune` on a data directory filled by the
+real server (private uploads, cached upstream files), then damaged on purpose (issue 4)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proxy.cli import main
+from proxy.config import Settings
+from tests.builders import Dist
+from tests.conftest import PASSWORD, basic, start_client, upload_form
+from tests.fakeupstream import FakeUpstream
+
+MakeSettings = Callable[..., Settings]
+MINE = Dist("mine", "1.0")
+DEMO_WHEEL = "demo-1.0-py3-none-any.whl"
+DEP_WHEEL = "dep-2.0-py3-none-any.whl"
+
+
+async def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = await asyncio.to_thread(main, list(args))
+    return code, capsys.readouterr().out
+
+
+@pytest.fixture
+async def filled(aiohttp_client: Any, upstream_settings: MakeSettings, fake_upstream: FakeUpstream,
+                 auth: Any) -> Settings:
+    """A private project `mine`, and demo's and dep's wheels (and their .metadata) in the cache."""
+    settings = upstream_settings()
+    client = await start_client(aiohttp_client, settings)
+    assert (await client.post("/pypi/", data=upload_form(MINE), headers=basic("alice", PASSWORD))).status == 200
+    for project, wheel in (("demo", DEMO_WHEEL), ("dep", DEP_WHEEL)):
+        await client.get(f"/pypi/simple/{project}/")
+        for name in (wheel, wheel + ".metadata"):
+            assert (await (await client.get(f"/pypi/files/{project}/{name}")).read())
+    await client.close()
+    return settings
+
+
+def cached(settings: Settings, project: str, filename: str) -> Path:
+    return settings.data_dir / "cache" / "files" / project / filename
+
+
+def private(settings: Settings, filename: str) -> Path:
+    return settings.data_dir / "private" / "mine" / filename
+
+
+async def test_check_passes_on_an_intact_data_dir(filled: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = await cli(capsys, "check", "--data-dir", str(filled.data_dir))
+    assert code == 0, out
+    assert "checked 2 private and 4 cached files: 0 problems" in out
+
+
+async def test_check_reports_every_problem_and_repair_moves_only_cached_files(
+        filled: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    rotten = bytes(b ^ 1 for b in MINE.wheel())  # same size, other bytes
+    private(filled, MINE.wheel_filename).write_bytes(rotten)
+    private(filled, MINE.wheel_filename + ".metadata").unlink()
+    private(filled, "stray-1.0.tar.gz").write_bytes(b"?")
+    cached(filled, "demo", DEMO_WHEEL).write_bytes(b"corrupt")
+    data = str(filled.data_dir)
+
+    code, out = await cli(capsys, "check", "--data-dir", data)
+    assert code == 1
+    problems = [line for line in out.splitlines() if line.startswith("PROBLEM")]
+    assert len(problems) == 4, out
+    assert f"{MINE.wheel_filename}: sha256 does not match the index" in out
+    assert f"{MINE.wheel_filename}.metadata: listed in the index but missing" in out
+    assert "stray-1.0.tar.gz: file not listed" in out
+    assert f"{DEMO_WHEEL}: sha256 does not match upstream's listing" in out
+    assert cached(filled, "demo", DEMO_WHEEL).exists(), "without --repair nothing moves"
+
+    code, out = await cli(capsys, "check", "--repair", "--data-dir", data)
+    assert code == 1, "problems found are still reported with --repair"
+    assert not cached(filled, "demo", DEMO_WHEEL).exists()
+    assert (filled.data_dir / "cache" / "quarantine" / "demo" / DEMO_WHEEL).read_bytes() == b"corrupt"
+    assert private(filled, MINE.wheel_filename).read_bytes() == rotten, "private files are never moved"
+    assert private(filled, "stray-1.0.tar.gz").exists()
+
+    private(filled, MINE.wheel_filename).write_bytes(MINE.wheel())
+    private(filled, MINE.wheel_filename + ".metadata").write_bytes(MINE.metadata())
+    private(filled, "stray-1.0.tar.gz").unlink()
+    code, out = await cli(capsys, "check", "--data-dir", data)
+    assert code == 0, out
+
+
+async def test_cached_files_of_a_project_that_became_private_are_a_problem(
+        filled: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    shadow = filled.data_dir / "private" / "dep"
+    shadow.mkdir()
+    (shadow / "project.json").write_text(private(filled, "project.json").read_text().replace('"mine"', '"dep"')
+                                         .replace('"display_name": "mine"', '"display_name": "dep"'))
+    code, out = await cli(capsys, "check", "--repair", "--data-dir", str(filled.data_dir))
+    assert code == 1
+    assert "now private" in out
+    assert not (filled.data_dir / "cache" / "files" / "dep").exists() or not any(
+        (filled.data_dir / "cache" / "files" / "dep").iterdir())
+
+
+async def test_cache_stats(filled: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = await cli(capsys, "cache", "stats", "--data-dir", str(filled.data_dir))
+    assert code == 0
+    assert "private:      1 projects, 2 files" in out
+    assert "cached files: 2 projects, 4 files" in out
+    assert "no limit" in out
+
+
+async def test_cache_prune_keeps_the_most_recently_used_and_every_private_file(
+        filled: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    demo = [cached(filled, "demo", n) for n in (DEMO_WHEEL, DEMO_WHEEL + ".metadata")]
+    dep = [cached(filled, "dep", n) for n in (DEP_WHEEL, DEP_WHEEL + ".metadata")]
+    for path in demo:
+        os.utime(path, (1000, 1000))  # used long ago
+    keep = sum(p.stat().st_size for p in dep)
+    private_before = sorted(p.name for p in private(filled, "x").parent.iterdir())
+
+    code, out = await cli(capsys, "cache", "prune", "--max-size", str(keep), "--data-dir", str(filled.data_dir))
+    assert code == 0
+    assert "pruned 2 files" in out
+    assert not any(p.exists() for p in demo)
+    assert all(p.exists() for p in dep)
+    assert sorted(p.name for p in private(filled, "x").parent.iterdir()) == private_before
