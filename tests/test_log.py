@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import structlog
 from aiohttp.test_utils import TestClient
 
+from proxy.config import Settings
 from proxy.log import configure_logging
+from tests.conftest import start_client
+from tests.fakeupstream import FakeUpstream
 
 
 @pytest.fixture
@@ -50,3 +54,21 @@ def test_json_lines(restore_logging: None, capsys: pytest.CaptureFixture[str]) -
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert lines[0]["event"] == "upload_stored" and lines[0]["project"] == "p" and lines[0]["level"] == "info"
     assert lines[1]["event"] == "from the stdlib" and lines[1]["logger"] == "aiohttp.server"
+
+
+async def test_access_event_carries_cache_outcome_and_real_file_bytes(
+        aiohttp_client: Any, upstream_settings: Callable[..., Settings], fake_upstream: FakeUpstream) -> None:
+    """Issue 4: one access line per request with status, bytes, duration and cache outcome;
+    the bytes of a sendfile'd cached file are its size, not just its headers."""
+    client = await start_client(aiohttp_client, upstream_settings())
+    wheel = "demo-1.0-py3-none-any.whl"
+    size = len(fake_upstream.file(wheel).content)
+    with structlog.testing.capture_logs() as events:
+        for request_id in ("page-1", "page-2", "file-1", "file-2", "after"):
+            path = "/pypi/simple/demo/" if request_id.startswith("page") else f"/pypi/files/demo/{wheel}"
+            await (await client.get(path, headers={"X-Request-ID": request_id})).read()
+    access = {e["request_id"]: e for e in events if e["event"] == "request"}
+    assert (access["page-1"]["cache"], access["page-2"]["cache"]) == ("miss", "hit")
+    assert (access["file-1"]["cache"], access["file-2"]["cache"]) == ("miss", "hit")
+    assert access["file-1"]["bytes"] == access["file-2"]["bytes"] == size
+    assert access["file-2"]["source"] == "upstream"
