@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(serve)
     serve.add_argument("--host", default=None, help="override server.host")
     serve.add_argument("--port", type=int, default=None, help="override server.port")
+    serve.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="override server.workers (server processes; 0: one per CPU)")
     upstream = serve.add_mutually_exclusive_group()
     upstream.add_argument("--upstream", default=None, metavar="URL",
                           help="override upstream.url (a simple index, e.g. https://pypi.org/simple)")
@@ -100,7 +102,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     config = args.config or (Path(os.environ["PYPI_PROXY_CONFIG"]) if os.environ.get("PYPI_PROXY_CONFIG") else None)
     overrides: dict[str, Any] = {"storage.data_dir": str(args.data_dir) if args.data_dir else None}
     if args.command == "serve":
-        overrides |= {"server.host": args.host, "server.port": args.port, "upstream.url": args.upstream,
+        overrides |= {"server.host": args.host, "server.port": args.port, "server.workers": args.workers,
+                      "upstream.url": args.upstream,
                       "upstream.enabled": False if args.no_upstream else None}
     return load_settings(config, overrides)
 

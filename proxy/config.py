@@ -64,6 +64,11 @@ def _optional_size(key: str, value: Any) -> int | None:
     return _size(key, value)
 
 
+def _workers(key: str, value: Any) -> int:
+    count = _count(key, value)
+    return count or os.cpu_count() or 1
+
+
 def _choice(*allowed: str) -> Parser:
     def parse(key: str, value: Any) -> str:
         if value not in allowed:
@@ -140,6 +145,8 @@ class ServerSettings:
     public_url: str | None = _setting(None, _optional_url)
     # Seconds requests in flight may take to finish after SIGTERM (keep below TimeoutStopSec).
     shutdown_timeout: float = _setting(30.0, _seconds)
+    # Server processes sharing the port (SO_REUSEPORT); 0: one per CPU.
+    workers: int = _setting(1, _workers)
 
 
 @dataclass(frozen=True)

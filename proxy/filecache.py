@@ -3,7 +3,8 @@
 Layout under ``<data_dir>/cache``::
 
     files/<project>/<filename>            a verified upstream distribution or .metadata file
-    tmp/.tmp-<random>                     downloads in progress; renamed into files/ when verified
+    tmp/.tmp-part-<hash of the key>       downloads in progress, locked by their writer (flock);
+                                          renamed into files/ when verified
 
 A file is only ever renamed into ``files/`` after its hash matched the listing, so whatever is
 there is complete. Every call blocks; the server runs them in its executor.
@@ -12,11 +13,14 @@ there is complete. Every call blocks; the server runs them in its executor.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import os
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG as stat_is_file
 from typing import BinaryIO
 
 from proxy.atomic import TEMP_PREFIX, move_into_place
@@ -56,9 +60,12 @@ class CacheUsage:
         self._sizes[key] = size
         self.total_bytes += size
 
-    def used(self, key: Key) -> None:
+    def used(self, key: Key, size: int) -> None:
+        """A cache hit; a file this process did not know (another process cached it) is counted."""
         if key in self._sizes:
             self._sizes.move_to_end(key)
+        else:
+            self.record(key, size)
 
     def forget(self, key: Key) -> None:
         self.total_bytes -= self._sizes.pop(key, 0)
@@ -106,22 +113,69 @@ class FileCache:
         check_safe_filename(filename)
         return self.root / project / filename
 
-    def cached(self, project: str, filename: str) -> Path | None:
-        path = self.path(project, filename)
-        return path if path.is_file() else None
+    def cached_size(self, project: str, filename: str) -> int | None:
+        """The size of a cached file, or None when it is not cached (one stat)."""
+        try:
+            stat = os.stat(self.path(project, filename))
+        except FileNotFoundError:
+            return None
+        return stat.st_size if stat_is_file(stat.st_mode) else None
 
-    def open_temp(self) -> tuple[Path, BinaryIO]:
-        path = self.temp_dir / f"{TEMP_PREFIX}download-{os.urandom(8).hex()}"
-        return path, open(path, "xb")
+    def part_path(self, project: str, filename: str) -> Path:
+        """Where ``filename`` is downloaded to: one name per file, so every server process finds
+        the download in progress and follows it instead of fetching the file again."""
+        digest = hashlib.sha256(f"{project}/{filename}".encode()).hexdigest()[:32]
+        return self.temp_dir / f"{TEMP_PREFIX}part-{digest}"
 
-    def commit(self, temp: Path, handle: BinaryIO, project: str, filename: str) -> Path:
-        """fsync the finished download and rename it into place; returns the final path."""
+    def claim(self, project: str, filename: str) -> BinaryIO | None:
+        """The part file, empty and exclusively locked for writing; None when another process is
+        downloading it. The lock (flock on the part file) lasts until the handle is closed.
+        """
+        part = self.part_path(project, filename)
+        while True:
+            fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            try:
+                current = os.stat(part).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                os.ftruncate(fd, 0)  # a part file left by a crashed writer starts over
+                return os.fdopen(fd, "wb")
+            os.close(fd)  # renamed into the cache or removed meanwhile: look again
+
+    def writer_active(self, project: str, filename: str) -> bool:
+        """Whether some process holds the part file's lock (is downloading it now)."""
+        try:
+            fd = os.open(self.part_path(project, filename), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def commit(self, handle: BinaryIO, project: str, filename: str) -> Path:
+        """fsync the finished download and rename it into place; returns the final path.
+
+        The handle is closed (the lock released) only after the rename, so another process that
+        then takes the lock finds the file in the cache.
+        """
         handle.flush()
         os.fsync(handle.fileno())
-        handle.close()
         final = self.path(project, filename)
         final.parent.mkdir(parents=True, exist_ok=True)
-        move_into_place(temp, final)
+        try:
+            move_into_place(self.part_path(project, filename), final)
+        finally:
+            handle.close()
         return final
 
     def scan(self) -> list[CachedEntry]:
@@ -153,8 +207,10 @@ class FileCache:
                 path.parent.rmdir()  # only when it was the project's last file
         return freed
 
-    @staticmethod
-    def discard(temp: Path, handle: BinaryIO) -> None:
-        handle.close()
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
+    def discard(self, handle: BinaryIO, project: str, filename: str) -> None:
+        """Remove a failed download, then release its lock."""
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                self.part_path(project, filename).unlink()
+        finally:
+            handle.close()

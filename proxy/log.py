@@ -8,10 +8,19 @@ import sys
 import structlog
 
 
-def configure_logging(level: str = "info", fmt: str = "auto") -> None:
-    """Route structlog and stdlib loggers (aiohttp's included) through one formatter."""
+def configure_logging(level: str = "info", fmt: str = "auto", worker: int | None = None) -> None:
+    """Route structlog and stdlib loggers (aiohttp's included) through one formatter.
+
+    ``worker``: this server process's number, added to every event when there are several.
+    """
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+
+    def add_worker(logger: object, name: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
+        event.setdefault("worker", worker)
+        return event
+
     shared: list[structlog.types.Processor] = [
+        *([add_worker] if worker is not None else []),
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

@@ -137,7 +137,7 @@ def test_eviction_order(limit: int | None, evicted: list[str]) -> None:
     usage = CacheUsage()
     usage.load([CachedEntry(("p", "new"), 10, 300.0), CachedEntry(("p", "old"), 10, 100.0),
                 CachedEntry(("p", "mid"), 10, 200.0)])
-    usage.used(("p", "old"))
+    usage.used(("p", "old"), 10)
     assert [name for _, name in usage.evict(limit)] == evicted
     assert usage.total_bytes == 30 - 10 * len(evicted)
 

@@ -92,10 +92,10 @@ class Catalog:
         upstreams = self.upstreams
         if upstreams is None or self._source_if_public(name) is Source.NONE:
             raise ProjectNotFound(f"No file {filename!r} in project {name!r}.")
-        cached = await self._run(upstreams.files.cached, name, filename)
-        if cached is not None:
-            upstreams.files.usage.used((name, filename))
-            return ServedFile(Source.UPSTREAM, path=cached, cache=CacheState.HIT)
+        size = await self._run(upstreams.files.cached_size, name, filename)
+        if size is not None:
+            upstreams.files.usage.used((name, filename), size)
+            return ServedFile(Source.UPSTREAM, path=upstreams.files.path(name, filename), cache=CacheState.HIT)
         spec = await upstreams.index.file_spec(name, filename)
         return ServedFile(Source.UPSTREAM, download=await upstreams.downloader.fetch(spec),
                           cache=CacheState.MISS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -28,6 +29,7 @@ from proxy.upstream import Upstream, masked
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
 CHUNK = 256 * 1024
+_FOLLOW_POLL_S = 0.02  # how often a download written by another process is looked at
 # Strongest first; the listing's best one is checked (PEP 503 allows any hashlib algorithm).
 _ALGORITHMS = ("sha256", "sha512", "sha384", "blake2b", "sha3_256", "sha224", "sha1", "md5")
 
@@ -105,22 +107,69 @@ class Downloader:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
     async def fetch(self, spec: FileSpec) -> Download:
-        """The download of ``spec``: the one in flight, or a new one."""
+        """The download of ``spec``: the one in flight in this process, or a new one, which
+        follows another server process's download of the same file when there is one."""
         key = (spec.project, spec.filename)
         existing = self._inflight.get(key)
         if existing is not None:
             return existing
-        temp_path, handle = await self._run(self._cache.open_temp)
-        existing = self._inflight.get(key)  # another request may have started it meanwhile
-        if existing is not None:
-            await self._run(self._cache.discard, temp_path, handle)
-            return existing
-        download = Download(spec, temp_path)
+        download = Download(spec, self._cache.part_path(*key))
         self._inflight[key] = download
-        task = asyncio.create_task(self._download(download, handle), name=f"download {spec.filename}")
+        task = asyncio.create_task(self._fetch(download), name=f"download {spec.filename}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return download
+
+    async def _fetch(self, download: Download) -> None:
+        key = (download.spec.project, download.spec.filename)
+        try:
+            handle = await self._run(self._cache.claim, *key)
+            if handle is None:
+                await self._follow_other_process(download)
+                return
+            if await self._run(self._cache.cached_size, *key) is not None:  # committed meanwhile
+                await self._run(self._cache.discard, handle, *key)
+                await self._follow_other_process(download)
+                return
+            await self._download(download, handle)
+        except BaseException as exc:
+            _fail(download, exc)
+            if not isinstance(exc, Exception):
+                raise  # cancellation (shutdown)
+            log.error("upstream_download_failed", filename=download.spec.filename, error=str(exc) or repr(exc))
+        finally:
+            self._inflight.pop(key, None)
+
+    async def _follow_other_process(self, download: Download) -> None:
+        """Track a download another server process writes: its part file grows, and it is
+        complete once renamed into the cache. Readers are held back as for our own downloads."""
+        key = (download.spec.project, download.spec.filename)
+        writer_seen_gone = False
+        while True:
+            size = await self._run(self._cache.cached_size, *key)
+            if size is not None:
+                download.written = size
+                if not download.started.done():
+                    download.started.set_result(None)
+                download.result.set_result(self._cache.path(*key))
+                download.advanced()
+                self._cache.usage.record(key, size)
+                return
+            written = await self._run(_size_or_none, download.temp_path)
+            if written is not None:
+                download.written = written
+                if not download.started.done():
+                    download.started.set_result(None)
+                download.advanced()
+            if await self._run(self._cache.writer_active, *key):
+                writer_seen_gone = False
+            elif writer_seen_gone:  # twice in a row: not just between its open and its lock
+                _fail(download, UpstreamError(f"{download.spec.filename}: the download in another "
+                                              "server process failed"))
+                return
+            else:
+                writer_seen_gone = True
+            await asyncio.sleep(_FOLLOW_POLL_S)
 
     async def close(self) -> None:
         """Abandon downloads in flight (their temp files are removed) and wait for them to end."""
@@ -134,12 +183,8 @@ class Downloader:
         try:
             final = await self._stream(download, handle)
         except BaseException as exc:
-            await asyncio.shield(self._run(self._cache.discard, download.temp_path, handle))
-            failure = _as_domain_error(exc)
-            for future in (download.started, download.result):
-                if not future.done():
-                    future.set_exception(failure)
-            download.advanced()
+            await asyncio.shield(self._run(self._cache.discard, handle, spec.project, spec.filename))
+            _fail(download, exc)
             if isinstance(exc, Exception):
                 self._upstream.health.failed("file", exc)
             log_event = log.error if isinstance(exc, IntegrityError) else log.warning
@@ -154,8 +199,6 @@ class Downloader:
             log.info("upstream_download", project=spec.project, filename=spec.filename,
                      bytes=download.written, ms=round((time.monotonic() - started) * 1000, 1))
             await self._account((spec.project, spec.filename), download.written)
-        finally:
-            self._inflight.pop((spec.project, spec.filename), None)
 
     async def _account(self, key: Key, size: int) -> None:
         """Count the new file against the cache's limit; evict the least recently used beyond it."""
@@ -197,7 +240,22 @@ class Downloader:
             raise IntegrityError(f"{spec.filename}: {digest[0]} does not match the listing")
         if not digest:
             log.warning("upstream_file_unverified", project=spec.project, filename=spec.filename)
-        return await self._run(self._cache.commit, download.temp_path, handle, spec.project, spec.filename)
+        return await self._run(self._cache.commit, handle, spec.project, spec.filename)
+
+
+def _fail(download: Download, exc: BaseException) -> None:
+    failure = _as_domain_error(exc)
+    for future in (download.started, download.result):
+        if not future.done():
+            future.set_exception(failure)
+    download.advanced()
+
+
+def _size_or_none(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return None
 
 
 def _write(handle: BinaryIO, hasher: Any, chunk: bytes) -> None:

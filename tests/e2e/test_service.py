@@ -3,6 +3,7 @@ leaves no partial download behind (issue 4)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -93,6 +94,48 @@ def test_sigterm_during_a_download_leaves_no_partial_file(tmp_path: Path) -> Non
         assert list((cache / "tmp").iterdir()) == []
         assert not (cache / "files" / "big" / BIG.wheel_filename).exists()
         assert "stopped" in (tmp_path / "server.log").read_text()
+    finally:
+        process.kill()
+        process.wait()
+        upstream.stop()
+        upstream.close()
+
+
+def test_workers_share_the_port_and_download_a_cold_file_once(
+        tmp_path: Path, notify_socket: tuple[str, socket.socket]) -> None:
+    """--workers 2: both processes answer, and 30 parallel clients of one cold file, spread over
+    both, cause one upstream request and all get the complete, verified bytes (issue 5)."""
+    import concurrent.futures
+    import hashlib
+
+    path, sock = notify_socket
+    fake = FakeUpstream()
+    fake.add(BIG, sdist=False, metadata=False)
+    fake.bad.file_chunk_pause = 0.05  # slow enough that every client arrives mid-download
+    upstream = UpstreamThread(fake)
+    upstream.start()
+    url, process = serve(tmp_path, "--workers", "2", "--upstream", fake.url, env={"NOTIFY_SOCKET": path})
+    try:
+        assert sock.recv(4096).decode().startswith("READY=1")  # sent once both workers listen
+        urllib.request.urlopen(f"{url}/pypi/simple/big/", timeout=5).read()
+        expected = hashlib.sha256(BIG.wheel()).hexdigest()
+
+        def fetch(_: int) -> str:
+            with urllib.request.urlopen(f"{url}/pypi/files/big/{BIG.wheel_filename}", timeout=60) as response:
+                return hashlib.sha256(response.read()).hexdigest()
+
+        with concurrent.futures.ThreadPoolExecutor(30) as pool:
+            digests = list(pool.map(fetch, range(30)))
+        assert digests == [expected] * 30
+        assert fake.requests[f"/files/{BIG.wheel_filename}"] == 1
+        downloads = [json.loads(line) for line in (tmp_path / "server.log").read_text().splitlines()
+                     if '"event": "request"' in line and "/pypi/files/" in line]
+        assert len(downloads) == 30
+        assert {d["worker"] for d in downloads} == {0, 1}, "both workers served the cold file"
+        process.send_signal(signal.SIGTERM)
+        assert sock.recv(4096).decode() == "STOPPING=1"
+        assert process.wait(timeout=60) == 0
+        assert list((tmp_path / "data" / "cache" / "tmp").iterdir()) == []
     finally:
         process.kill()
         process.wait()
