@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from proxy import __version__, maintenance
+from proxy import __version__, maintenance, warmcli
 from proxy.auth import AuthError, AuthStore
 from proxy.config import Settings, load_settings, parse_size
 from proxy.errors import ConfigError, ProxyError
@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="move bad cached files to cache/quarantine so they are fetched again "
                             "(private files are only reported)")
     _common(check)
+    warmcli.register(commands)
     return parser
 
 
@@ -110,6 +111,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "warm":  # talks to a server over HTTP: no settings of its own
+        return warmcli.run(args)
     try:
         settings = _settings(args)
         if args.command == "serve":

@@ -113,3 +113,23 @@ def test_a_private_upload_shadows_the_public_project_for_pip(upstream: UpstreamT
                proxy.simple, "demo", "dep"])
     assert installed_version(tmp_path / "t", "dep") == "1.5"
     assert installed_version(tmp_path / "t", "demo") == "0.9"
+
+
+def test_warm_cli_prefills_the_cache_then_pip_installs_with_upstream_down(
+        upstream: UpstreamThread, proxy: Server, tmp_path: Path) -> None:
+    """`pypi-proxy warm -r requirements.txt` follows dependencies through PEP 658 metadata;
+    a second run downloads nothing; afterwards the closure installs with upstream gone (issue 4)."""
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# the app\ndemo>=1.0 ; python_version >= '3.8'\nnever-needed ; python_version < '3'\n")
+    first = proxy.run([tool("pypi-proxy"), "warm", "--server", proxy.url, "-r", str(requirements)])
+    assert "warm: 3 projects, 3 files," in first.stdout and "0 failed" in first.stdout, first.stdout
+    assert "0 already cached" in first.stdout
+    second = proxy.run([tool("pypi-proxy"), "warm", "--server", proxy.url, "-r", str(requirements)])
+    assert "warm: 3 projects, 3 files, 0 MB downloaded, 3 already cached, 0 failed" in second.stdout, second.stdout
+    print("warm summaries:", first.stdout.strip().splitlines()[-1], "|", second.stdout.strip().splitlines()[-1])
+
+    upstream.stop()
+    pip(proxy, tmp_path / "offline")
+    assert installed(tmp_path / "offline") == EXPECTED
+    failed = proxy.run([tool("pypi-proxy"), "warm", "--server", proxy.url, "no-such-project"], check=False)
+    assert failed.returncode == 1 and "1 failed" in failed.stdout
