@@ -6,6 +6,7 @@ import bisect
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from proxy.health import UpstreamHealth
 
@@ -33,6 +34,26 @@ class Metrics:
         self.latency: dict[str, Histogram] = {}
         self.bytes_served: Counter[str] = Counter()  # by route
         self.cache: Counter[tuple[str, str]] = Counter()  # (page|file, hit|miss|revalidated|stale)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requests": [[*key, count] for key, count in self.requests.items()],
+            "latency": {route: {"counts": h.counts, "total": h.total} for route, h in self.latency.items()},
+            "bytes_served": dict(self.bytes_served),
+            "cache": [[*key, count] for key, count in self.cache.items()],
+        }
+
+    def add(self, data: dict[str, Any]) -> None:
+        """Add another process's counters (from ``to_json``) to these."""
+        for route, method, status, count in data["requests"]:
+            self.requests[(route, method, status)] += count
+        for route, histogram in data["latency"].items():
+            mine = self.latency.setdefault(route, Histogram())
+            mine.counts = [a + b for a, b in zip(mine.counts, histogram["counts"])]
+            mine.total += histogram["total"]
+        self.bytes_served.update(data["bytes_served"])
+        for kind, outcome, count in data["cache"]:
+            self.cache[(kind, outcome)] += count
 
     def observe(self, route: str, method: str, status: int, seconds: float, sent: int,
                 cache_kind: str | None = None, cache_outcome: str | None = None) -> None:

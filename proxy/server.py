@@ -18,6 +18,7 @@ from proxy.config import Settings
 from proxy.log import configure_logging
 from proxy.sdnotify import notify
 from proxy.web.app import create_app, runner_options
+from proxy.web.workerstats import clear_snapshots
 
 log = structlog.get_logger(__name__)
 _READY_TIMEOUT_S = 120.0
@@ -92,6 +93,7 @@ def _supervise(settings: Settings) -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    clear_snapshots(settings.data_dir)  # counters of an earlier run of the service
     workers = {number: start(number) for number in range(count)}
     log.info("workers_starting", workers=count)
     try:

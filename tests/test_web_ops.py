@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Callable
@@ -149,3 +150,23 @@ def test_a_pinned_file_is_never_evicted() -> None:
         assert usage.evict(0) == [("p", "b")]
     assert usage.total_bytes == 10
     assert usage.evict(0) == [("p", "a")]
+
+
+def test_metrics_of_several_workers_add_up() -> None:
+    """--workers: each worker's snapshot (to_json) is added into the answer of the one scraped."""
+    from proxy.metrics import Metrics, render
+
+    first, second = Metrics(), Metrics()
+    first.observe("/r", "GET", 200, 0.002, 10, "page", "hit")
+    second.observe("/r", "GET", 200, 0.3, 5, "page", "miss")
+    second.observe("/r", "GET", 404, 0.001, 1)
+    total = Metrics()
+    for part in (first, second):
+        total.add(json.loads(json.dumps(part.to_json())))
+    text = samples(render(total, None, {}))
+    assert text['pypi_proxy_requests_total{route="/r",method="GET",status="200"}'] == 2
+    assert text['pypi_proxy_requests_total{route="/r",method="GET",status="404"}'] == 1
+    assert text['pypi_proxy_response_bytes_total{route="/r"}'] == 16
+    assert text['pypi_proxy_cache_total{kind="page",outcome="hit"}'] == 1
+    assert text['pypi_proxy_request_duration_seconds_count{route="/r"}'] == 3
+    assert text['pypi_proxy_request_duration_seconds_bucket{route="/r",le="0.0025"}'] == 2

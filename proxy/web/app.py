@@ -25,7 +25,7 @@ from proxy.services.public import PublicIndex
 from proxy.services.upload import UploadService
 from proxy.storage import PrivateStorage
 from proxy.upstream import Upstream, masked
-from proxy.web import api, files, middlewares, ops, simple, upload
+from proxy.web import api, files, middlewares, ops, simple, upload, workerstats
 from proxy.web.keys import AUTH, CATALOG, EXECUTOR, INDEX, METRICS, SETTINGS, STORAGE, UPLOADS
 
 log = structlog.get_logger(__name__)
@@ -38,6 +38,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_executor)
     app.cleanup_ctx.append(_services)
     app.cleanup_ctx.append(_catalog)
+    app.cleanup_ctx.append(workerstats.snapshots)
     add_routes(app.router)
     return app
 

@@ -14,7 +14,8 @@ from proxy import metrics as prometheus
 from proxy.atomic import TEMP_PREFIX
 from proxy.models import iso_z
 from proxy.services.catalog import Catalog
-from proxy.web.keys import CATALOG, EXECUTOR, METRICS, SETTINGS
+from proxy.web import workerstats
+from proxy.web.keys import CATALOG, EXECUTOR, SETTINGS
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -95,5 +96,6 @@ async def metrics(request: web.Request) -> web.Response:
         }
         if upstreams.files.max_size is not None:
             gauges["pypi_proxy_cache_file_limit_bytes"] = ("The limit of cached public files.", upstreams.files.max_size)
-    text = prometheus.render(app[METRICS], upstreams.health if upstreams else None, gauges)
+    counters, health = await workerstats.combined(app)
+    text = prometheus.render(counters, health, gauges)
     return web.Response(body=text.encode(), headers={**NO_STORE, "Content-Type": prometheus.CONTENT_TYPE})

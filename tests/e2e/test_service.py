@@ -132,6 +132,13 @@ def test_workers_share_the_port_and_download_a_cold_file_once(
                      if '"event": "request"' in line and "/pypi/files/" in line]
         assert len(downloads) == 30
         assert {d["worker"] for d in downloads} == {0, 1}, "both workers served the cold file"
+
+        time.sleep(1.5)  # each worker snapshots its counters every second
+        files_route = 'pypi_proxy_requests_total{route="/pypi/files/{project}/{filename}",method="GET",status="200"}'
+        for _ in range(4):  # whichever worker answers, the counters are the sum of both
+            text = urllib.request.urlopen(f"{url}/-/metrics", timeout=5).read().decode()
+            assert f"{files_route} 30" in text, text
+            assert 'pypi_proxy_upstream_requests_total{kind="file"} 1' in text
         process.send_signal(signal.SIGTERM)
         assert sock.recv(4096).decode() == "STOPPING=1"
         assert process.wait(timeout=60) == 0
