@@ -51,6 +51,10 @@ class CacheUsage:
     def __len__(self) -> int:
         return len(self._sizes)
 
+    def keys(self) -> list[Key]:
+        """Every counted file, least recently used first."""
+        return list(self._sizes)
+
     def load(self, entries: Iterable[CachedEntry]) -> None:
         for entry in sorted(entries, key=lambda e: e.last_used):
             self.record(entry.key, entry.size)

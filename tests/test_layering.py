@@ -14,13 +14,14 @@ LAYERS = {
     0: {"proxy", "proxy.errors", "proxy.models", "proxy.names", "proxy.atomic", "proxy.lru",
         "proxy.health", "proxy.sdnotify"},
     1: {"proxy.config", "proxy.negotiate", "proxy.render", "proxy.distmeta", "proxy.log", "proxy.parse",
-        "proxy.merge", "proxy.metrics", "proxy.requirements", "proxy.lockfiles", "proxy.targets"},
+        "proxy.merge", "proxy.metrics", "proxy.requirements", "proxy.lockfiles", "proxy.targets",
+        "proxy.readme", "proxy.ui", "proxy.uirender"},
     2: {"proxy.storage", "proxy.auth", "proxy.pagecache", "proxy.filecache", "proxy.upstream"},
     3: {"proxy.services", "proxy.services.index", "proxy.services.upload", "proxy.services.public",
-        "proxy.services.downloads", "proxy.services.catalog", "proxy.maintenance"},
+        "proxy.services.downloads", "proxy.services.catalog", "proxy.maintenance", "proxy.services.browse"},
     4: {"proxy.web", "proxy.web.keys", "proxy.web.middlewares", "proxy.web.simple", "proxy.web.files",
         "proxy.web.api", "proxy.web.upload", "proxy.web.app", "proxy.server",
-        "proxy.web.ops", "proxy.web.workerstats"},
+        "proxy.web.ops", "proxy.web.workerstats", "proxy.web.ui"},
     5: {"proxy.cli", "proxy.__main__", "proxy.warm", "proxy.warmcli"},
 }
 LAYER_OF = {module: layer for layer, modules in LAYERS.items() for module in modules}

@@ -27,6 +27,7 @@ from proxy.config import UpstreamSettings
 from proxy.errors import InvalidUpstreamResponse, ProjectNotFound, UpstreamError
 from proxy.lru import LruCache
 from proxy.negotiate import JSON_V1
+from proxy.models import IndexPage
 from proxy.pagecache import CachedPage, CachedProjectList, PageCache
 from proxy.parse import parse_project_list, parse_project_page
 from proxy.services.downloads import FileSpec
@@ -91,6 +92,11 @@ class PublicIndex:
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+
+    async def cached_page(self, name: str) -> IndexPage | None:
+        """The listing of ``name`` as last cached, however old, without asking upstream."""
+        record = self._records.get(name) or await self._run(self._cache.page, name)
+        return record.page if record is not None and record.status == 200 else None
 
     async def cache_bytes(self) -> int:
         """Bytes the page cache takes on disk."""

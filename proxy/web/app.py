@@ -25,7 +25,7 @@ from proxy.services.public import PublicIndex
 from proxy.services.upload import UploadService
 from proxy.storage import PrivateStorage
 from proxy.upstream import Upstream, masked
-from proxy.web import api, files, middlewares, ops, simple, upload, workerstats
+from proxy.web import api, files, middlewares, ops, simple, ui, upload, workerstats
 from proxy.web.keys import AUTH, CATALOG, EXECUTOR, INDEX, METRICS, SETTINGS, STORAGE, UPLOADS
 
 log = structlog.get_logger(__name__)
@@ -55,11 +55,11 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/pypi/{project}/{version}/json", api.project_json, name="json_version")
     router.add_get("/-/health", ops.health, name="health")
     router.add_get("/-/metrics", ops.metrics, name="metrics")
-    router.add_get("/", _home)
-
-
-async def _home(request: web.Request) -> web.Response:
-    raise web.HTTPFound(request.app.router["simple_root"].url_for())
+    router.add_get("/", ui.home, name="ui_home")
+    router.add_get("/-/projects", ui.projects, name="ui_projects")
+    router.add_get("/-/projects/{project}/", ui.project, name="ui_project")
+    router.add_get("/-/projects/{project}", ui.project)
+    router.add_get("/-/status", ui.status, name="ui_status")
 
 
 async def _executor(app: web.Application) -> AsyncIterator[None]:

@@ -20,7 +20,7 @@ from proxy.web.keys import CATALOG, EXECUTOR, SETTINGS
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def _probe_writable(data_dir: Path) -> str | None:
+def probe_writable(data_dir: Path) -> str | None:
     """Write, fsync and remove a small file; None when that works, else the error."""
     probe = data_dir / f"{TEMP_PREFIX}health-{os.getpid()}-{os.urandom(4).hex()}"
     try:
@@ -38,7 +38,7 @@ def _when(moment: float | None) -> str | None:
     return iso_z(datetime.fromtimestamp(moment, timezone.utc)) if moment is not None else None
 
 
-async def _cache_figures(catalog: Catalog) -> dict[str, Any]:
+async def cache_figures(catalog: Catalog) -> dict[str, Any]:
     upstreams = catalog.upstreams
     if upstreams is None:
         return {}
@@ -55,7 +55,7 @@ async def health(request: web.Request) -> web.Response:
     cached pages and files are still served."""
     app = request.app
     loop = asyncio.get_running_loop()
-    error = await loop.run_in_executor(app[EXECUTOR], _probe_writable, app[SETTINGS].data_dir)
+    error = await loop.run_in_executor(app[EXECUTOR], probe_writable, app[SETTINGS].data_dir)
     catalog = app[CATALOG]
     upstreams = catalog.upstreams
     upstream: dict[str, Any] = {"enabled": upstreams is not None}
@@ -74,7 +74,7 @@ async def health(request: web.Request) -> web.Response:
         "storage": {"writable": error is None, "error": error},
         "upstream": upstream,
         "private_projects": len(private_names),
-        "cache": await _cache_figures(catalog),
+        "cache": await cache_figures(catalog),
     }
     return web.json_response(body, status=200 if error is None else 503, headers=NO_STORE)
 
@@ -88,7 +88,7 @@ async def metrics(request: web.Request) -> web.Response:
     }
     upstreams = catalog.upstreams
     if upstreams is not None:
-        figures = await _cache_figures(catalog)
+        figures = await cache_figures(catalog)
         gauges |= {
             "pypi_proxy_cache_files": ("Cached public files.", figures["files"]),
             "pypi_proxy_cache_file_bytes": ("Bytes of cached public files.", figures["file_bytes"]),

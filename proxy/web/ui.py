@@ -1,0 +1,87 @@
+"""The web interface (HTML for people): gather, build a view model, render it off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from proxy import ui, uirender
+from proxy.names import matches_any, normalize
+from proxy.services import browse
+from proxy.web.keys import CATALOG, EXECUTOR, SETTINGS
+from proxy.web.ops import cache_figures, probe_writable
+
+HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+
+
+async def _respond(request: web.Request, template: str, build: Callable[..., Any], *args: Any,
+                   status: int = 200, **kwargs: Any) -> web.Response:
+    """Build the view and render it in the executor: docutils and big listings take milliseconds."""
+    def render() -> str:
+        return uirender.page(template, build(*args, **kwargs))
+
+    html = await asyncio.get_running_loop().run_in_executor(request.app[EXECUTOR], render)
+    return web.Response(text=html, status=status, content_type="text/html", headers=HEADERS)
+
+
+def _site(request: web.Request) -> ui.Site:
+    return ui.site_for(request.app[SETTINGS].server.public_url, request.scheme, request.host)
+
+
+async def home(request: web.Request) -> web.Response:
+    catalog = request.app[CATALOG]
+    _, private = await catalog.private.project_names()
+    up = catalog.upstreams
+    return await _respond(
+        request, "home.html", ui.home_view, _site(request), len(private),
+        len(browse.cached_projects(up)) if up else 0, up.files.usage.total_bytes if up else 0,
+        up.files.max_size if up else None, up.url if up else None,
+    )
+
+
+async def projects(request: web.Request) -> web.Response:
+    catalog = request.app[CATALOG]
+    reserved = request.app[SETTINGS].upstream.reserved
+    _, private = await catalog.private.project_names()
+    cached = browse.cached_projects(catalog.upstreams) if catalog.upstreams else set()
+    site = _site(request)
+    everything = ui.listed_projects(site, private, cached, reserved)
+    query, page = request.query.get("q", ""), ui.page_number(request.query.get("page"))
+    return await _respond(request, "projects.html", ui.projects_view, site, everything, query, page, reserved)
+
+
+async def project(request: web.Request) -> web.Response:
+    raw = request.match_info["project"]
+    name = normalize(raw)
+    if raw != name or not request.path.endswith("/"):
+        raise web.HTTPMovedPermanently(request.app.router["ui_project"].url_for(project=name))
+    catalog, site = request.app[CATALOG], _site(request)
+    private = await catalog.private.project(name)
+    if private is not None:
+        return await _respond(request, "project.html", ui.private_project_view, site, private)
+    reserved = matches_any(name, request.app[SETTINGS].upstream.reserved)
+    up = catalog.upstreams
+    page = await up.index.cached_page(name) if up else None
+    if up is None or page is None:
+        return await _respond(request, "not_found.html", ui.not_found_view, site, name, status=404,
+                              reserved=reserved, upstream_enabled=up is not None)
+    return await _respond(request, "project.html", ui.cached_project_view, site, page,
+                          browse.cached_files(up, name), reserved)
+
+
+async def status(request: web.Request) -> web.Response:
+    app = request.app
+    catalog = app[CATALOG]
+    error = await asyncio.get_running_loop().run_in_executor(app[EXECUTOR], probe_writable, app[SETTINGS].data_dir)
+    _, private = await catalog.private.project_names()
+    up = catalog.upstreams
+    upstream = ui.upstream_status(up.health, up.url, time.time()) if up else None
+    return await _respond(
+        request, "status.html", ui.status_view, _site(request), storage_error=error,
+        private_projects=len(private), upstream=upstream, cache=await cache_figures(catalog),
+        page_cache_limit=app[SETTINGS].cache.page_cache_size,
+    )
