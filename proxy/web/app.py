@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import aiohttp_jinja2
 import structlog
 from aiohttp import web
 
-from proxy import render
+from proxy import render, uirender
 from proxy.atomic import sweep_temp_files
 from proxy.auth import AuthStore
 from proxy.config import Settings
@@ -75,6 +76,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     storage = PrivateStorage(settings.data_dir)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(app[EXECUTOR], _prepare_storage, storage)
+    # The interface's templates: its Jinja loader looks at the package on disk, so off the loop.
+    await loop.run_in_executor(app[EXECUTOR], _setup_templates, app)
     auth = AuthStore(settings.data_dir)
     app[STORAGE] = storage
     app[AUTH] = auth
@@ -121,6 +124,10 @@ def _prepare_file_cache(files: FileCache) -> list[CachedEntry]:
     if removed:
         log.warning("partial_downloads_removed", count=removed)
     return files.scan()
+
+
+def _setup_templates(app: web.Application) -> None:
+    aiohttp_jinja2.setup(app, default_helpers=False, **uirender.environment_options())
 
 
 def _prepare_storage(storage: PrivateStorage) -> None:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp_jinja2
 from aiohttp import web
 
 from proxy import ui, uirender
@@ -21,8 +22,10 @@ HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
 async def _respond(request: web.Request, template: str, build: Callable[..., Any], *args: Any,
                    status: int = 200, **kwargs: Any) -> web.Response:
     """Build the view and render it in the executor: docutils and big listings take milliseconds."""
+    environment = aiohttp_jinja2.get_env(request.app)
+
     def render() -> str:
-        return uirender.page(template, build(*args, **kwargs))
+        return uirender.page(environment, template, build(*args, **kwargs))
 
     html = await asyncio.get_running_loop().run_in_executor(request.app[EXECUTOR], render)
     return web.Response(text=html, status=status, content_type="text/html", headers=HEADERS)
