@@ -118,7 +118,8 @@ class FileCache:
         return self.root / project / filename
 
     def cached_size(self, project: str, filename: str) -> int | None:
-        """The size of a cached file, or None when it is not cached (one stat)."""
+        """The size of a cached file, or None when it is not cached. One stat: the server calls it on
+        the event loop for every file request, as a thread hop would cost more than the stat."""
         try:
             stat = os.stat(self.path(project, filename))
         except FileNotFoundError:

@@ -41,6 +41,7 @@ class Stamp:
 
 
 def stamp_of(path: Path) -> Stamp | None:
+    """One stat: cheap enough to run on the event loop for every request (no thread hop)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:

@@ -92,7 +92,7 @@ class Catalog:
         upstreams = self.upstreams
         if upstreams is None or self._source_if_public(name) is Source.NONE:
             raise ProjectNotFound(f"No file {filename!r} in project {name!r}.")
-        size = await self._run(upstreams.files.cached_size, name, filename)
+        size = upstreams.files.cached_size(name, filename)  # one stat, on the loop
         if size is not None:
             upstreams.files.usage.used((name, filename), size)
             return ServedFile(Source.UPSTREAM, path=upstreams.files.path(name, filename), cache=CacheState.HIT)

@@ -50,7 +50,7 @@ class IndexService:
         return loaded[1] if loaded else None
 
     async def _load(self, name: str) -> tuple[Stamp, PrivateProject] | None:
-        stamp = await self._run(self._storage.index_stamp, name)
+        stamp = self._storage.index_stamp(name)  # one stat on the loop: cheaper than a thread hop
         if stamp is None:
             self._projects.pop(name, None)
             return None
@@ -80,7 +80,7 @@ class IndexService:
 
     async def project_names(self) -> tuple[Stamp | None, list[str]]:
         """Display names of every private project, with the stamp that changes when one appears."""
-        stamp = await self._run(self._storage.projects_stamp)
+        stamp = self._storage.projects_stamp()
         if self._names is None or self._names[0] != stamp:
             self._names = (stamp, await self._run(self._storage.project_names))
         return self._names
