@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from email.message import Message
 
-import readme_renderer.markdown
-import readme_renderer.rst
 from markupsafe import Markup
 
 _MARKDOWN_VARIANTS = {"gfm": "GFM", "commonmark": "CommonMark"}
@@ -33,6 +31,11 @@ def render_description(text: str, content_type: str | None) -> Markup:
     """
     if not text.strip():
         return Markup("")
+    # Imported on first use: docutils, pygments and comrak cost ~25 MB and 0.1 s per server
+    # process, and only the project pages of the web interface need them.
+    import readme_renderer.markdown
+    import readme_renderer.rst
+
     kind, params = _content_type(content_type)
     html: str | None = None
     if kind == "text/markdown":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -364,3 +365,22 @@ async def test_upstream_switched_off_serves_private_only(
     client = await proxy(aiohttp_client, make_settings(upstream={"enabled": False, "url": fake_upstream.url}))
     assert (await client.get("/pypi/simple/demo/")).status == 404
     assert not fake_upstream.requests
+
+
+async def test_a_large_page_is_sent_whole_in_slices(aiohttp_client: Any, upstream_settings: MakeSettings,
+                                                    fake_upstream: FakeUpstream) -> None:
+    """Pages above 64 KiB are written slice by slice (bounded buffers); the client sees one body."""
+    for number in range(400):
+        fake_upstream.add(Dist("many", f"1.{number}"), sdist=False, metadata=False)
+    client = await proxy(aiohttp_client, upstream_settings())
+    for accept in (JSON_V1, "text/html"):
+        response = await client.get("/pypi/simple/many/", headers={"Accept": accept})
+        body = await response.read()
+        assert response.status == 200 and len(body) > 64 * 1024
+        assert int(response.headers["Content-Length"]) == len(body)
+        assert body.count(b"many-1.") >= 400
+    json_response = await client.get("/pypi/simple/many/", headers={"Accept": JSON_V1})
+    json_body = await json_response.read()
+    assert len(json.loads(json_body)["files"]) == 400
+    head = await client.head("/pypi/simple/many/", headers={"Accept": JSON_V1})
+    assert head.status == 200 and int(head.headers["Content-Length"]) == len(json_body)

@@ -14,7 +14,12 @@ from proxy.web.keys import CATALOG
 PAGE_CACHE_CONTROL = "max-age=0, must-revalidate, public"
 
 
-def page_response(request: web.Request, served: ServedPage) -> web.Response:
+# Bodies above this are written in slices, each awaiting the socket: a large page sent whole to
+# many slow readers would be copied into every connection's buffer at once.
+SLICE = 64 * 1024
+
+
+async def page_response(request: web.Request, served: ServedPage) -> web.StreamResponse:
     page = served.page
     headers = {
         "ETag": page.etag,
@@ -24,7 +29,17 @@ def page_response(request: web.Request, served: ServedPage) -> web.Response:
     }
     if etag_matches(request.headers.get("If-None-Match"), page.etag):
         return web.Response(status=304, headers=headers)
-    return web.Response(body=page.body, headers={**headers, "Content-Type": page.content_type})
+    headers["Content-Type"] = page.content_type
+    if len(page.body) <= SLICE or request.method == "HEAD":
+        return web.Response(body=page.body, headers=headers)
+    response = web.StreamResponse(headers=headers)
+    response.content_length = len(page.body)
+    await response.prepare(request)
+    body = memoryview(page.body)
+    for start in range(0, len(body), SLICE):
+        await response.write(body[start:start + SLICE])
+    await response.write_eof()
+    return response
 
 
 def source_headers(source: str, cache: str | None) -> dict[str, str]:
@@ -40,19 +55,19 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-async def root(request: web.Request) -> web.Response:
+async def root(request: web.Request) -> web.StreamResponse:
     content_type = choose_content_type(request.headers.get("Accept"))
-    return page_response(request, await request.app[CATALOG].root_page(content_type))
+    return await page_response(request, await request.app[CATALOG].root_page(content_type))
 
 
-async def project(request: web.Request) -> web.Response:
+async def project(request: web.Request) -> web.StreamResponse:
     raw = request.match_info["project"]
     name = normalize(raw)
     if raw != name or not request.path.endswith("/"):
         # PEP 503: clients may request any spelling; the canonical URL is normalised with a slash.
         raise web.HTTPMovedPermanently(request.app.router["simple_project"].url_for(project=name))
     content_type = choose_content_type(request.headers.get("Accept"))
-    return page_response(request, await request.app[CATALOG].page(name, content_type))
+    return await page_response(request, await request.app[CATALOG].page(name, content_type))
 
 
 async def root_redirect(request: web.Request) -> web.Response:
