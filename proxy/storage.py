@@ -40,7 +40,7 @@ class Stamp:
     size: int
 
 
-def stamp_of(path: Path) -> Stamp | None:
+def stamp_of(path: Path | str) -> Stamp | None:
     """One stat: cheap enough to run on the event loop for every request (no thread hop)."""
     try:
         st = os.stat(path)
@@ -52,6 +52,7 @@ def stamp_of(path: Path) -> Stamp | None:
 class PrivateStorage:
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir / "private"
+        self._root_text = str(self.root)
         self.temp_dir = data_dir / "tmp"
         self.locks_dir = data_dir / "locks"
 
@@ -72,7 +73,9 @@ class PrivateStorage:
         return stamp_of(self.root / PROJECTS_STAMP)
 
     def index_stamp(self, project: str) -> Stamp | None:
-        return stamp_of(self.index_path(project))
+        # Asked on every request: string paths, as pathlib's parsing costs more than the stat.
+        name = check_safe_filename(normalize(project))
+        return stamp_of(os.path.join(self._root_text, name, INDEX_NAME))
 
     def load(self, project: str) -> PrivateProject | None:
         try:

@@ -61,6 +61,9 @@ class Download:
         self.temp_path = temp_path
         self.written = 0
         self.expected_size: int | None = spec.size
+        # Hash and size checked: readers may send the last byte while the file is being committed
+        # (fsync and rename are durability, not correctness, and cost milliseconds).
+        self.verified = False
         loop = asyncio.get_running_loop()
         self.started: asyncio.Future[None] = loop.create_future()  # set when upstream answered 200
         self.result: asyncio.Future[Path] = loop.create_future()  # the committed file
@@ -80,7 +83,7 @@ class Download:
 
     def sendable(self) -> int:
         """Bytes a reader may send now: all but the last until the whole file is verified."""
-        if self.result.done() and not self.result.cancelled() and self.result.exception() is None:
+        if self.verified or (self.result.done() and not self.result.cancelled() and self.result.exception() is None):
             return self.written
         if self.expected_size is not None:  # when chunked, the withheld part is the final chunk
             return min(self.written, self.expected_size - 1)
@@ -127,7 +130,7 @@ class Downloader:
             if handle is None:
                 await self._follow_other_process(download)
                 return
-            if await self._run(self._cache.cached_size, *key) is not None:  # committed meanwhile
+            if self._cache.cached_size(*key) is not None:  # committed meanwhile
                 await self._run(self._cache.discard, handle, *key)
                 await self._follow_other_process(download)
                 return
@@ -146,7 +149,7 @@ class Downloader:
         key = (download.spec.project, download.spec.filename)
         writer_seen_gone = False
         while True:
-            size = await self._run(self._cache.cached_size, *key)
+            size = self._cache.cached_size(*key)
             if size is not None:
                 download.written = size
                 if not download.started.done():
@@ -240,6 +243,8 @@ class Downloader:
             raise IntegrityError(f"{spec.filename}: {digest[0]} does not match the listing")
         if not digest:
             log.warning("upstream_file_unverified", project=spec.project, filename=spec.filename)
+        download.verified = True
+        download.advanced()
         return await self._run(self._cache.commit, handle, spec.project, spec.filename)
 
 

@@ -36,6 +36,9 @@ from proxy.upstream import MAX_PROJECT_LIST_BYTES, PageAnswer, Upstream
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
+# Below these, parsing and rendering run on the loop: a thread hop would cost more.
+_INLINE_BYTES = 64 * 1024
+_INLINE_FILES = 200
 METADATA_SUFFIX = ".metadata"
 _RECORD_BUDGET = 32 * 1024**2  # rough bytes of parsed pages kept in memory
 _FILE_WEIGHT = 600  # rough bytes of one parsed IndexFile
@@ -88,6 +91,7 @@ class PublicIndex:
         )
         self._retry_at: dict[Hashable, float] = {}
         self._flights = SingleFlight()
+        self._writes: set[asyncio.Future[None]] = set()
         self._project_list: CachedProjectList | None = None
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
@@ -104,6 +108,7 @@ class PublicIndex:
 
     async def close(self) -> None:
         await self._flights.close()
+        await asyncio.gather(*self._writes, return_exceptions=True)
 
     # Pages ------------------------------------------------------------------------------------
 
@@ -114,7 +119,8 @@ class PublicIndex:
         key = (name, content_type, record.content_id)
         page = self._rendered.get(key)
         if page is None:
-            page = await self._run(_render, record, content_type)
+            small = len(record.page.files) <= _INLINE_FILES  # a thread hop would cost more
+            page = _render(record, content_type) if small else await self._run(_render, record, content_type)
             self._rendered.put(key, page)
         return page, state
 
@@ -155,8 +161,15 @@ class PublicIndex:
             return record, CacheState.STALE
         self._retry_at.pop(name, None)
         self._records.put(name, fetched)
-        await self._run(self._cache.store_page, name, fetched)
+        self._store_later(name, fetched)
         return fetched, state
+
+    def _store_later(self, name: str, record: CachedPage) -> None:
+        """Persist a page without making the client wait; ``close`` waits for pending writes."""
+        task = asyncio.ensure_future(self._run(self._cache.store_page, name, record))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        task.add_done_callback(_log_store_failure)
 
     async def _fetch(self, name: str, record: CachedPage | None) -> tuple[CachedPage, CacheState]:
         usable = record if record is not None and record.status == 200 else None
@@ -174,7 +187,10 @@ class PublicIndex:
                 usable, fetched_at=now, etag=answer.etag or usable.etag,
                 last_modified=answer.last_modified or usable.last_modified,
             ), CacheState.REVALIDATED
-        page = await self._run(parse_project_page, answer.body, answer.content_type, answer.url, name)
+        if len(answer.body) <= _INLINE_BYTES:  # parsing a small page is cheaper than a thread hop
+            page = parse_project_page(answer.body, answer.content_type, answer.url, name)
+        else:
+            page = await self._run(parse_project_page, answer.body, answer.content_type, answer.url, name)
         content_id = hashlib.sha256(answer.body).hexdigest()[:24]
         return CachedPage(200, now, page, answer.etag, answer.last_modified, content_id), CacheState.MISS
 
@@ -232,6 +248,11 @@ class PublicIndex:
             raise InvalidUpstreamResponse(f"upstream answered {answer.status} for its project list")
         names = await self._run(parse_project_list, answer.body, answer.content_type)
         return CachedProjectList(now, tuple(names), answer.etag, answer.last_modified), CacheState.MISS
+
+
+def _log_store_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("page_cache_write_failed", error=str(task.exception()))
 
 
 def _render(record: CachedPage, content_type: str) -> Rendered:
