@@ -28,7 +28,11 @@ from proxy.models import PrivateProject, ReleaseInfo, StoredFile, utc_now
 from proxy.names import check_safe_filename, normalize
 
 INDEX_NAME = "project.json"
+# Every private project's normalised and display name, as JSON; replaced when a project appears,
+# so its stamp tells that the list changed.
 PROJECTS_STAMP = ".projects"
+NAMES_FORMAT = 1
+NAMES_LOCK = ".projects.lock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +89,60 @@ class PrivateStorage:
         return PrivateProject.from_json(json.loads(raw))
 
     def project_names(self) -> list[str]:
-        """Display names of every private project, sorted by normalised name."""
-        names = []
-        for entry in sorted(self.root.iterdir()) if self.root.exists() else ():
-            index = entry / INDEX_NAME
-            if entry.is_dir() and index.exists():
-                names.append(json.loads(index.read_bytes())["display_name"])
+        """Display names of every private project, sorted by normalised name (one file read)."""
+        names = self._read_names()
+        if names is None:
+            names = self.rebuild_names() if self.root.exists() else {}
+        return [names[key] for key in sorted(names)]
+
+    def check_names(self) -> None:
+        """At start-up: rebuild the name list when it does not match the project directories
+        (written by an older version, or a crash came between a new index and the list)."""
+        names = self._read_names()
+        if names is None or set(names) != self._project_dirs():
+            self.rebuild_names()
+
+    def rebuild_names(self) -> dict[str, str]:
+        """Read every project index for its display name (slow: only when the list is unusable)."""
+        with locked(self.locks_dir / NAMES_LOCK):
+            names = self._scan_names()
+            self._write_names(names)
         return names
+
+    def _scan_names(self) -> dict[str, str]:
+        names = {}
+        for name in self._project_dirs():
+            with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+                names[name] = json.loads((self.root / name / INDEX_NAME).read_bytes())["display_name"]
+        return names
+
+    def _project_dirs(self) -> set[str]:
+        if not self.root.exists():
+            return set()
+        return {entry.name for entry in os.scandir(self.root)
+                if entry.is_dir() and os.path.exists(os.path.join(entry.path, INDEX_NAME))}
+
+    def _read_names(self) -> dict[str, str] | None:
+        try:
+            data = json.loads((self.root / PROJECTS_STAMP).read_bytes())
+        except (FileNotFoundError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("format") != NAMES_FORMAT:
+            return None
+        names = data.get("names")
+        return names if isinstance(names, dict) else None
+
+    def _write_names(self, names: dict[str, str]) -> None:
+        body = json.dumps({"format": NAMES_FORMAT, "names": names}, sort_keys=True).encode()
+        write_atomic(self.root / PROJECTS_STAMP, body)
+
+    def _add_name(self, project: str, display_name: str) -> None:
+        with locked(self.locks_dir / NAMES_LOCK):
+            names = self._read_names()
+            if names is None:  # unusable: rebuild it (the lock is held)
+                names = self._scan_names()
+            names[project] = display_name
+            self._write_names(names)
 
     def new_temp_path(self) -> Path:
         return self.temp_dir / f"{TEMP_PREFIX}upload-{os.urandom(8).hex()}"
@@ -125,7 +176,7 @@ class PrivateStorage:
             # E6: upload-time is the server's clock when the file becomes visible.
             self._write_index(base.with_file(replace(stored, upload_time=utc_now()), info))
             if current is None:
-                write_atomic(self.root / PROJECTS_STAMP, project.encode())
+                self._add_name(project, display_name)
             return True
 
     def update(self, project: str, change: Callable[[PrivateProject], PrivateProject]) -> PrivateProject:

@@ -299,3 +299,26 @@ def test_sweep_of_a_staged_upload_left_by_a_crash(storage: PrivateStorage) -> No
     fresh = stage(storage, b"an upload in progress")
     assert sweep_temp_files(storage.temp_dir) == 1
     assert not staged.exists() and fresh.exists()
+
+
+def test_project_names_come_from_one_list_rebuilt_when_unusable(storage: PrivateStorage) -> None:
+    """Start-up and the root page read one names file, not every project's index (issue 5:
+    10,000 private projects). An old-format or missing list is rebuilt from the indexes."""
+    commit(storage, WHEEL, b"a")
+    names_file = storage.root / ".projects"
+    assert json.loads(names_file.read_bytes())["names"] == {"demo": "Demo"}
+    names_file.write_text("demo")  # what an older version wrote
+    storage.check_names()
+    assert json.loads(names_file.read_bytes())["names"] == {"demo": "Demo"}
+    names_file.unlink()
+    assert storage.project_names() == ["Demo"]
+    assert names_file.exists()
+
+
+def test_a_project_missing_from_the_list_is_found_at_start_up(storage: PrivateStorage) -> None:
+    """A crash between a new project's index and the list: the next start notices and rebuilds."""
+    commit(storage, WHEEL, b"a")
+    (storage.root / ".projects").write_text(json.dumps({"format": 1, "names": {}}))
+    assert storage.project_names() == []
+    storage.check_names()
+    assert storage.project_names() == ["Demo"]

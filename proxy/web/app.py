@@ -133,6 +133,7 @@ def _setup_templates(app: web.Application) -> None:
 def _prepare_storage(storage: PrivateStorage) -> None:
     render.load_templates()
     storage.prepare()
+    storage.check_names()
     removed = sweep_temp_files(storage.temp_dir) + sweep_temp_files(storage.root)
     if removed:
         log.warning("temp_files_swept", count=removed)
