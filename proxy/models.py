@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -22,12 +23,19 @@ def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def version_key(text: str) -> tuple[int, Version | str]:
-    """Sort key ordering PEP 440 versions correctly and any invalid legacy string first."""
+@functools.lru_cache(maxsize=65536)
+def version_key(text: str) -> tuple[int, Any]:
+    """Sort key ordering PEP 440 versions correctly and any invalid legacy string first.
+
+    The key is packaging's own comparison tuple (``Version._key``, what Version's operators
+    compare) rather than the Version: sorting 3,000 versions then compares tuples in C, several
+    times faster. Cached: the same versions are sorted again on every change of a project.
+    """
     try:
-        return (1, Version(text))
+        version = Version(text)
     except InvalidVersion:
         return (0, text)
+    return (1, getattr(version, "_key", version))
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from markupsafe import Markup
 from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename, parse_wheel_filename
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from proxy.health import UpstreamHealth
 from proxy.models import IndexPage, PrivateProject, StoredFile, version_key
@@ -315,8 +315,10 @@ def _newest_installable(releases: Sequence[Release]) -> str | None:
 
 
 def _is_final(version: str) -> bool:
-    parsed = version_key(version)[1]
-    return isinstance(parsed, Version) and not parsed.is_prerelease
+    try:
+        return not Version(version).is_prerelease
+    except InvalidVersion:
+        return False
 
 
 def cached_project_view(site: Site, page: IndexPage, cached_files: frozenset[str], reserved: bool) -> ProjectView:

@@ -12,7 +12,7 @@ import aiohttp_jinja2
 import structlog
 from aiohttp import web
 
-from proxy import render, uirender
+from proxy import uirender
 from proxy.atomic import sweep_temp_files
 from proxy.auth import AuthStore
 from proxy.config import Settings
@@ -131,7 +131,6 @@ def _setup_templates(app: web.Application) -> None:
 
 
 def _prepare_storage(storage: PrivateStorage) -> None:
-    render.load_templates()
     storage.prepare()
     storage.check_names()
     removed = sweep_temp_files(storage.temp_dir) + sweep_temp_files(storage.root)
