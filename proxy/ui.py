@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from markupsafe import Markup
-from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from proxy.health import UpstreamHealth
 from proxy.models import IndexPage, PrivateProject, StoredFile, version_key
 from proxy.names import matches_any, normalize
+from proxy.parse import version_from_filename
 from proxy.readme import render_description
 from proxy.render import current_version, file_path
 
@@ -296,16 +294,6 @@ def private_project_view(site: Site, project: PrivateProject) -> ProjectView:
     )
 
 
-def file_version(filename: str) -> str | None:
-    """The version a distribution's filename names, or None for one it does not parse."""
-    try:
-        if filename.endswith(".whl"):
-            return str(parse_wheel_filename(filename)[1])
-        return str(parse_sdist_filename(filename)[1])
-    except (InvalidWheelFilename, InvalidSdistFilename):
-        return None
-
-
 def _newest_installable(releases: Sequence[Release]) -> str | None:
     """Newest release with a file not yanked, finals before pre-releases (as pip chooses)."""
     usable = [r.version for r in releases if not r.yanked and r.version != OTHER_FILES]
@@ -325,7 +313,7 @@ def cached_project_view(site: Site, page: IndexPage, cached_files: frozenset[str
     """An upstream project as this server last cached its listing (nothing is fetched for it)."""
     grouped: dict[str, list[FileRow]] = {}
     for listed in sorted(page.files, key=lambda f: f.filename):
-        version = file_version(listed.filename) or OTHER_FILES
+        version = version_from_filename(listed.filename, page.name) or OTHER_FILES
         grouped.setdefault(version, []).append(FileRow(
             listed.filename, site.link("/pypi/" + file_path(page.name, listed.filename)), _kind(listed.filename),
             human_bytes(listed.size), when(listed.upload_time), listed.requires_python,
@@ -359,58 +347,3 @@ def not_found_view(site: Site, name: str, *, reserved: bool, upstream_enabled: b
     else:
         reason = "No private project has this name."
     return NotFoundView(site, name, reason)
-
-
-# Status ----------------------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class UpstreamStatus:
-    url: str
-    state: str  # "ok", "failing" or "unknown"
-    last_success: str
-    last_failure: str
-    fetches: tuple[tuple[str, int, int], ...]  # (kind, fetches, errors)
-    recent_errors: tuple[tuple[str, str, str], ...]  # (when, kind, message), newest first
-
-
-@dataclass(frozen=True, slots=True)
-class Gauge:
-    label: str
-    used: str
-    limit: str | None
-    percent: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class StatusView:
-    site: Site
-    storage_error: str | None
-    private_projects: int
-    upstream: UpstreamStatus | None  # None: upstream is off
-    cached_files: int
-    gauges: tuple[Gauge, ...]
-
-
-def upstream_status(health: UpstreamHealth, url: str, now: float) -> UpstreamStatus:
-    def moment(at: float | None) -> str:
-        return f"{when(at)} ({ago(at, now)})" if at is not None else "never"
-
-    kinds = sorted(set(health.fetches) | set(health.errors))
-    return UpstreamStatus(
-        url, health.state, moment(health.last_success), moment(health.last_failure),
-        tuple((kind, health.fetches[kind], health.errors[kind]) for kind in kinds),
-        tuple((when(e.at), e.kind, e.message) for e in reversed(health.recent_errors)),
-    )
-
-
-def status_view(site: Site, *, storage_error: str | None, private_projects: int,
-                upstream: UpstreamStatus | None, cache: Mapping[str, Any], page_cache_limit: int) -> StatusView:
-    """``cache`` holds the figures /-/health reports (empty when upstream is off)."""
-    gauges: list[Gauge] = []
-    if cache:
-        limit = cache["file_limit_bytes"]
-        gauges.append(Gauge("Cached files", human_bytes(cache["file_bytes"]),
-                            human_bytes(limit) if limit is not None else None, percent(cache["file_bytes"], limit)))
-        gauges.append(Gauge("Page cache", human_bytes(cache["page_cache_bytes"]), human_bytes(page_cache_limit),
-                            percent(cache["page_cache_bytes"], page_cache_limit)))
-    return StatusView(site, storage_error, private_projects, upstream, int(cache.get("files", 0)), tuple(gauges))

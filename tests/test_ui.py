@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from proxy import ui
+from proxy import ui, uistatus
 from proxy.health import UpstreamHealth
 from proxy.models import IndexFile, IndexPage, PrivateProject, ReleaseInfo, StoredFile
 from proxy.readme import render_description
@@ -106,13 +106,13 @@ def test_status_view() -> None:
     health = UpstreamHealth()
     health.succeeded("page")
     health.failed("file", OSError("refused"))
-    status = ui.upstream_status(health, "https://pypi.org/simple/", now=health.last_failure + 90)  # type: ignore[operator]
+    status = uistatus.upstream_status(health, "https://pypi.org/simple/", now=health.last_failure + 90)  # type: ignore[operator]
     assert status.state == "failing" and status.fetches == (("file", 1, 1), ("page", 1, 0))
     assert status.last_failure.endswith("(1 min ago)") and status.recent_errors[0][1:] == ("file", "refused")
-    view = ui.status_view(SITE, storage_error=None, private_projects=2, upstream=status, page_cache_limit=1000,
+    view = uistatus.status_view(SITE, storage_error=None, private_projects=2, upstream=status, page_cache_limit=1000,
                           cache={"files": 1, "file_bytes": 512, "file_limit_bytes": 1024, "page_cache_bytes": 100})
     assert [(g.label, g.percent) for g in view.gauges] == [("Cached files", 50), ("Page cache", 10)]
-    assert ui.status_view(SITE, storage_error="x", private_projects=0, upstream=None, cache={},
+    assert uistatus.status_view(SITE, storage_error="x", private_projects=0, upstream=None, cache={},
                           page_cache_limit=1).gauges == ()
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from proxy import ui, uirender
+from proxy import ui, uirender, uistatus
 from proxy.names import matches_any, normalize
 from proxy.services import browse
 from proxy.web.keys import CATALOG, EXECUTOR, SETTINGS
@@ -82,9 +82,9 @@ async def status(request: web.Request) -> web.Response:
     error = await asyncio.get_running_loop().run_in_executor(app[EXECUTOR], probe_writable, app[SETTINGS].data_dir)
     _, private = await catalog.private.project_names()
     up = catalog.upstreams
-    upstream = ui.upstream_status(up.health, up.url, time.time()) if up else None
+    upstream = uistatus.upstream_status(up.health, up.url, time.time()) if up else None
     return await _respond(
-        request, "status.html", ui.status_view, _site(request), storage_error=error,
+        request, "status.html", uistatus.status_view, _site(request), storage_error=error,
         private_projects=len(private), upstream=upstream, cache=await cache_figures(catalog),
         page_cache_limit=app[SETTINGS].cache.page_cache_size,
     )

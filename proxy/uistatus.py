@@ -1,0 +1,63 @@
+"""The status page's view model: upstream health and cache use, built by pure functions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.health import UpstreamHealth
+from proxy.ui import Site, ago, human_bytes, percent, when
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamStatus:
+    url: str
+    state: str  # "ok", "failing" or "unknown"
+    last_success: str
+    last_failure: str
+    fetches: tuple[tuple[str, int, int], ...]  # (kind, fetches, errors)
+    recent_errors: tuple[tuple[str, str, str], ...]  # (when, kind, message), newest first
+
+
+@dataclass(frozen=True, slots=True)
+class Gauge:
+    label: str
+    used: str
+    limit: str | None
+    percent: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusView:
+    site: Site
+    storage_error: str | None
+    private_projects: int
+    upstream: UpstreamStatus | None  # None: upstream is off
+    cached_files: int
+    gauges: tuple[Gauge, ...]
+
+
+def upstream_status(health: UpstreamHealth, url: str, now: float) -> UpstreamStatus:
+    def moment(at: float | None) -> str:
+        return f"{when(at)} ({ago(at, now)})" if at is not None else "never"
+
+    kinds = sorted(set(health.fetches) | set(health.errors))
+    return UpstreamStatus(
+        url, health.state, moment(health.last_success), moment(health.last_failure),
+        tuple((kind, health.fetches[kind], health.errors[kind]) for kind in kinds),
+        tuple((when(e.at), e.kind, e.message) for e in reversed(health.recent_errors)),
+    )
+
+
+def status_view(site: Site, *, storage_error: str | None, private_projects: int,
+                upstream: UpstreamStatus | None, cache: Mapping[str, Any], page_cache_limit: int) -> StatusView:
+    """``cache`` holds the figures /-/health reports (empty when upstream is off)."""
+    gauges: list[Gauge] = []
+    if cache:
+        limit = cache["file_limit_bytes"]
+        gauges.append(Gauge("Cached files", human_bytes(cache["file_bytes"]),
+                            human_bytes(limit) if limit is not None else None, percent(cache["file_bytes"], limit)))
+        gauges.append(Gauge("Page cache", human_bytes(cache["page_cache_bytes"]), human_bytes(page_cache_limit),
+                            percent(cache["page_cache_bytes"], page_cache_limit)))
+    return StatusView(site, storage_error, private_projects, upstream, int(cache.get("files", 0)), tuple(gauges))
