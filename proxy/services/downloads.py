@@ -64,6 +64,7 @@ class Download:
         # Hash and size checked: readers may send the last byte while the file is being committed
         # (fsync and rename are durability, not correctness, and cost milliseconds).
         self.verified = False
+        self.committed = False  # renamed into the cache
         loop = asyncio.get_running_loop()
         self.started: asyncio.Future[None] = loop.create_future()  # set when upstream answered 200
         self.result: asyncio.Future[Path] = loop.create_future()  # the committed file
@@ -186,7 +187,8 @@ class Downloader:
         try:
             final = await self._stream(download, handle)
         except BaseException as exc:
-            await asyncio.shield(self._run(self._cache.discard, handle, spec.project, spec.filename))
+            if not download.committed:
+                await asyncio.shield(self._run(self._cache.discard, handle, spec.project, spec.filename))
             _fail(download, exc)
             if isinstance(exc, Exception):
                 self._upstream.health.failed("file", exc)
@@ -245,7 +247,17 @@ class Downloader:
             log.warning("upstream_file_unverified", project=spec.project, filename=spec.filename)
         download.verified = True
         download.advanced()
-        return await self._run(self._cache.commit, handle, spec.project, spec.filename)
+        # Once verified, the file is kept even if we are cancelled (shutdown) meanwhile: clients
+        # may already have every byte, and a half-done rename must not race a discard.
+        commit = asyncio.ensure_future(self._run(self._cache.commit, handle, spec.project, spec.filename))
+        try:
+            final = await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            await commit
+            download.committed = True
+            raise
+        download.committed = True
+        return final
 
 
 def _fail(download: Download, exc: BaseException) -> None:
