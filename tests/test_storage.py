@@ -322,3 +322,21 @@ def test_a_project_missing_from_the_list_is_found_at_start_up(storage: PrivateSt
     assert storage.project_names() == []
     storage.check_names()
     assert storage.project_names() == ["Demo"]
+
+
+def test_rendered_pages_are_kept_per_index_version_and_torn_files_ignored(tmp_path: Path) -> None:
+    """Issue 5: a page rendered once is read back after a restart, for that index version only."""
+    from proxy.pagefiles import RenderedPages
+
+    pages = RenderedPages(tmp_path)
+    assert pages.read("demo", "1-2-3", "html") is None
+    pages.write("demo", "1-2-3", "html", b"<html>v1</html>")
+    pages.write("demo", "1-2-3", "json", b"{}")
+    assert pages.read("demo", "1-2-3", "html") == b"<html>v1</html>"
+    assert pages.read("demo", "9-9-9", "html") is None, "another index version: render again"
+    pages.write("demo", "9-9-9", "html", b"<html>v2</html>")
+    names = sorted(p.name for p in (tmp_path / "cache" / "private-pages" / "demo").iterdir())
+    assert [n.split(".")[:2] for n in names] == [["1-2-3", "json"], ["9-9-9", "html"]], "older html removed"
+    torn = next((tmp_path / "cache" / "private-pages" / "demo").glob("9-9-9.html.*"))
+    torn.write_bytes(b"<html>v")  # a crash left half of it
+    assert pages.read("demo", "9-9-9", "html") is None

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 from html.parser import HTMLParser
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.builders import Dist
-from tests.conftest import Uploader
+from proxy.config import Settings
+from tests.conftest import Uploader, start_client
 
 JSON = "application/vnd.pypi.simple.v1+json"
 PIP_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01"
@@ -173,3 +175,23 @@ async def test_yanked_file_shown_with_reason(client: TestClient, published: Dist
     assert yanked == {published.wheel_filename: "broken <build>", published.sdist_filename: False}
     raw = await (await client.get("/pypi/simple/acme-widget/")).text()
     assert 'data-yanked="broken &lt;build&gt;"' in raw
+
+
+async def test_a_rendered_page_survives_a_restart_and_follows_changes(
+        client: TestClient, published: Dist, aiohttp_client: Any, settings: Settings, upload: Uploader) -> None:
+    """Issue 5: pages are rendered once per index change; a restarted server (or another worker)
+    reads the rendered page from disk, with the same ETag; a new upload gives a new page."""
+    first = await client.get("/pypi/simple/acme-widget/")
+    body, etag = await first.read(), first.headers["ETag"]
+    rendered_dir = settings.data_dir / "cache" / "private-pages" / "acme-widget"
+    assert [p.name.split(".")[1] for p in rendered_dir.iterdir()] == ["html"]
+
+    restarted = await start_client(aiohttp_client, settings)
+    again = await restarted.get("/pypi/simple/acme-widget/", headers={"If-None-Match": etag})
+    assert again.status == 304
+    assert await (await restarted.get("/pypi/simple/acme-widget/")).read() == body
+
+    assert (await upload(Dist("Acme.Widget", "1.1.0"), "wheel")).status == 200
+    newer = await restarted.get("/pypi/simple/acme-widget/")
+    assert newer.headers["ETag"] != etag and b"1.1.0" in await newer.read()
+    assert len([p for p in rendered_dir.iterdir() if ".html." in p.name]) == 1, "the old version's page is gone"

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from proxy import render
 from proxy.models import PrivateProject
 from proxy.negotiate import JSON_V1
+from proxy.pagefiles import RenderedPages
 from proxy.storage import PrivateStorage, Stamp
 
 T = TypeVar("T")
@@ -30,13 +31,20 @@ def rendered(body: bytes, content_type: str) -> Rendered:
     return Rendered(body, content_type, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
 
 
+def _render(project: PrivateProject, content_type: str) -> bytes:
+    """Blocking for a big project (milliseconds): run in the executor."""
+    model = render.private_index_page(project)
+    return render.project_json(model) if content_type == JSON_V1 else render.project_html(model)
+
+
 class IndexService:
     """Serves private projects. Freshness is checked by the index file's stamp on every call,
     so changes from other processes (the CLI, other workers) show at once."""
 
-    def __init__(self, storage: PrivateStorage, executor: Executor) -> None:
+    def __init__(self, storage: PrivateStorage, executor: Executor, pages: RenderedPages) -> None:
         self._storage = storage
         self._executor = executor
+        self._files = pages
         self._projects: dict[str, tuple[Stamp, PrivateProject]] = {}
         self._pages: dict[tuple[str, str], tuple[Stamp, Rendered]] = {}
         self._names: tuple[Stamp | None, list[str]] | None = None
@@ -64,16 +72,25 @@ class IndexService:
         return stamp, project
 
     async def page(self, name: str, content_type: str) -> Rendered | None:
-        """The project's simple page in ``content_type``, rendered once per index change."""
-        loaded = await self._load(name)
-        if loaded is None:
+        """The project's simple page in ``content_type``, rendered once per index change: kept in
+        memory, and on disk so that a restart or another worker reads it instead of rendering."""
+        stamp = self._storage.index_stamp(name)
+        if stamp is None:
             return None
-        stamp, project = loaded
         cached = self._pages.get((name, content_type))
         if cached is not None and cached[0] == stamp:
             return cached[1]
-        model = render.private_index_page(project)
-        body = render.project_json(model) if content_type == JSON_V1 else render.project_html(model)
+        kind = "json" if content_type == JSON_V1 else "html"
+        stamp_text = f"{stamp.inode}-{stamp.mtime_ns}-{stamp.size}"
+        body = await self._run(self._files.read, name, stamp_text, kind)
+        if body is None:
+            loaded = await self._load(name)
+            if loaded is None:
+                return None
+            stamp, project = loaded
+            stamp_text = f"{stamp.inode}-{stamp.mtime_ns}-{stamp.size}"
+            body = await self._run(_render, project, content_type)
+            await self._run(self._files.write, name, stamp_text, kind, body)
         page = rendered(body, content_type)
         self._pages[(name, content_type)] = (stamp, page)
         return page

@@ -19,6 +19,7 @@ from proxy.config import Settings
 from proxy.filecache import CachedEntry, FileCache
 from proxy.metrics import Metrics
 from proxy.pagecache import PageCache
+from proxy.pagefiles import RenderedPages
 from proxy.services.catalog import Catalog, Upstreams
 from proxy.services.downloads import Downloader
 from proxy.services.index import IndexService
@@ -81,7 +82,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     auth = AuthStore(settings.data_dir)
     app[STORAGE] = storage
     app[AUTH] = auth
-    app[INDEX] = IndexService(storage, app[EXECUTOR])
+    app[INDEX] = IndexService(storage, app[EXECUTOR], RenderedPages(settings.data_dir))
     app[UPLOADS] = UploadService(storage, auth, app[EXECUTOR], settings.upload.max_file_size)
     log.info("storage_ready", data_dir=str(settings.data_dir))
     yield
