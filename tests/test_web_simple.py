@@ -184,7 +184,7 @@ async def test_a_rendered_page_survives_a_restart_and_follows_changes(
     first = await client.get("/pypi/simple/acme-widget/")
     body, etag = await first.read(), first.headers["ETag"]
     rendered_dir = settings.data_dir / "cache" / "private-pages" / "acme-widget"
-    assert [p.name.split(".")[1] for p in rendered_dir.iterdir()] == ["html"]
+    assert sorted(p.name.split(".")[1] for p in rendered_dir.iterdir()) == ["html", "json"]
 
     restarted = await start_client(aiohttp_client, settings)
     again = await restarted.get("/pypi/simple/acme-widget/", headers={"If-None-Match": etag})
@@ -195,3 +195,10 @@ async def test_a_rendered_page_survives_a_restart_and_follows_changes(
     newer = await restarted.get("/pypi/simple/acme-widget/")
     assert newer.headers["ETag"] != etag and b"1.1.0" in await newer.read()
     assert len([p for p in rendered_dir.iterdir() if ".html." in p.name]) == 1, "the old version's page is gone"
+
+
+async def test_an_upload_renders_its_pages_before_the_first_install(
+        client: TestClient, published: Dist, settings: Settings) -> None:
+    """The first install after an upload reads a page rendered at upload time (issue 5)."""
+    rendered_dir = settings.data_dir / "cache" / "private-pages" / "acme-widget"
+    assert sorted(p.name.split(".")[1] for p in rendered_dir.iterdir()) == ["html", "json"]

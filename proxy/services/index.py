@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from proxy import render
 from proxy.models import PrivateProject
-from proxy.negotiate import JSON_V1
+from proxy.negotiate import JSON_V1, TEXT_HTML
 from proxy.pagefiles import RenderedPages
 from proxy.storage import PrivateStorage, Stamp
 
@@ -94,6 +94,11 @@ class IndexService:
         page = rendered(body, content_type)
         self._pages[(name, content_type)] = (stamp, page)
         return page
+
+    async def prerender(self, name: str) -> None:
+        """Render the project's pages now (after an upload), not on the first install's request."""
+        for content_type in (JSON_V1, TEXT_HTML):
+            await self.page(name, content_type)
 
     async def project_names(self) -> tuple[Stamp | None, list[str]]:
         """Display names of every private project, with the stamp that changes when one appears."""

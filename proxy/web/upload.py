@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import structlog
 from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from proxy.auth import Identity
 from proxy.errors import ProxyError, UploadRejected
+from proxy.names import normalize
 from proxy.services.upload import UploadForm, UploadService
-from proxy.web.keys import UPLOADS
+from proxy.web.keys import INDEX, UPLOADS
 
+log = structlog.get_logger(__name__)
 CHUNK = 256 * 1024
 MAX_FIELD_BYTES = 4 * 1024 * 1024
 MAX_FIELDS = 2000
@@ -34,7 +37,18 @@ async def upload(request: web.Request) -> web.Response:
         if form.staged is not None:
             await service.discard(form.staged)
         raise
+    if created:
+        await _prerender(request, form)
     return web.Response(text="OK\n" if created else "OK, identical file already stored\n")
+
+
+async def _prerender(request: web.Request, form: UploadForm) -> None:
+    """The upload is stored; its pages are rendered now, while the uploader waits, rather than by
+    the first install. A failure here is logged, never reported as a failed upload."""
+    try:
+        await request.app[INDEX].prerender(normalize(form.get("name") or ""))
+    except Exception as exc:  # the file is safely stored; the page will render on first request
+        log.warning("prerender_failed", error=str(exc))
 
 
 async def _read_form(request: web.Request, service: UploadService, identity: Identity, form: UploadForm) -> None:
