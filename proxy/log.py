@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 
 import structlog
+
+
+_ENCODER = json.JSONEncoder(default=repr)  # one encoder: json.dumps with options builds one per call
+
+
+def _to_json(event: object, **_: object) -> str:
+    return _ENCODER.encode(event)
 
 
 class _StderrLogger:
@@ -39,7 +47,8 @@ def configure_logging(level: str = "info", fmt: str = "auto", worker: int | None
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer(serializer=_to_json) if use_json
+        else structlog.dev.ConsoleRenderer(colors=False)
     )
     # Our own events skip the stdlib logging machinery (a third of a small request's cost when it
     # carried the access line); aiohttp's and other libraries' records still go through it below.

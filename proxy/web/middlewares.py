@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -44,7 +44,7 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind a request id (taken from X-Request-ID when sane) to every log line of this request."""
     incoming = request.headers.get("X-Request-ID", "")
-    request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex[:16]
+    request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else os.urandom(8).hex()
     request[REQUEST_ID] = request_id
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
