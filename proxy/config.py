@@ -240,6 +240,24 @@ def settings_from_mapping(data: Mapping[str, Any], overrides: Mapping[str, Any] 
     return settings
 
 
+def settings_to_mapping(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The settings as a config document (JSON/TOML types) that ``settings_from_mapping`` reads
+    back unchanged: how a server process hands its settings to its workers."""
+    def plain(value: Any) -> Any:
+        if value is None:
+            return ""
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, tuple):
+            return list(value)
+        return value
+
+    return {
+        name: {item.name: plain(getattr(getattr(settings, name), item.name)) for item in fields(cls)}
+        for name, cls in _SECTIONS.items()
+    }
+
+
 def load_settings(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
     """Read the TOML file at ``path`` (if any) and apply ``overrides``; raise ConfigError when invalid."""
     data: dict[str, Any] = {}

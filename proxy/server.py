@@ -1,36 +1,38 @@
-"""Run the app: logging, the listening socket, systemd readiness, graceful stop on SIGTERM/SIGINT,
-and with ``workers`` > 1 a supervisor of that many server processes sharing the port."""
+"""Run the app: logging, the listening socket, systemd readiness, graceful stop on SIGTERM/SIGINT;
+with ``workers`` > 1, hand over to proxy.supervisor, which runs that many of these."""
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
+import json
+import os
 import signal
-import time
+import sys
 from collections.abc import Callable
-from multiprocessing.process import BaseProcess
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from proxy.config import Settings
+from proxy.config import Settings, settings_to_mapping
 from proxy.log import configure_logging
 from proxy.sdnotify import notify
+from proxy.supervisor import SETTINGS_ENV
 from proxy.web.app import create_app, runner_options
-from proxy.web.workerstats import clear_snapshots
 
 log = structlog.get_logger(__name__)
-_READY_TIMEOUT_S = 120.0
-_RESTART_PAUSE_S = 1.0
 
 
 def serve(settings: Settings) -> None:
+    if settings.server.workers > 1:
+        # Become the slim supervisor: same PID (systemd's notify socket keeps trusting it), a
+        # fresh interpreter without the application loaded.
+        os.environ[SETTINGS_ENV] = json.dumps(settings_to_mapping(settings))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "proxy.supervisor"])
     configure_logging(settings.logging.level, settings.logging.format)
-    if settings.server.workers <= 1:
-        asyncio.run(_serve(settings, on_ready=lambda: notify(_status(settings))))
-    else:
-        _supervise(settings)
+    asyncio.run(_serve(settings, on_ready=lambda: notify(_status(settings))))
 
 
 def _status(settings: Settings) -> str:
@@ -64,68 +66,6 @@ async def _serve(settings: Settings, on_ready: Callable[[], Any], reuse_port: bo
         log.info("stopped")
 
 
-# Several processes ---------------------------------------------------------------------------------
-
-
-def _worker(settings: Settings, number: int, ready: Any) -> None:
-    """One server process; the kernel spreads connections over them (SO_REUSEPORT)."""
-    configure_logging(settings.logging.level, settings.logging.format, worker=number)
-    asyncio.run(_serve(settings, on_ready=lambda: ready.put(number), reuse_port=True))
-
-
-def _supervise(settings: Settings) -> None:
-    """Start the workers, report ready once all listen, restart one that dies, stop them all on
-    SIGTERM/SIGINT. Caches on disk and single-flight downloads are shared through the file
-    system (diskcache, flock on the part file), so any worker may answer any request."""
-    context = multiprocessing.get_context("spawn")  # no event loop or socket inherited by fork
-    ready = context.SimpleQueue()
-    count = settings.server.workers
-    stopping = False
-
-    def start(number: int) -> BaseProcess:
-        process = context.Process(target=_worker, args=(settings, number, ready), name=f"pypi-proxy-worker-{number}")
-        process.start()
-        return process
-
-    def request_stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    clear_snapshots(settings.data_dir)  # counters of an earlier run of the service
-    workers = {number: start(number) for number in range(count)}
-    log.info("workers_starting", workers=count)
-    try:
-        started = 0
-        deadline = time.monotonic() + _READY_TIMEOUT_S
-        while started < count and not stopping:
-            if time.monotonic() > deadline or any(not p.is_alive() for p in workers.values()):
-                log.error("workers_failed_to_start")
-                raise SystemExit(1)
-            while not ready.empty():
-                ready.get()
-                started += 1
-            time.sleep(0.05)
-        if not stopping:
-            notify(_status(settings))
-            log.info("workers_ready", workers=count)
-        while not stopping:
-            time.sleep(0.2)
-            for number, process in list(workers.items()):
-                if not process.is_alive() and not stopping:
-                    log.error("worker_died", worker=number, exitcode=process.exitcode)
-                    time.sleep(_RESTART_PAUSE_S)
-                    workers[number] = start(number)
-    finally:
-        notify("STOPPING=1")
-        for process in workers.values():
-            if process.is_alive():
-                process.terminate()  # SIGTERM: each worker stops gracefully
-        deadline = time.monotonic() + settings.server.shutdown_timeout + 10
-        for process in workers.values():
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                process.kill()
-                process.join()
-        log.info("stopped", workers=count)
+async def run_worker(settings: Settings, on_ready: Callable[[], Any]) -> None:
+    """One of several server processes on the same port (SO_REUSEPORT); see proxy.supervisor."""
+    await _serve(settings, on_ready, reuse_port=True)

@@ -229,3 +229,20 @@ def test_example_config_loads_and_equals_the_defaults() -> None:
         assert documented == known, f"keys of [{section.name}] in config.example.toml"
     assert set(document) == {f.name for f in fields(Settings)}
     assert load_settings(EXAMPLE) == load_settings()
+
+
+def test_settings_survive_the_hand_over_to_worker_processes(tmp_path: Path) -> None:
+    """--workers: each worker rebuilds exactly the supervisor's settings from a JSON document."""
+    import json
+
+    from proxy.config import settings_to_mapping
+
+    original = settings_from_mapping({
+        "server": {"port": 9000, "workers": 3, "public_url": "https://pypi.example/"},
+        "storage": {"data_dir": str(tmp_path)},
+        "upstream": {"url": "https://mirror.example/simple/", "reserved": ["Acme_*"], "username": "u"},
+        "cache": {"files_max_size": "2 GiB"},
+    })
+    assert settings_from_mapping(json.loads(json.dumps(settings_to_mapping(original)))) == original
+    defaults = settings_from_mapping({"storage": {"data_dir": str(tmp_path)}})
+    assert settings_from_mapping(json.loads(json.dumps(settings_to_mapping(defaults)))) == defaults

@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "proxy"
 LAYERS = {
     0: {"proxy", "proxy.errors", "proxy.models", "proxy.names", "proxy.atomic", "proxy.lru",
-        "proxy.health", "proxy.sdnotify"},
+        "proxy.health", "proxy.sdnotify", "proxy.runfiles"},
     1: {"proxy.config", "proxy.negotiate", "proxy.render", "proxy.distmeta", "proxy.log", "proxy.parse",
         "proxy.merge", "proxy.metrics", "proxy.requirements", "proxy.lockfiles", "proxy.targets",
         "proxy.readme", "proxy.ui", "proxy.uirender", "proxy.uistatus"},
@@ -21,8 +21,8 @@ LAYERS = {
         "proxy.services.downloads", "proxy.services.catalog", "proxy.maintenance", "proxy.services.browse"},
     4: {"proxy.web", "proxy.web.keys", "proxy.web.middlewares", "proxy.web.simple", "proxy.web.files",
         "proxy.web.api", "proxy.web.upload", "proxy.web.app", "proxy.server",
-        "proxy.web.ops", "proxy.web.workerstats", "proxy.web.ui"},
-    5: {"proxy.cli", "proxy.__main__", "proxy.warm", "proxy.warmcli"},
+        "proxy.web.ops", "proxy.web.workerstats", "proxy.web.ui", "proxy.supervisor"},
+    5: {"proxy.cli", "proxy.__main__", "proxy.warm", "proxy.warmcli", "proxy.worker"},
 }
 LAYER_OF = {module: layer for layer, modules in LAYERS.items() for module in modules}
 

@@ -21,19 +21,11 @@ from aiohttp import web
 from proxy.atomic import TEMP_PREFIX
 from proxy.health import UpstreamHealth
 from proxy.metrics import Metrics
+from proxy.runfiles import SNAPSHOT_PATTERN, run_dir, snapshot_path
 from proxy.web.keys import CATALOG, EXECUTOR, METRICS, SETTINGS
 
 log = structlog.get_logger(__name__)
 SNAPSHOT_EVERY_S = 1.0
-
-
-def run_dir(data_dir: Path) -> Path:
-    return data_dir / "run"
-
-
-def clear_snapshots(data_dir: Path) -> None:
-    for path in run_dir(data_dir).glob("metrics-*.json"):
-        path.unlink(missing_ok=True)
 
 
 def _snapshot(metrics: Metrics, health: UpstreamHealth | None) -> dict[str, Any]:
@@ -51,7 +43,7 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 
 def _read_others(directory: Path, own: Path) -> list[dict[str, Any]]:
     found = []
-    for path in directory.glob("metrics-*.json"):
+    for path in directory.glob(SNAPSHOT_PATTERN):
         if path != own:
             try:
                 found.append(json.loads(path.read_bytes()))
@@ -61,7 +53,7 @@ def _read_others(directory: Path, own: Path) -> list[dict[str, Any]]:
 
 
 def own_snapshot_path(data_dir: Path) -> Path:
-    return run_dir(data_dir) / f"metrics-{os.getpid()}.json"
+    return snapshot_path(data_dir)
 
 
 async def combined(app: web.Application) -> tuple[Metrics, UpstreamHealth | None]:

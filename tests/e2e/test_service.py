@@ -4,6 +4,7 @@ leaves no partial download behind (issue 4)."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -148,3 +149,31 @@ def test_workers_share_the_port_and_download_a_cold_file_once(
         process.wait()
         upstream.stop()
         upstream.close()
+
+
+def test_the_supervisor_restarts_a_worker_that_dies(tmp_path: Path, notify_socket: tuple[str, socket.socket]) -> None:
+    """--workers: a worker killed from outside is replaced; the service keeps answering."""
+    path, sock = notify_socket
+    url, process = serve(tmp_path, "--workers", "2", "--no-upstream", env={"NOTIFY_SOCKET": path})
+    try:
+        assert sock.recv(4096).decode().startswith("READY=1")
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        assert len(children) == 2, "the supervisor (same PID as the command) runs two workers"
+        os.kill(int(children[0]), signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            now = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+            if len(now) == 2 and children[0] not in now:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the dead worker was not replaced")
+        for _ in range(10):  # whichever worker answers
+            with urllib.request.urlopen(f"{url}/-/health", timeout=10) as response:
+                assert response.status == 200
+        assert "worker_died" in (tmp_path / "server.log").read_text()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
+        process.wait()
