@@ -22,16 +22,17 @@ def _digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()[:32]
 
 
+def _prefix(stamp_text: str, kind: str) -> str:
+    return f"{stamp_text}.{kind}."
+
+
 class RenderedPages:
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir / "cache" / "private-pages"
 
-    def _prefix(self, stamp_text: str, kind: str) -> str:
-        return f"{stamp_text}.{kind}."
-
     def read(self, project: str, stamp_text: str, kind: str) -> bytes | None:
         directory = self.root / check_safe_filename(project)
-        prefix = self._prefix(stamp_text, kind)
+        prefix = _prefix(stamp_text, kind)
         try:
             names = [n for n in os.listdir(directory) if n.startswith(prefix)]
         except FileNotFoundError:
@@ -46,7 +47,7 @@ class RenderedPages:
     def write(self, project: str, stamp_text: str, kind: str, body: bytes) -> None:
         directory = self.root / check_safe_filename(project)
         directory.mkdir(parents=True, exist_ok=True)
-        final = directory / f"{self._prefix(stamp_text, kind)}{_digest(body)}"
+        final = directory / f"{_prefix(stamp_text, kind)}{_digest(body)}"
         temp = directory / f"{TEMP_PREFIX}{os.urandom(6).hex()}"
         temp.write_bytes(body)
         os.replace(temp, final)

@@ -43,6 +43,11 @@ class Stamp:
     mtime_ns: int
     size: int
 
+    @property
+    def token(self) -> str:
+        """The stamp as text, for naming things derived from that version of the file."""
+        return f"{self.inode}-{self.mtime_ns}-{self.size}"
+
 
 def stamp_of(path: Path | str) -> Stamp | None:
     """One stat: cheap enough to run on the event loop for every request (no thread hop)."""

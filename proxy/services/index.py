@@ -81,16 +81,14 @@ class IndexService:
         if cached is not None and cached[0] == stamp:
             return cached[1]
         kind = "json" if content_type == JSON_V1 else "html"
-        stamp_text = f"{stamp.inode}-{stamp.mtime_ns}-{stamp.size}"
-        body = await self._run(self._files.read, name, stamp_text, kind)
+        body = await self._run(self._files.read, name, stamp.token, kind)
         if body is None:
             loaded = await self._load(name)
             if loaded is None:
                 return None
             stamp, project = loaded
-            stamp_text = f"{stamp.inode}-{stamp.mtime_ns}-{stamp.size}"
             body = await self._run(_render, project, content_type)
-            await self._run(self._files.write, name, stamp_text, kind, body)
+            await self._run(self._files.write, name, stamp.token, kind, body)
         page = rendered(body, content_type)
         self._pages[(name, content_type)] = (stamp, page)
         return page
