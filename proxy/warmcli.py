@@ -15,13 +15,13 @@ from proxy.requirements import Skipped, parse_text, read_requirements
 from proxy.targets import make_targets
 from proxy.warm import (
     DEFAULT_SERVER,
-    FileOutcome,
     Summary,
     WarmInputs,
     WarmOptions,
     megabytes,
     run_warm,
 )
+from proxy.warmclient import FileOutcome
 
 SERVER_ENV = "PYPI_PROXY_URL"
 

@@ -18,7 +18,6 @@ from proxy.lockfiles import read_lock
 from proxy.requirements import read_requirements
 from proxy.targets import Target, make_target
 from proxy.warm import (
-    FileOutcome,
     Summary,
     WarmInputs,
     WarmOptions,
@@ -26,6 +25,7 @@ from proxy.warm import (
     run_warm,
 )
 from proxy.warmcli import LineProgress, progress_for, register, run
+from proxy.warmclient import FileOutcome
 from proxy.web.app import create_app, runner_options
 from tests.builders import Dist
 from tests.fakeupstream import FakeUpstream, free_port
