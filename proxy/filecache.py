@@ -23,7 +23,7 @@ from pathlib import Path
 from stat import S_ISREG as stat_is_file
 from typing import BinaryIO
 
-from proxy.atomic import TEMP_PREFIX, move_into_place
+from proxy.atomic import TEMP_PREFIX, move_into_place, write_atomic
 from proxy.names import check_safe_filename
 
 Key = tuple[str, str]  # (project, filename)
@@ -182,6 +182,20 @@ class FileCache:
         finally:
             handle.close()
         return final
+
+    def store(self, project: str, filename: str, data: bytes) -> Path:
+        """Put a small file made here (a wheel's extracted core metadata) into the cache, atomically."""
+        final = self.path(project, filename)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(final, data)
+        return final
+
+    def read(self, project: str, filename: str) -> bytes | None:
+        """A cached file's bytes (for small files only), or None when it is not cached."""
+        try:
+            return self.path(project, filename).read_bytes()
+        except FileNotFoundError:
+            return None
 
     def scan(self) -> list[CachedEntry]:
         """Every cached file with its size and last use (one stat each; at start-up and in the CLI)."""

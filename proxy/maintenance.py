@@ -14,13 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from proxy.atomic import TEMP_PREFIX, move_into_place
+from proxy.distmeta import extract_metadata
+from proxy.errors import ProxyError
 from proxy.filecache import FileCache, Key
 from proxy.models import PrivateProject
+from proxy.names import WHEEL
 from proxy.pagecache import PageCache
 from proxy.services.downloads import expected_digest
 from proxy.storage import INDEX_NAME, PrivateStorage
+from proxy.urls import METADATA_SUFFIX
 
-METADATA_SUFFIX = ".metadata"
 _CHUNK = 1024 * 1024
 
 
@@ -114,7 +117,11 @@ def check_cache(files: FileCache, pages: PageCache, private: set[str], report: C
                 if listed is not None:
                     hashes = listed.core_metadata if path.name.endswith(METADATA_SUFFIX) else listed.hashes
                 digest = expected_digest(hashes) if hashes else None
-                if digest is None:
+                wheel = directory / path.name.removesuffix(METADATA_SUFFIX)
+                if digest is None and listed is not None and _derived_metadata(path, listed.core_metadata, wheel):
+                    if path.read_bytes() != _wheel_metadata(wheel):
+                        problem = "differs from the METADATA of the cached wheel it was extracted from"
+                elif digest is None:
                     report.unverifiable.append(path)
                 elif _digest(path, digest[0]) != digest[1]:
                     problem = f"{digest[0]} does not match upstream's listing"
@@ -123,6 +130,19 @@ def check_cache(files: FileCache, pages: PageCache, private: set[str], report: C
             if problem:
                 done = f"moved to {_quarantine(files, (directory.name, path.name))}" if repair else ""
                 report.problems.append(Problem(path, problem, done))
+
+
+def _derived_metadata(path: Path, listed_metadata: dict[str, str] | None, wheel: Path) -> bool:
+    """A ``.metadata`` file this server extracted (upstream listed none) from a wheel still cached."""
+    return path.name.endswith(METADATA_SUFFIX) and listed_metadata is None and wheel.name.endswith(".whl") \
+        and wheel.is_file()
+
+
+def _wheel_metadata(wheel: Path) -> bytes | None:
+    try:
+        return extract_metadata(wheel, WHEEL)
+    except ProxyError:
+        return None
 
 
 def _quarantine(files: FileCache, key: Key) -> Path:

@@ -200,6 +200,7 @@ class IndexFile:
     core_metadata: dict[str, str] | None = None
     size: int | None = None
     upload_time: datetime | None = None
+    provenance: str | None = None  # PEP 740: URL of the file's provenance object
 
     @property
     def yanked(self) -> bool:
@@ -218,22 +219,40 @@ class IndexFile:
 
 @dataclass(frozen=True, slots=True)
 class IndexPage:
-    """One project's simple-index page: the single model behind both HTML and JSON."""
+    """One project's simple-index page: the single model behind both HTML and JSON.
+
+    Beyond the files: PEP 708 ``tracks`` and ``alternate_locations`` (URLs of the same project on
+    other indexes), PEP 792 ``status`` ("active", "archived", "quarantined", "deprecated") with
+    its ``status_reason``, and ``last_serial`` (PyPI's ``_last-serial``), each as upstream said.
+    """
 
     name: str
     files: tuple[IndexFile, ...]
     versions: tuple[str, ...]
+    tracks: tuple[str, ...] = ()
+    alternate_locations: tuple[str, ...] = ()
+    status: str | None = None
+    status_reason: str | None = None
+    last_serial: int | None = None
 
     def file(self, filename: str) -> IndexFile | None:
         return next((f for f in self.files if f.filename == filename), None)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "files": [f.to_json() for f in self.files], "versions": list(self.versions)}
+        return {"name": self.name, "files": [f.to_json() for f in self.files], "versions": list(self.versions),
+                "tracks": list(self.tracks), "alternate_locations": list(self.alternate_locations),
+                "status": self.status, "status_reason": self.status_reason, "last_serial": self.last_serial}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> IndexPage:
+        """Also reads records written before the PEP 708/792 fields existed (they default)."""
         return cls(
             name=data["name"],
             files=tuple(IndexFile.from_json(f) for f in data["files"]),
             versions=tuple(data["versions"]),
+            tracks=tuple(data.get("tracks") or ()),
+            alternate_locations=tuple(data.get("alternate_locations") or ()),
+            status=data.get("status"),
+            status_reason=data.get("status_reason"),
+            last_serial=data.get("last_serial"),
         )

@@ -13,9 +13,14 @@ from packaging.version import InvalidVersion, Version
 
 from proxy.models import IndexFile, IndexPage, PrivateProject, StoredFile, iso_z, version_key
 from proxy.names import normalize
+from proxy.urls import PROVENANCE_SUFFIX, with_path_suffix
 
-# 1.1: PEP 700 (versions, size, upload-time). Raise only when newer keys are really served.
-API_VERSION = "1.1"
+# The highest simple-API version whose keys this server serves (STANDARDS D1): 1.1 PEP 700
+# (versions, size, upload-time), 1.2 PEP 708 (tracks, alternate-locations), 1.3 PEP 740
+# (provenance), 1.4 PEP 792 (project-status). A page claims it only when it fulfils it: 1.1 makes
+# ``size`` mandatory, so a page with a file of unknown size (HTML-only upstreams) says 1.0.
+API_VERSION = "1.4"
+API_VERSION_WITHOUT_SIZES = "1.0"
 FILES_PREFIX = "files"  # files live at /pypi/files/<project>/<filename>
 
 
@@ -47,13 +52,30 @@ def private_index_page(project: PrivateProject) -> IndexPage:
         )
         for f in sorted(project.files, key=lambda f: (version_key(f.version), f.filename))
     )
-    return IndexPage(name=project.name, files=files, versions=tuple(project.versions()))
+    return IndexPage(name=project.name, files=files, versions=tuple(project.versions()), last_serial=project.serial)
+
+
+def api_version(page: IndexPage) -> str:
+    """The simple-API version ``page`` fulfils: the highest implemented one, unless a file has no
+    size, which 1.1 and later require (STANDARDS H4)."""
+    return API_VERSION if all(f.size is not None for f in page.files) else API_VERSION_WITHOUT_SIZES
 
 
 def proxied_index_page(page: IndexPage) -> IndexPage:
-    """An upstream page with every file link pointing at this proxy (files are fetched through it)."""
+    """An upstream page with every file link pointing at this proxy (files are fetched through it).
+
+    Each wheel offers its core metadata (PEP 658) even when upstream has none, as PyPI does: this
+    server extracts it from the wheel (``true``, without a hash, where upstream listed none). A
+    provenance object (PEP 740) is offered at ``<file URL>.provenance`` on this server.
+    """
     files = tuple(
-        dataclasses.replace(f, url="../../" + file_path(page.name, f.filename)) for f in page.files
+        dataclasses.replace(
+            f,
+            url=(url := "../../" + file_path(page.name, f.filename)),
+            core_metadata={} if f.core_metadata is None and f.filename.endswith(".whl") else f.core_metadata,
+            provenance=with_path_suffix(url, PROVENANCE_SUFFIX) if f.provenance else None,
+        )
+        for f in page.files
     )
     return dataclasses.replace(page, files=files)
 
@@ -80,23 +102,47 @@ def _json_file(file: IndexFile) -> dict[str, Any]:
         data["size"] = file.size
     if file.upload_time is not None:
         data["upload-time"] = iso_z(file.upload_time)
+    if file.provenance is not None:
+        data["provenance"] = file.provenance
     return data
 
 
 def project_json(page: IndexPage) -> bytes:
-    """PEP 691 project page (with PEP 700 keys)."""
-    return _json_bytes({
-        "meta": {"api-version": API_VERSION},
+    """PEP 691 project page, with the PEP 700, 708, 740 and 792 keys the page has."""
+    meta: dict[str, Any] = {"api-version": api_version(page)}
+    if page.last_serial is not None:
+        meta["_last-serial"] = page.last_serial
+    document: dict[str, Any] = {
+        "meta": meta,
         "name": page.name,
         "files": [_json_file(f) for f in page.files],
         "versions": list(page.versions),
-    })
+    }
+    if page.tracks:
+        document["tracks"] = list(page.tracks)
+    if page.alternate_locations:
+        document["alternate-locations"] = list(page.alternate_locations)
+    if page.status is not None:
+        document["project-status"] = {"status": page.status, "reason": page.status_reason}
+    return _json_bytes(document)
 
 
 # Simple pages are built by hand rather than with a template: for a project of 3,000 versions
 # this is several times faster, and these pages are the hot path of every install.
-_HEAD = ('<!DOCTYPE html>\n<html>\n  <head>\n'
-         f'    <meta name="pypi:repository-version" content="{API_VERSION}">\n')
+def _head(version: str) -> str:
+    return ('<!DOCTYPE html>\n<html>\n  <head>\n'
+            f'    <meta name="pypi:repository-version" content="{version}">\n')
+
+
+def _project_meta(page: IndexPage) -> str:
+    """PEP 708 and PEP 792 ``<meta>`` tags (repeated for each URL)."""
+    tags = [("pypi:tracks", url) for url in page.tracks]
+    tags += [("pypi:alternate-locations", url) for url in page.alternate_locations]
+    if page.status is not None:
+        tags.append(("pypi:project-status", page.status))
+        if page.status_reason:
+            tags.append(("pypi:project-status-reason", page.status_reason))
+    return "".join(f'    <meta name="{name}" content="{escape(value)}">\n' for name, value in tags)
 
 
 def _anchor(file: IndexFile) -> str:
@@ -109,13 +155,16 @@ def _anchor(file: IndexFile) -> str:
     if file.core_metadata is not None:
         meta = escape(_hash_attr(file.core_metadata))
         attributes += f' data-core-metadata="{meta}" data-dist-info-metadata="{meta}"'
+    if file.provenance is not None:
+        attributes += f' data-provenance="{escape(file.provenance)}"'  # PEP 740
     return f'\n    <a href="{escape(href)}"{attributes}>{escape(file.filename)}</a><br>'
 
 
 def project_html(page: IndexPage) -> bytes:
-    """PEP 503 project page with PEP 592/629/658/714 attributes."""
+    """PEP 503 project page with PEP 592/629/658/708/714/740/792 attributes and tags."""
     name = escape(page.name)
-    parts = [_HEAD, f"    <title>Links for {name}</title>\n  </head>\n  <body>\n    <h1>Links for {name}</h1>"]
+    parts = [_head(api_version(page)), _project_meta(page),
+             f"    <title>Links for {name}</title>\n  </head>\n  <body>\n    <h1>Links for {name}</h1>"]
     parts += [_anchor(file) for file in page.files]
     parts.append("\n  </body>\n</html>\n")
     return "".join(parts).encode()
@@ -129,7 +178,7 @@ def root_json(names: Iterable[str]) -> bytes:
 
 
 def root_html(names: Iterable[str]) -> bytes:
-    parts = [_HEAD, "    <title>Simple index</title>\n  </head>\n  <body>"]
+    parts = [_head(API_VERSION), "    <title>Simple index</title>\n  </head>\n  <body>"]
     parts += [f'\n    <a href="{escape(normalize(name))}/">{escape(name)}</a><br>' for name in names]
     parts.append("\n  </body>\n</html>\n")
     return "".join(parts).encode()

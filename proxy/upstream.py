@@ -46,6 +46,21 @@ class PageAnswer:
     last_modified: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RangeAnswer:
+    """Upstream's 206 answer: the bytes of the range, and the whole file's size."""
+
+    body: bytes
+    total_size: int
+
+
+def _content_range_total(value: str) -> int | None:
+    """The complete length from ``Content-Range: bytes A-B/TOTAL`` (RFC 9110 14.4), or None."""
+    unit, _, rest = value.strip().partition(" ")
+    _, _, total = rest.partition("/")
+    return int(total) if unit.lower() == "bytes" and total.isdigit() else None
+
+
 def masked(url: URL) -> str:
     """The URL for logs: never a password, never a query string (signed URLs carry secrets)."""
     shown = url.with_query(None).with_fragment(None)
@@ -129,6 +144,35 @@ class Upstream:
                 raise InvalidUpstreamResponse(f"upstream answered {response.status} for {masked(response.url)}")
             with _mapped_errors(target):
                 yield response
+        finally:
+            response.release()
+
+    async def read_range(self, url: str, range_header: str, max_bytes: int) -> RangeAnswer | None:
+        """One byte range of a file URL from a parsed listing (``bytes=-N`` or ``bytes=A-B``).
+
+        None when upstream ignores ranges (answers 200 with the whole file: nothing more is read);
+        InvalidUpstreamResponse for any other answer or a malformed Content-Range. Credentials
+        and redirects are handled as in ``open_file``.
+        """
+        target = URL(url, encoded=True)
+        headers = {"Accept-Encoding": "identity", "Range": range_header}
+        response = await self._retry(lambda: self._open(target, headers, same_origin=False, raw=True))
+        try:
+            if response.status == 200:
+                return None
+            if response.status != 206:
+                raise InvalidUpstreamResponse(f"upstream answered {response.status} to a range of {masked(response.url)}")
+            total = _content_range_total(response.headers.get("Content-Range", ""))
+            if total is None:
+                raise InvalidUpstreamResponse(f"upstream sent no usable Content-Range for {masked(response.url)}")
+            body = bytearray()
+            with _mapped_errors(target):
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise InvalidUpstreamResponse(
+                            f"upstream sent more than the range asked of {masked(response.url)}")
+            return RangeAnswer(bytes(body), total)
         finally:
             response.release()
 

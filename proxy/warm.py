@@ -314,13 +314,15 @@ class Resolver:
             self._enqueue(requirement, [index], extra)
 
     async def _dependencies(self, name: NormalizedName, version: Version, files: list[IndexFile]) -> list[Requirement]:
-        """Requires-Dist from the PEP 658 metadata of one of the files (the chosen ones first)."""
+        """Requires-Dist from the PEP 658 metadata of one of the files (the chosen ones first);
+        a failure of the run when no file offers it."""
         key = (name, version)
         if key not in self._metadata:
             self._metadata[key] = []
             source = next((f for f in files if f.core_metadata is not None), None)
-            if source is None:
-                self._progress.notice(f"{name} {version}: no PEP 658 metadata, dependencies not followed")
+            if source is None:  # the proxy offers metadata for every wheel: here, an sdist-only release
+                self._fail(f"{name} {version}", "no wheel with core metadata (PEP 658), so its "
+                           "dependencies could not be followed; warm them by name or from a lock file")
                 return []
             try:
                 raw = await self._client.metadata(source)

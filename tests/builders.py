@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import random
 import gzip
 import hashlib
 import io
@@ -26,6 +27,7 @@ class Dist:
     requires_dist: list[str] = field(default_factory=list)
     description: str = "Long description.\n"
     module_source: str = "VALUE = {version!r}\n"
+    payload: int = 0  # bytes of incompressible data stored after the metadata (a "large" wheel)
 
     def metadata(self) -> bytes:
         lines = [
@@ -57,6 +59,8 @@ class Dist:
             f"{dist_info}/METADATA": self.metadata(),
             f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
         }
+        if self.payload:
+            files[f"{module}/payload.bin"] = random.Random(self.name).randbytes(self.payload)
         record = []
         for path, data in files.items():
             digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()

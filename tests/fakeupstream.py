@@ -67,6 +67,16 @@ class FakeUpstream:
     requests: Counter[str] = field(default_factory=Counter)
     seen_headers: list[dict[str, str]] = field(default_factory=list)
     bad: Misbehaviour = field(default_factory=Misbehaviour)
+    ranges: bool = True  # answer Range requests with 206, as PyPI's CDN does
+    range_requests: Counter[str] = field(default_factory=Counter)
+    bytes_sent: Counter[str] = field(default_factory=Counter)  # body bytes, by path
+    # Different bytes served to Range requests only (an upstream that lies to lazy readers).
+    range_content: dict[str, bytes] = field(default_factory=dict)
+    file_query: str = ""  # appended to every file URL listed ("tok=abc": signed URLs)
+    provenance: dict[str, bytes] = field(default_factory=dict)  # PEP 740 objects, by filename
+    # PEP 708/792 keys of a project's JSON page (HTML pages get the matching <meta> tags).
+    project_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seen_urls: list[str] = field(default_factory=list)  # path and query of every request
     port: int = 0
     _runner: web.AppRunner | None = None
 
@@ -105,6 +115,7 @@ class FakeUpstream:
         app.router.add_get("/simple/", self._root)
         app.router.add_get("/simple/{project}/", self._page)
         app.router.add_get("/files/{filename}", self._file)
+        app.router.add_get("/integrity/{filename}/provenance", self._provenance)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
@@ -120,6 +131,7 @@ class FakeUpstream:
     async def _misbehave(self, request: web.Request, status: int | None,
                          redirect: str | None) -> web.Response | None:
         self.requests[request.path] += 1
+        self.seen_urls.append(request.path_qs)
         self.seen_headers.append(dict(request.headers))
         if self.bad.delay:
             await asyncio.sleep(self.bad.delay)
@@ -164,11 +176,16 @@ class FakeUpstream:
             return await self._answer(request, self._json_page(name, files), JSON_V1)
         return await self._answer(request, self._html_page(name, files), "text/html; charset=utf-8")
 
+    def _file_url(self, filename: str) -> str:
+        return f"{self.origin}/files/{filename}" + (f"?{self.file_query}" if self.file_query else "")
+
     def _json_page(self, name: str, files: list[FakeFile]) -> bytes:
         def entry(f: FakeFile) -> dict[str, Any]:
             meta: Any = {"sha256": hashlib.sha256(f.metadata).hexdigest()} if f.metadata else False
+            provenance = f"{self.origin}/integrity/{f.filename}/provenance" if f.filename in self.provenance else None
             return {
-                "filename": f.filename, "url": f"{self.origin}/files/{f.filename}",
+                "provenance": provenance,
+                "filename": f.filename, "url": self._file_url(f.filename),
                 "hashes": {"sha256": f.sha256}, "requires-python": f.requires_python,
                 "core-metadata": meta, "data-dist-info-metadata": meta,
                 "yanked": f.yanked if f.yanked else False, "size": len(f.content),
@@ -176,7 +193,7 @@ class FakeUpstream:
             }
         versions = sorted({f.filename.split("-")[1].removesuffix(".tar.gz") for f in files})
         document = {"meta": {"api-version": "1.1"}, "name": name, "versions": versions,
-                    "files": [entry(f) for f in files]}
+                    "files": [entry(f) for f in files], **self.project_keys.get(name, {})}
         return json.dumps(document).encode()
 
     def _html_page(self, name: str, files: list[FakeFile]) -> bytes:
@@ -189,8 +206,28 @@ class FakeUpstream:
                 attributes += f' data-yanked="{html.escape(f.yanked)}"'
             if f.metadata:
                 attributes += f' data-dist-info-metadata="sha256={hashlib.sha256(f.metadata).hexdigest()}"'
-            anchors.append(f'<a href="../../files/{f.filename}#sha256={f.sha256}"{attributes}>{f.filename}</a>')
-        return ("<!DOCTYPE html><html><body>\n" + "<br>\n".join(anchors) + "\n</body></html>\n").encode()
+            if f.filename in self.provenance:
+                attributes += f' data-provenance="../../integrity/{f.filename}/provenance"'
+            query = html.escape(f"?{self.file_query}") if self.file_query else ""
+            anchors.append(f'<a href="../../files/{f.filename}{query}#sha256={f.sha256}"{attributes}>{f.filename}</a>')
+        keys = self.project_keys.get(name, {})
+        tags = [("pypi:tracks", url) for url in keys.get("tracks", [])]
+        tags += [("pypi:alternate-locations", url) for url in keys.get("alternate-locations", [])]
+        if "project-status" in keys:
+            tags += [("pypi:project-status", keys["project-status"]["status"]),
+                     ("pypi:project-status-reason", keys["project-status"].get("reason") or "")]
+        head = "".join(f'<meta name="{n}" content="{html.escape(v)}">' for n, v in tags)
+        return (f"<!DOCTYPE html><html><head>{head}</head><body>\n" + "<br>\n".join(anchors)
+                + "\n</body></html>\n").encode()
+
+    async def _provenance(self, request: web.Request) -> web.StreamResponse:
+        if (refusal := await self._misbehave(request, self.bad.file_status, None)) is not None:
+            return refusal
+        body = self.provenance.get(request.match_info["filename"])
+        if body is None:
+            return web.Response(status=404)
+        self.bytes_sent[request.path] += len(body)
+        return web.Response(body=body, content_type="application/json")
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         if (refusal := await self._misbehave(request, self.bad.file_status, self.bad.redirect_files_to)) is not None:
@@ -208,6 +245,15 @@ class FakeUpstream:
             body = bytes(b ^ 0xFF for b in body)
         if self.bad.truncate_files:
             return await _truncated(request, body, "application/octet-stream")
+        whole = self.range_content.get(filename, body)
+        if self.ranges and (wanted := _byte_range(request.headers.get("Range", ""), len(whole))) is not None:
+            self.range_requests[request.path] += 1
+            start, end = wanted
+            self.bytes_sent[request.path] += end - start
+            return web.Response(status=206, body=whole[start:end], headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"bytes {start}-{end - 1}/{len(whole)}"})
+        self.bytes_sent[request.path] += len(body)
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         response.content_length = len(body)
         await response.prepare(request)
@@ -218,6 +264,18 @@ class FakeUpstream:
                 await asyncio.sleep(self.bad.file_chunk_pause)
         await response.write_eof()
         return response
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """``bytes=-N``, ``bytes=A-B`` or ``bytes=A-`` as [start, end) clipped to the file (RFC 9110 14.1.2)."""
+    match = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
+    if not match or not (match.group(1) or match.group(2)):
+        return None
+    if not match.group(1):
+        return max(0, size - int(match.group(2))), size
+    start = int(match.group(1))
+    end = min(size, int(match.group(2)) + 1) if match.group(2) else size
+    return start, end
 
 
 async def _truncated(request: web.Request, body: bytes, content_type: str) -> web.StreamResponse:

@@ -12,13 +12,14 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "proxy"
 LAYERS = {
     0: {"proxy", "proxy.errors", "proxy.models", "proxy.names", "proxy.atomic", "proxy.lru",
-        "proxy.health", "proxy.sdnotify", "proxy.runfiles"},
+        "proxy.health", "proxy.sdnotify", "proxy.runfiles", "proxy.urls"},
     1: {"proxy.config", "proxy.negotiate", "proxy.render", "proxy.distmeta", "proxy.log", "proxy.parse",
         "proxy.merge", "proxy.metrics", "proxy.requirements", "proxy.lockfiles", "proxy.targets",
-        "proxy.readme", "proxy.ui", "proxy.uirender", "proxy.uistatus"},
+        "proxy.readme", "proxy.ui", "proxy.uirender", "proxy.uistatus", "proxy.lazywheel"},
     2: {"proxy.pagefiles", "proxy.storage", "proxy.auth", "proxy.pagecache", "proxy.filecache", "proxy.upstream"},
     3: {"proxy.services", "proxy.services.index", "proxy.services.upload", "proxy.services.public",
-        "proxy.services.downloads", "proxy.services.catalog", "proxy.maintenance", "proxy.services.browse"},
+        "proxy.services.downloads", "proxy.services.catalog", "proxy.maintenance", "proxy.services.browse",
+        "proxy.services.wheelmeta"},
     4: {"proxy.web", "proxy.web.keys", "proxy.web.middlewares", "proxy.web.simple", "proxy.web.files",
         "proxy.web.api", "proxy.web.upload", "proxy.web.app", "proxy.server",
         "proxy.web.ops", "proxy.web.workerstats", "proxy.web.ui", "proxy.supervisor"},

@@ -126,3 +126,26 @@ async def test_cache_prune_keeps_the_most_recently_used_and_every_private_file(
     assert not any(p.exists() for p in demo)
     assert all(p.exists() for p in dep)
     assert sorted(p.name for p in private(filled, "x").parent.iterdir()) == private_before
+
+
+async def test_check_verifies_extracted_metadata_against_its_cached_wheel(
+        aiohttp_client: Any, upstream_settings: MakeSettings, fake_upstream: FakeUpstream,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Metadata this server extracted (upstream listed none) has no listed hash: it is checked
+    against the METADATA of the verified wheel beside it instead of being "unverifiable"."""
+    bare = Dist("bare", "1.0")
+    fake_upstream.add(bare, metadata=False)
+    settings = upstream_settings()
+    client = await start_client(aiohttp_client, settings)
+    for name in (bare.wheel_filename, bare.wheel_filename + ".metadata"):
+        assert (await client.get(f"/pypi/files/bare/{name}")).status == 200
+    await client.close()
+    data = str(settings.data_dir)
+    code, out = await cli(capsys, "check", "--data-dir", data)
+    assert (code, "unverifiable" in out, "not verified" in out) == (0, False, False), out
+
+    cached(settings, "bare", bare.wheel_filename + ".metadata").write_bytes(b"Metadata-Version: 2.1\nName: evil\n")
+    code, out = await cli(capsys, "check", "--repair", "--data-dir", data)
+    assert code == 1
+    assert f"{bare.wheel_filename}.metadata: differs from the METADATA of the cached wheel" in out
+    assert not cached(settings, "bare", bare.wheel_filename + ".metadata").exists()

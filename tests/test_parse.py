@@ -131,11 +131,124 @@ def test_json_unknown_major_api_version_is_refused(api: str) -> None:
 
 
 @pytest.mark.parametrize("body", [
-    b"{not json", b"[]", b'{"meta": {"api-version": "1.0"}}', b'{"files": [{"url": "x"}]}', b"\xff\xfe",
+    b"{not json", b"[]", b'{"meta": {"api-version": "1.0"}}', b"\xff\xfe",
+    b"[" * 100_000 + b"]" * 100_000,  # deeper than the JSON decoder's recursion limit
 ])
 def test_malformed_json_is_an_invalid_upstream_response(body: bytes) -> None:
     with pytest.raises(InvalidUpstreamResponse):
         parse_project_page(body, JSON, PAGE_URL, "demo")
+
+
+@pytest.mark.parametrize("bad", [
+    {"url": "x"},  # no filename
+    {"filename": "demo-1.1.tar.gz"},  # no url
+    "demo-1.1.tar.gz",  # not an object
+    {"filename": "demo-1.1.tar.gz", "url": "http://[::1"},  # a URL yarl cannot parse
+    {"filename": "demo-1.1.tar.gz", "url": "file:///etc/passwd"},  # not http(s)
+    {"filename": "demo-1.1.tar.gz", "url": "javascript:alert(1)"},
+    {"filename": "demo-1.1.tar.gz", "url": 7},
+])
+def test_one_unreadable_json_entry_is_skipped_not_fatal(bad: Any) -> None:
+    """One bad entry costs that entry only: the rest of the page is served."""
+    page = parse_json(json_file(), bad)
+    assert [f.filename for f in page.files] == ["demo-1.0-py3-none-any.whl"]
+
+
+@pytest.mark.parametrize("href", ["http://[::1/demo-1.1.tar.gz", "file:///etc/demo-1.1.tar.gz",
+                                  "javascript:alert(1)//demo-1.1.tar.gz"])
+def test_one_unreadable_html_anchor_is_skipped_not_fatal(href: str) -> None:
+    page = parse_html(f'<a href="{href}">demo-1.1.tar.gz</a>',
+                      f'<a href="https://files.example/demo-1.0.tar.gz#sha256={SHA}">demo-1.0.tar.gz</a>')
+    assert [f.filename for f in page.files] == ["demo-1.0.tar.gz"]
+
+
+# File URLs are URLs (STANDARDS H3, G1, G2) ----------------------------------------------------------
+
+URL_CASES = [
+    # (href as listed, the absolute URL fetched upstream)
+    ("https://files.example/f/demo-1.0.tar.gz", "https://files.example/f/demo-1.0.tar.gz"),  # other host
+    ("/f/demo-1.0.tar.gz", "https://index.example/f/demo-1.0.tar.gz"),  # absolute path
+    ("../../f/demo-1.0.tar.gz", "https://index.example/f/demo-1.0.tar.gz"),  # relative
+    ("demo-1.0.tar.gz", "https://index.example/simple/demo/demo-1.0.tar.gz"),  # same directory
+    ("//cdn.example/f/demo-1.0.tar.gz", "https://cdn.example/f/demo-1.0.tar.gz"),  # scheme-relative
+    ("/f/demo-1.0.tar.gz?tok=abc&exp=1", "https://index.example/f/demo-1.0.tar.gz?tok=abc&exp=1"),  # signed
+    ("/f/demo-1.0.tar.gz?sig=a%2Fb%3D", "https://index.example/f/demo-1.0.tar.gz?sig=a%2Fb%3D"),  # encoded query
+    ("/f/demo%2B1-1.0.tar.gz", "https://index.example/f/demo%2B1-1.0.tar.gz"),  # encoded path kept as is
+    ("/f/d%C3%A9mo-1.0.tar.gz", "https://index.example/f/d%C3%A9mo-1.0.tar.gz"),
+]
+
+
+@pytest.mark.parametrize(("href", "expected"), URL_CASES)
+def test_html_file_urls_resolve_against_the_page_and_keep_query_and_encoding(href: str, expected: str) -> None:
+    page = parse_html(f'<a href="{href}#sha256={SHA}">demo-1.0.tar.gz</a>')
+    (file,) = page.files
+    assert (file.url, file.hashes) == (expected, {"sha256": SHA})
+
+
+@pytest.mark.parametrize(("href", "expected"), URL_CASES)
+def test_json_file_urls_resolve_against_the_page_and_keep_query_and_encoding(href: str, expected: str) -> None:
+    (file,) = parse_json(json_file("demo-1.0.tar.gz", url=href)).files
+    assert file.url == expected
+
+
+def test_html_base_element_changes_what_relative_links_resolve_against() -> None:
+    """As pip does: a ``<base href>`` in the page is the base of its relative links."""
+    body = (f'<html><head><base href="https://mirror.example/packages/"></head><body>'
+            f'<a href="demo-1.0.tar.gz#sha256={SHA}">demo-1.0.tar.gz</a></body></html>').encode()
+    (file,) = parse_project_page(body, HTML, PAGE_URL, "demo").files
+    assert file.url == "https://mirror.example/packages/demo-1.0.tar.gz"
+
+
+def test_the_filename_of_an_anchor_without_text_comes_from_the_url_path_not_its_query() -> None:
+    (file,) = parse_html(f'<a href="/f/demo-1.0.tar.gz?tok=abc#sha256={SHA}"></a>').files
+    assert file.filename == "demo-1.0.tar.gz"
+
+
+# Everything upstream says survives (PEP 708, PEP 740, PEP 792, _last-serial) ------------------------
+
+
+def test_json_project_keys_of_pep_708_740_792_survive() -> None:
+    document = {
+        "meta": {"api-version": "1.4", "_last-serial": 4242},
+        "name": "demo", "versions": ["1.0"],
+        "tracks": ["https://other.example/simple/demo/"],
+        "alternate-locations": ["https://alt.example/simple/demo/", "/simple/demo-alt/"],
+        "project-status": {"status": "quarantined", "reason": "malware reported"},
+        "files": [json_file(provenance="https://index.example/integrity/demo/1.0/demo-1.0-py3-none-any.whl/provenance"),
+                  json_file("demo-1.0.tar.gz", provenance=None)],
+    }
+    page = parse_project_page(json.dumps(document).encode(), JSON, PAGE_URL, "demo")
+    assert page.tracks == ("https://other.example/simple/demo/",)
+    assert page.alternate_locations == ("https://alt.example/simple/demo/", "https://index.example/simple/demo-alt/")
+    assert (page.status, page.status_reason, page.last_serial) == ("quarantined", "malware reported", 4242)
+    assert [f.provenance for f in page.files] == [
+        "https://index.example/integrity/demo/1.0/demo-1.0-py3-none-any.whl/provenance", None]
+
+
+def test_html_project_keys_of_pep_708_740_792_survive() -> None:
+    body = (
+        '<html><head><meta name="pypi:repository-version" content="1.4">'
+        '<meta name="pypi:tracks" content="https://other.example/simple/demo/">'
+        '<meta name="pypi:alternate-locations" content="https://alt.example/simple/demo/">'
+        '<meta name="pypi:alternate-locations" content="https://alt2.example/simple/demo/">'
+        '<meta name="pypi:project-status" content="archived">'
+        '<meta name="pypi:project-status-reason" content="moved to demo2">'
+        f'</head><body><a href="/f/demo-1.0.tar.gz#sha256={SHA}" data-provenance="/integrity/demo-1.0.tar.gz/provenance">'
+        'demo-1.0.tar.gz</a></body></html>'
+    ).encode()
+    page = parse_project_page(body, HTML, PAGE_URL, "demo")
+    assert page.tracks == ("https://other.example/simple/demo/",)
+    assert page.alternate_locations == ("https://alt.example/simple/demo/", "https://alt2.example/simple/demo/")
+    assert (page.status, page.status_reason) == ("archived", "moved to demo2")
+    assert page.files[0].provenance == "https://index.example/integrity/demo-1.0.tar.gz/provenance"
+
+
+@pytest.mark.parametrize("status", [{"status": "frozen"}, {"status": 3}, "quarantined", None])
+def test_an_unknown_project_status_is_dropped(status: Any) -> None:
+    """PEP 792 defines four statuses; anything else is not passed on as if it were one."""
+    document = {"meta": {"api-version": "1.4"}, "name": "demo", "files": [], "project-status": status}
+    page = parse_project_page(json.dumps(document).encode(), JSON, PAGE_URL, "demo")
+    assert (page.status, page.status_reason) == (None, None)
 
 
 @pytest.mark.parametrize("filename", ["../evil-1.0.whl", "a/b-1.0.tar.gz", ".hidden-1.0.tar.gz", ""])

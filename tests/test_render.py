@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from datetime import datetime, timedelta, timezone
@@ -25,6 +26,7 @@ class Page(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.anchors: list[tuple[dict[str, str | None], str]] = []
         self.meta: dict[str, str | None] = {}
+        self.metas: list[tuple[str, str | None]] = []  # every meta tag, repeated ones too
         self.title = ""
         self._anchor: dict[str, str | None] | None = None
         self._text: list[str] = []
@@ -37,6 +39,7 @@ class Page(HTMLParser):
             self._anchor, self._text = dict(attrs), []
         elif tag == "meta":
             self.meta[dict(attrs).get("name") or ""] = dict(attrs).get("content")
+            self.metas.append((dict(attrs).get("name") or "", dict(attrs).get("content")))
         elif tag == "title":
             self._in_title = True
 
@@ -122,10 +125,82 @@ def test_b5_yank_reason_is_escaped() -> None:
 
 
 def test_b6_repository_version_meta() -> None:
-    """B6 (PEP 629): <meta name="pypi:repository-version"> carries the API version we serve."""
-    assert render.API_VERSION == "1.1"  # D1: PEP 700 keys are served, nothing newer
-    assert Page(render.project_html(index_page(FULL))).meta["pypi:repository-version"] == "1.1"
-    assert Page(render.root_html(["Demo"])).meta["pypi:repository-version"] == "1.1"
+    """B6 (PEP 629), D1: <meta name="pypi:repository-version"> carries the highest API version this
+    server implements: PEP 700 (1.1), 708 (1.2), 740 (1.3), 792 (1.4)."""
+    assert render.API_VERSION == "1.4"
+    assert Page(render.project_html(index_page(FULL))).meta["pypi:repository-version"] == "1.4"
+    assert Page(render.root_html(["Demo"])).meta["pypi:repository-version"] == "1.4"
+
+
+def test_h4_a_page_with_a_file_of_unknown_size_claims_only_1_0() -> None:
+    """H4 (PEP 700): 1.1 and later make ``size`` mandatory; an HTML-only upstream gives none."""
+    page = index_page(FULL, NO_HASH)
+    assert Page(render.project_html(page)).meta["pypi:repository-version"] == "1.0"
+    assert json.loads(render.project_json(page))["meta"]["api-version"] == "1.0"
+    assert render.api_version(index_page(FULL, YANKED)) == "1.4"
+
+
+PASSED_ON = IndexPage(
+    name="demo", versions=("1.0",),
+    files=(dataclasses.replace(FULL, provenance="../../files/demo/demo-1.0-py3-none-any.whl.provenance"),),
+    tracks=("https://other.example/simple/demo/",),
+    alternate_locations=("https://alt.example/simple/demo/", "https://alt2.example/simple/demo/"),
+    status="quarantined", status_reason='malware <"reported">', last_serial=77,
+)
+
+
+def test_b8_b9_b10_html_carries_pep_708_740_792() -> None:
+    """B8 (PEP 708), B9 (PEP 740), B10 (PEP 792) in the HTML page, escaped."""
+    html = render.project_html(PASSED_ON)
+    assert b'<"reported">' not in html
+    parsed = Page(html)
+    assert parsed.meta["pypi:tracks"] == "https://other.example/simple/demo/"
+    assert [v for k, v in parsed.metas if k == "pypi:alternate-locations"] == list(PASSED_ON.alternate_locations)
+    assert parsed.meta["pypi:project-status"] == "quarantined"
+    assert parsed.meta["pypi:project-status-reason"] == 'malware <"reported">'
+    assert parsed.by_text()[FULL.filename]["data-provenance"] == "../../files/demo/demo-1.0-py3-none-any.whl.provenance"
+
+
+def test_c6_json_carries_pep_708_740_792_and_last_serial() -> None:
+    """C6 (PEP 708, 740, 792) and PyPI's ``_last-serial`` in the JSON page."""
+    data = json.loads(render.project_json(PASSED_ON))
+    assert data["meta"] == {"api-version": "1.4", "_last-serial": 77}
+    assert data["tracks"] == ["https://other.example/simple/demo/"]
+    assert data["alternate-locations"] == list(PASSED_ON.alternate_locations)
+    assert data["project-status"] == {"status": "quarantined", "reason": 'malware <"reported">'}
+    assert data["files"][0]["provenance"] == "../../files/demo/demo-1.0-py3-none-any.whl.provenance"
+
+
+def test_a_page_without_those_keys_renders_none_of_them() -> None:
+    data = json.loads(render.project_json(index_page(FULL)))
+    assert not {"tracks", "alternate-locations", "project-status"} & set(data)
+    assert "provenance" not in data["files"][0]
+    assert b"pypi:tracks" not in render.project_html(index_page(FULL))
+
+
+def test_b7_proxied_pages_offer_core_metadata_for_every_wheel() -> None:
+    """B7 (PEP 658): as PyPI does, every wheel offers its core metadata, extracted by this server
+    when upstream has none (``true``: no hash is known before extraction); sdists are left alone."""
+    upstream = IndexPage("demo", (
+        IndexFile("demo-1.0-py3-none-any.whl", "https://files.example/a.whl?tok=1", {"sha256": SHA}),
+        IndexFile("demo-1.1-py3-none-any.whl", "https://files.example/b.whl", {"sha256": SHA},
+                  core_metadata={"sha256": META_SHA}),
+        IndexFile("demo-1.0.tar.gz", "https://files.example/c.tar.gz", {"sha256": SHA}),
+    ), ("1.0", "1.1"))
+    proxied = render.proxied_index_page(upstream)
+    assert [f.core_metadata for f in proxied.files] == [{}, {"sha256": META_SHA}, None]
+    assert [f.url for f in proxied.files] == [f"../../files/demo/{f.filename}" for f in upstream.files]
+    anchors = Page(render.project_html(proxied)).by_text()
+    assert anchors["demo-1.0-py3-none-any.whl"]["data-core-metadata"] == "true"
+    assert json.loads(render.project_json(proxied))["files"][0]["core-metadata"] is True
+
+
+def test_b9_proxied_provenance_points_at_this_server() -> None:
+    """B9 (PEP 740): the provenance object is fetched through this server, like the metadata file."""
+    upstream = IndexPage("demo", (dataclasses.replace(
+        FULL, url="https://files.example/x.whl?sig=1", provenance="https://index.example/integrity/x/provenance"),), ("1.0",))
+    (file,) = render.proxied_index_page(upstream).files
+    assert file.provenance == "../../files/demo/demo-1.0-py3-none-any.whl.provenance"
 
 
 def test_b7_core_metadata_under_both_names() -> None:
@@ -169,7 +244,7 @@ def test_b1_root_html_escapes_names() -> None:
 
 def test_root_pages_when_empty() -> None:
     assert Page(render.root_html([])).anchors == []
-    assert json.loads(render.root_json([])) == {"meta": {"api-version": "1.1"}, "projects": []}
+    assert json.loads(render.root_json([])) == {"meta": {"api-version": "1.4"}, "projects": []}
 
 
 # --- JSON (PEP 691, PEP 700) ---------------------------------------------------------------------
@@ -178,7 +253,7 @@ def test_root_pages_when_empty() -> None:
 def test_c3_root_json() -> None:
     """C3: {"meta": {"api-version"}, "projects": [{"name": ...}]}."""
     assert json.loads(render.root_json(["Frob", "b"])) == {
-        "meta": {"api-version": "1.1"}, "projects": [{"name": "Frob"}, {"name": "b"}],
+        "meta": {"api-version": "1.4"}, "projects": [{"name": "Frob"}, {"name": "b"}],
     }
 
 
@@ -190,7 +265,7 @@ def project_json(*files: IndexFile) -> dict[str, Any]:
 def test_c4_c5_project_json_full_file() -> None:
     """C4/C5: every key of a file with metadata, size and upload-time."""
     data = project_json(FULL)
-    assert data["meta"] == {"api-version": "1.1"}
+    assert data["meta"] == {"api-version": "1.4"}
     assert data["name"] == "demo"
     assert data["versions"] == ["1.0", "1.1"]  # C5 (PEP 700)
     assert data["files"] == [{

@@ -163,7 +163,24 @@ async def test_all_files_and_sdist_fallback(server: str, fake_upstream: FakeUpst
         f"/files/{DEMO_WHEEL}", "/files/demo-1.0.tar.gz", f"/files/{DEP_WHEEL}", "/files/dep-2.0.tar.gz",
         "/files/sdistonly-1.0.tar.gz",
     }
-    assert "sdistonly 1.0: no PEP 658 metadata" in result.err
+    assert "sdistonly 1.0: no wheel with core metadata (PEP 658), so its dependencies could not be followed" in result.err
+    assert result.summary.exit_status == 1
+
+
+@pytest.mark.parametrize("flavour", ["json", "html"])
+async def test_dependencies_are_followed_against_an_upstream_without_pep_658(
+    server: str, fake_upstream: FakeUpstream, linux: Target, flavour: str
+) -> None:
+    """Devpi, Nexus, HTML mirrors offer no .metadata: the proxy extracts it from each wheel."""
+    fake_upstream.flavour = flavour
+    fake_upstream.projects.clear()
+    fake_upstream.add(Dist("demo", "1.0", requires_dist=["dep>=2"]), metadata=False)
+    fake_upstream.add(Dist("dep", "2.0", requires_dist=["leaf"]), metadata=False)
+    fake_upstream.add(Dist("leaf", "3.0"), metadata=False)
+    result = await warm(server, [linux], ["demo"])
+    assert set(file_requests(fake_upstream)) == {
+        f"/files/{DEMO_WHEEL}", f"/files/{DEP_WHEEL}", "/files/leaf-3.0-py3-none-any.whl"}
+    assert (result.summary.files, result.summary.failed, result.summary.exit_status) == (3, 0, 0)
 
 
 def _pylock(upstream: FakeUpstream) -> str:

@@ -113,10 +113,13 @@ async def test_metrics_counters_move_with_requests(aiohttp_client: Any, upstream
 
 async def test_cached_files_stay_under_the_limit_private_files_are_never_evicted(
         aiohttp_client: Any, upstream_settings: MakeSettings, fake_upstream: FakeUpstream, auth: Any) -> None:
-    for number in range(4):
-        fake_upstream.add(Dist(f"big{number}", "1.0", description="x" * 5000), sdist=False, metadata=False)
+    dists = [Dist(f"big{number}", "1.0", description="x" * 5000) for number in range(4)]
+    for dist in dists:
+        fake_upstream.add(dist, sdist=False, metadata=False)
     sizes = [len(fake_upstream.file(f"big{n}-1.0-py3-none-any.whl").content) for n in range(4)]
-    limit = sizes[0] + sizes[1] + sizes[2] // 2  # room for two files, not three
+    # Each wheel's core metadata, which this server extracts and keeps beside it, counts too:
+    # room for two wheels with their metadata, and for nothing more.
+    limit = sizes[2] + sizes[3] + len(dists[2].metadata()) + len(dists[3].metadata()) + min(sizes) // 2
     client = await start_client(aiohttp_client, upstream_settings(cache={"files_max_size": limit}))
     private = Dist("mine", "1.0", description="y" * 5000)
     assert (await client.post("/pypi/", data=upload_form(private), headers=basic("alice", PASSWORD))).status == 200

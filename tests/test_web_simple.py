@@ -74,7 +74,7 @@ async def test_unacceptable_is_406(client: TestClient, published: Dist) -> None:
 async def test_html_project_page(client: TestClient, published: Dist) -> None:
     """B2, B4, B6, B7 (PEP 503/629/658/714) on the served page."""
     page = parse(await (await client.get("/pypi/simple/acme-widget/")).text())
-    assert page.meta["pypi:repository-version"] == "1.1"
+    assert page.meta["pypi:repository-version"] == "1.4"
     by_text = {a["href"].split("#")[0].rsplit("/", 1)[-1]: a for a in page.anchors}  # type: ignore[union-attr]
     wheel = by_text[published.wheel_filename]
     assert wheel["href"].split("#")[1].startswith("sha256=")  # type: ignore[union-attr]
@@ -102,7 +102,7 @@ async def test_links_resolve_to_files(client: TestClient, published: Dist) -> No
 async def test_json_root_lists_display_names(client: TestClient, published: Dist) -> None:
     """C3 / B1: the root lists every private project; links end in a slash."""
     data = await (await client.get("/pypi/simple/", headers={"Accept": JSON})).json()
-    assert data == {"meta": {"api-version": "1.1"}, "projects": [{"name": "Acme.Widget"}]}
+    assert data == {"meta": {"api-version": "1.4"}, "projects": [{"name": "Acme.Widget"}]}
     html = parse(await (await client.get("/pypi/simple/")).text())
     assert [a["href"] for a in html.anchors] == ["acme-widget/"]
 

@@ -18,8 +18,10 @@ from proxy.merge import Source
 from proxy.negotiate import JSON_V1
 from proxy.services.downloads import Download, Downloader
 from proxy.services.index import IndexService, Rendered, rendered
-from proxy.services.public import METADATA_SUFFIX, CacheState, PublicIndex
+from proxy.services.public import CacheState, PublicIndex
+from proxy.services.wheelmeta import WheelMetadata
 from proxy.storage import PrivateStorage
+from proxy.urls import METADATA_SUFFIX
 
 T = TypeVar("T")
 
@@ -48,6 +50,7 @@ class Upstreams:
     index: PublicIndex
     files: FileCache
     downloader: Downloader
+    wheel_metadata: WheelMetadata
     list_projects: bool
     health: UpstreamHealth
     url: str  # for display: no credentials
@@ -97,6 +100,9 @@ class Catalog:
             upstreams.files.usage.used((name, filename), size)
             return ServedFile(Source.UPSTREAM, path=upstreams.files.path(name, filename), cache=CacheState.HIT)
         spec = await upstreams.index.file_spec(name, filename)
+        if spec.metadata_of is not None:  # a wheel's core metadata that upstream does not offer
+            path = await upstreams.wheel_metadata.path(spec)
+            return ServedFile(Source.UPSTREAM, path=path, cache=CacheState.MISS)
         return ServedFile(Source.UPSTREAM, download=await upstreams.downloader.fetch(spec),
                           cache=CacheState.MISS)
 

@@ -13,7 +13,7 @@ import errno
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +43,11 @@ class FileSpec:
     url: str
     hashes: dict[str, str] = field(default_factory=dict)
     size: int | None = None
+    # A wheel listed without PEP 658 metadata: once verified, its METADATA is extracted and kept
+    # as ``<filename>.metadata`` beside it (this server offers it, as PyPI does).
+    derive_metadata: bool = False
+    # For such a ``.metadata`` file: the wheel it is extracted from.
+    metadata_of: FileSpec | None = None
 
 
 def expected_digest(hashes: dict[str, str]) -> tuple[str, str] | None:
@@ -99,10 +104,12 @@ def _consume_exception(future: asyncio.Future[Any]) -> None:
 class Downloader:
     """Single-flight downloads into the file cache. Tasks are owned: ``close`` awaits them all."""
 
-    def __init__(self, upstream: Upstream, cache: FileCache, executor: Executor) -> None:
+    def __init__(self, upstream: Upstream, cache: FileCache, executor: Executor,
+                 committed: Callable[[FileSpec, Path], Awaitable[None]] | None = None) -> None:
         self._upstream = upstream
         self._cache = cache
         self._executor = executor
+        self._committed = committed  # called after each verified file is in the cache
         self._inflight: dict[tuple[str, str], Download] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.upstream_requests = 0
@@ -199,6 +206,8 @@ class Downloader:
                 raise  # cancellation (shutdown) goes on up
         else:
             self._upstream.health.succeeded("file")
+            if self._committed is not None:  # before the result: what derives from it is ready with it
+                await self._committed(spec, final)
             download.result.set_result(final)
             download.advanced()
             log.info("upstream_download", project=spec.project, filename=spec.filename,

@@ -27,19 +27,19 @@ from proxy.config import UpstreamSettings
 from proxy.errors import InvalidUpstreamResponse, ProjectNotFound, UpstreamError
 from proxy.lru import LruCache
 from proxy.negotiate import JSON_V1
-from proxy.models import IndexPage
+from proxy.models import IndexFile, IndexPage
 from proxy.pagecache import CachedPage, CachedProjectList, PageCache
 from proxy.parse import parse_project_list, parse_project_page
 from proxy.services.downloads import FileSpec
 from proxy.services.index import Rendered, rendered
 from proxy.upstream import MAX_PROJECT_LIST_BYTES, PageAnswer, Upstream
+from proxy.urls import METADATA_SUFFIX, PROVENANCE_SUFFIX, with_path_suffix
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
 # Below these, parsing and rendering run on the loop: a thread hop would cost more.
 _INLINE_BYTES = 64 * 1024
 _INLINE_FILES = 200
-METADATA_SUFFIX = ".metadata"
 _RECORD_BUDGET = 32 * 1024**2  # rough bytes of parsed pages kept in memory
 _FILE_WEIGHT = 600  # rough bytes of one parsed IndexFile
 
@@ -197,15 +197,26 @@ class PublicIndex:
     # Files ------------------------------------------------------------------------------------
 
     async def file_spec(self, name: str, filename: str) -> FileSpec:
-        """What to fetch for ``filename``: only URLs from a listing we parsed (never an open proxy)."""
+        """What to fetch for ``filename``: only URLs from a listing we parsed (never an open proxy).
+
+        Besides the listed files: ``<file>.metadata`` (PEP 658; upstream's, or for a wheel listed
+        without one, extracted by this server: ``metadata_of``) and ``<file>.provenance`` (PEP 740).
+        """
         record, _ = await self.lookup(name)
         assert record.page is not None
-        if filename.endswith(METADATA_SUFFIX):  # the PEP 658 metadata file of a listed file
+        if filename.endswith(METADATA_SUFFIX):
             listed = record.page.file(filename.removesuffix(METADATA_SUFFIX))
             if listed is not None and listed.core_metadata is not None:
-                return FileSpec(name, filename, listed.url + METADATA_SUFFIX, dict(listed.core_metadata))
+                url = with_path_suffix(listed.url, METADATA_SUFFIX)  # on the path: the query stays (H3)
+                return FileSpec(name, filename, url, dict(listed.core_metadata))
+            if listed is not None and listed.filename.endswith(".whl"):
+                return FileSpec(name, filename, listed.url, metadata_of=_listed_spec(name, listed))
+        elif filename.endswith(PROVENANCE_SUFFIX):
+            listed = record.page.file(filename.removesuffix(PROVENANCE_SUFFIX))
+            if listed is not None and listed.provenance is not None:
+                return FileSpec(name, filename, listed.provenance)
         elif (listed := record.page.file(filename)) is not None:
-            return FileSpec(name, filename, listed.url, dict(listed.hashes), listed.size)
+            return _listed_spec(name, listed)
         raise ProjectNotFound(f"No file {filename!r} in project {name!r}.")
 
     # The root list ----------------------------------------------------------------------------
@@ -248,6 +259,11 @@ class PublicIndex:
             raise InvalidUpstreamResponse(f"upstream answered {answer.status} for its project list")
         names = await self._run(parse_project_list, answer.body, answer.content_type)
         return CachedProjectList(now, tuple(names), answer.etag, answer.last_modified), CacheState.MISS
+
+
+def _listed_spec(name: str, listed: IndexFile) -> FileSpec:
+    return FileSpec(name, listed.filename, listed.url, dict(listed.hashes), listed.size,
+                    derive_metadata=listed.core_metadata is None and listed.filename.endswith(".whl"))
 
 
 def _log_store_failure(task: asyncio.Future[None]) -> None:

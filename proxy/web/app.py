@@ -25,6 +25,7 @@ from proxy.services.downloads import Downloader
 from proxy.services.index import IndexService
 from proxy.services.public import PublicIndex
 from proxy.services.upload import UploadService
+from proxy.services.wheelmeta import WheelMetadata
 from proxy.storage import PrivateStorage
 from proxy.upstream import Upstream, masked
 from proxy.web import api, files, middlewares, ops, simple, ui, upload, workerstats
@@ -110,10 +111,13 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
                 log.info("cache_evicted", files=len(victims), bytes=freed)
             index = PublicIndex(upstream, pages, executor, upstream_settings, settings.cache.rendered_memory)
             stack.push_async_callback(index.close)
-            downloader = Downloader(upstream, files, executor)
+            wheel_metadata = WheelMetadata(upstream, files, executor)
+            downloader = Downloader(upstream, files, executor, committed=wheel_metadata.committed)
+            wheel_metadata.downloader = downloader
             stack.push_async_callback(downloader.close)
-            upstreams = Upstreams(index, files, downloader, upstream_settings.list_projects, upstream.health,
-                                  masked(upstream.base))
+            stack.push_async_callback(wheel_metadata.close)
+            upstreams = Upstreams(index, files, downloader, wheel_metadata, upstream_settings.list_projects,
+                                  upstream.health, masked(upstream.base))
             log.info("upstream_ready", url=masked(upstream.base), reserved=list(upstream_settings.reserved))
         app[CATALOG] = Catalog(app[INDEX], app[STORAGE], upstreams, upstream_settings.reserved, executor)
         yield

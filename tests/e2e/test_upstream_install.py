@@ -27,10 +27,12 @@ EXPECTED = {"demo": "1.0", "dep": "2.0", "leaf": "3.1"}
 
 
 @pytest.fixture
-def upstream() -> Iterator[UpstreamThread]:
-    fake = FakeUpstream()
+def upstream(request: pytest.FixtureRequest) -> Iterator[UpstreamThread]:
+    """The fake PyPI; parametrized indirectly with (flavour, offers PEP 658 metadata files)."""
+    flavour, metadata = getattr(request, "param", ("both", True))
+    fake = FakeUpstream(flavour=flavour)
     for dist in PACKAGES:
-        fake.add(dist)
+        fake.add(dist, metadata=metadata)
     thread = UpstreamThread(fake)
     thread.start()
     yield thread
@@ -70,17 +72,26 @@ def uv(proxy: Server, target: Path) -> float:
 INSTALLERS = {"pip": pip, "uv": uv}
 
 
+def full_downloads(fake: FakeUpstream) -> dict[str, int]:
+    """Whole-file requests of wheels (byte-range reads of their metadata left out)."""
+    return {k: n - fake.range_requests[k] for k, n in fake.requests.items()
+            if k.endswith(".whl") and n > fake.range_requests[k]}
+
+
+@pytest.mark.parametrize("upstream", [("both", True), ("html", False)], indirect=True,
+                         ids=["pep658-upstream", "html-upstream-without-metadata"])
 @pytest.mark.parametrize("first", ["pip", "uv"])
 def test_install_through_the_proxy_then_again_with_upstream_stopped(
         first: str, upstream: UpstreamThread, proxy: Server, tmp_path: Path,
         record_property: pytest.RecordProperty) -> None:
     """The first install fills the cache (cold); later ones, by either client, are served from it
-    (warm), and still succeed once upstream is down: stale pages and cached files."""
+    (warm), and still succeed once upstream is down: stale pages and cached files. Against an
+    upstream without PEP 658 files, the clients resolve with the metadata the proxy extracts."""
     timings = {f"{first}_cold": INSTALLERS[first](proxy, tmp_path / "cold")}
     assert installed(tmp_path / "cold") == EXPECTED
     downloads = upstream.upstream.requests.copy()
     wheels = {f"/files/{name}-{version}-py3-none-any.whl": 1 for name, version in EXPECTED.items()}
-    assert {k: n for k, n in downloads.items() if k.endswith(".whl")} == wheels, downloads
+    assert full_downloads(upstream.upstream) == wheels, downloads
 
     for name, install in INSTALLERS.items():
         timings[f"{name}_warm"] = install(proxy, tmp_path / f"{name}-warm")
@@ -115,10 +126,13 @@ def test_a_private_upload_shadows_the_public_project_for_pip(upstream: UpstreamT
     assert installed_version(tmp_path / "t", "demo") == "0.9"
 
 
+@pytest.mark.parametrize("upstream", [("both", True), ("html", False), ("json", False)], indirect=True,
+                         ids=["pep658-upstream", "html-upstream-without-metadata", "json-upstream-without-metadata"])
 def test_warm_cli_prefills_the_cache_then_pip_installs_with_upstream_down(
         upstream: UpstreamThread, proxy: Server, tmp_path: Path) -> None:
-    """`pypi-proxy warm -r requirements.txt` follows dependencies through PEP 658 metadata;
-    a second run downloads nothing; afterwards the closure installs with upstream gone (issue 4)."""
+    """`pypi-proxy warm -r requirements.txt` follows dependencies through PEP 658 metadata, which
+    the proxy offers also when upstream has none (devpi, Nexus, HTML mirrors); a second run
+    downloads nothing; afterwards the closure installs with upstream gone (issue 4)."""
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("# the app\ndemo>=1.0 ; python_version >= '3.8'\nnever-needed ; python_version < '3'\n")
     first = proxy.run([tool("pypi-proxy"), "warm", "--server", proxy.url, "-r", str(requirements)])
