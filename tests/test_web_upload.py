@@ -5,18 +5,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import threading
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from proxy.auth import AuthStore
+from proxy.auth import AuthStore, Identity
 from proxy.config import Settings
+from proxy.services.upload import UploadService
 from tests.builders import Dist
-from tests.conftest import PASSWORD, Uploader, basic, snapshot, upload_form
+from tests.conftest import PASSWORD, Uploader, basic, snapshot, start_client, upload_form
 
 DIST = Dist("Acme.Widget", "1.0.0", requires_python=">=3.8")
+JSON_PAGE = {"Accept": "application/vnd.pypi.simple.v1+json"}
 
 
 async def test_wheel_and_sdist_upload_are_listed_at_once(client: TestClient, upload: Uploader, settings: Settings) -> None:
@@ -270,3 +274,53 @@ async def test_full_disk_is_507_and_loses_nothing(upload: Uploader, settings: Se
     assert response.status == 507
     assert "storage is full" in await response.text()
     assert snapshot(settings.data_dir) == before
+
+
+# --- D: password checks in their own pool -------------------------------------------------------------
+
+BURST = 32
+
+
+async def test_a_burst_of_bad_logins_does_not_starve_file_and_page_io(
+        aiohttp_client: Any, settings: Settings, auth: AuthStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11 D: scrypt checks get a pool of their own. Each check is held at a gate here (an
+    arbitrarily slow scrypt), so a burst of 32 fills every thread that checks passwords; a
+    download and a page read of a cold app must still complete while all 32 wait. With one
+    shared pool they queue behind the checks and never finish (the 30 s bound only ends a failure)."""
+    first = await start_client(aiohttp_client, settings)
+    assert (await first.post("/pypi/", data=upload_form(DIST), headers=basic("alice", PASSWORD))).status == 200
+    client = await start_client(aiohttp_client, settings)  # cold: reads the index through its executor
+
+    gate = threading.Event()
+    real_check = AuthStore.authenticate
+
+    def held_check(self: AuthStore, user: str, password: str) -> Identity:
+        gate.wait(timeout=120)
+        return real_check(self, user, password)
+
+    submitted = 0
+    all_submitted = asyncio.Event()
+    real_authenticate = UploadService.authenticate
+
+    async def counted(self: UploadService, authorization: str | None) -> Identity:
+        nonlocal submitted
+        submitted += 1
+        if submitted == BURST:
+            all_submitted.set()
+        return await real_authenticate(self, authorization)
+
+    monkeypatch.setattr(AuthStore, "authenticate", held_check)
+    monkeypatch.setattr(UploadService, "authenticate", counted)
+    bad = [asyncio.ensure_future(client.post("/pypi/", data=upload_form(DIST), headers=basic("alice", "wrong")))
+           for _ in range(BURST)]
+    try:
+        await asyncio.wait_for(all_submitted.wait(), 30)
+        download = await asyncio.wait_for(client.get(f"/pypi/files/acme-widget/{DIST.wheel_filename}"), 30)
+        assert await download.read() == DIST.wheel()
+        page = await asyncio.wait_for(client.get("/pypi/simple/acme-widget/", headers=JSON_PAGE), 30)
+        assert [f["filename"] for f in (await page.json())["files"]] == [DIST.wheel_filename]
+        assert not any(task.done() for task in bad), "every bad login is still held at the gate"
+    finally:
+        gate.set()
+        responses = await asyncio.gather(*bad)
+    assert [r.status for r in responses] == [401] * BURST

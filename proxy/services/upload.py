@@ -98,10 +98,15 @@ class UploadForm:
 
 
 class UploadService:
-    def __init__(self, storage: PrivateStorage, auth: AuthStore, executor: Executor, max_file_size: int) -> None:
+    """Uploads: ``executor`` runs file I/O; ``auth_executor``, a pool of its own, the deliberately
+    slow scrypt checks, so that a burst of bad passwords cannot starve file and page I/O."""
+
+    def __init__(self, storage: PrivateStorage, auth: AuthStore, executor: Executor, max_file_size: int,
+                 auth_executor: Executor) -> None:
         self.storage = storage
         self.auth = auth
         self.executor = executor
+        self.auth_executor = auth_executor
         self.max_file_size = max_file_size
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
@@ -120,7 +125,8 @@ class UploadService:
             user, password = parse_basic_auth(authorization)
         except ValueError:
             raise Unauthenticated("Malformed Authorization header: HTTP basic auth expected.") from None
-        return await self._run(self.auth.authenticate, user, password)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.auth_executor, self.auth.authenticate, user, password)
 
     def new_staged_file(self) -> StagedFile:
         return StagedFile(self.storage.new_temp_path(), self.max_file_size)
