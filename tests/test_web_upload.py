@@ -276,6 +276,136 @@ async def test_full_disk_is_507_and_loses_nothing(upload: Uploader, settings: Se
     assert snapshot(settings.data_dir) == before
 
 
+# --- H1: one distribution per identity (STANDARDS H1, E4; warehouse forklift/legacy.py) -------------
+
+
+def marked(name: str, version: str, mark: str) -> Dist:
+    """A wheel of ``name`` whose module says ``mark``: different bytes, same identity."""
+    return Dist(name, version, module_source=f"VALUE = {mark!r}\n")
+
+
+async def listed(client: TestClient, project: str) -> list[str]:
+    page = await client.get(f"/pypi/simple/{project}/", headers=JSON_PAGE)
+    return [f["filename"] for f in (await page.json())["files"]]
+
+
+@pytest.mark.parametrize(("name", "version", "filename"), [
+    pytest.param("Demo", "1.0.0", "Demo-1.0.0-py3-none-any.whl", id="name-case"),
+    pytest.param("demo", "01.0.0", "demo-01.0.0-py3-none-any.whl", id="leading-zero"),
+    pytest.param("demo", "1.0", "demo-1.0-py3-none-any.whl", id="trailing-zero-dropped"),
+    pytest.param("demo", "1.0.0.0", "demo-1.0.0.0-py3-none-any.whl", id="trailing-zero-added"),
+    pytest.param("demo", "v1.0.0", "demo-v1.0.0-py3-none-any.whl", id="v-prefix"),
+    pytest.param("DEMO", "1.0.0", "DEMO-1.0.0-py3-none-any.whl", id="name-upper"),
+])
+async def test_h1_another_filename_for_the_same_wheel_is_refused(
+        client: TestClient, upload: Uploader, settings: Settings, name: str, version: str, filename: str) -> None:
+    """H1: the issue's case. pip and uv would otherwise install different bytes for demo==1.0.0."""
+    first = marked("demo", "1.0.0", "first")
+    assert (await upload(first)).status == 200
+    response = await _assert_rejected(upload, settings, 400, "File already exists",
+                                      marked(name, version, "impostor"), filename=filename)
+    assert response.reason.startswith("File already exists")
+    assert first.wheel_filename in await response.text(), "the reason names the stored file"
+    assert await listed(client, "demo") == [first.wheel_filename]
+
+
+@pytest.mark.parametrize("filename", ["demo_pkg-1.0-py3-none-any.whl", "demo.pkg-1.0-py3-none-any.whl",
+                                      "Demo_Pkg-1.0-py3-none-any.whl"])
+@pytest.mark.parametrize("form_name", ["demo-pkg", "demo_pkg", "Demo.Pkg"])
+async def test_h1_separator_variants_of_the_name_are_one_project_and_one_wheel(
+        client: TestClient, upload: Uploader, settings: Settings, filename: str, form_name: str) -> None:
+    """A1 (PEP 503) with H1: demo_pkg, demo.pkg and Demo_Pkg name one project, so one wheel."""
+    assert (await upload(marked("demo-pkg", "1.0", "first"))).status == 200
+    await _assert_rejected(upload, settings, 400, "File already exists", marked(form_name, "1.0", "other"),
+                           filename=filename)
+    assert await listed(client, "demo-pkg") == ["demo_pkg-1.0-py3-none-any.whl"]
+
+
+async def test_h1_same_bytes_under_another_filename_of_the_identity_is_refused(
+        upload: Uploader, settings: Settings) -> None:
+    """Only same bytes *and* same filename is the no-op re-upload (E4)."""
+    dist = marked("demo", "1.0.0", "first")
+    assert (await upload(dist)).status == 200
+    await _assert_rejected(upload, settings, 400, "File already exists", dist, filename="Demo-1.0.0-py3-none-any.whl")
+
+
+async def test_h1_same_bytes_as_another_release_file_are_refused(upload: Uploader, settings: Settings) -> None:
+    """warehouse refuses a known digest under a new filename; here a new tag set with old bytes."""
+    dist = marked("demo", "1.0.0", "first")
+    assert (await upload(dist)).status == 200
+    await _assert_rejected(upload, settings, 400, "same content", dist, filename="demo-1.0.0-py2.py3-none-any.whl")
+
+
+@pytest.mark.parametrize("filename", [
+    pytest.param("demo-1.0.0-1-py3-none-any.whl", id="build-tag"),
+    pytest.param("demo-1.0.0-py2.py3-none-any.whl", id="wider-tag-set"),
+    pytest.param("demo-1.0.0-cp311-cp311-manylinux_2_17_x86_64.whl", id="binary-tags"),
+])
+async def test_h1_build_tag_or_tag_set_makes_another_distribution(
+        client: TestClient, upload: Uploader, filename: str) -> None:
+    """H1: a build tag or another tag set is another wheel of the release, accepted (each once)."""
+    assert (await upload(marked("demo", "1.0.0", "first"))).status == 200
+    response = await upload(marked("demo", "1.0.0", "second"), filename=filename)
+    assert response.status == 200, await response.text()
+    assert sorted(await listed(client, "demo")) == sorted(["demo-1.0.0-py3-none-any.whl", filename])
+
+
+async def test_h1_tag_set_order_is_one_identity(client: TestClient, upload: Uploader, settings: Settings) -> None:
+    """H1: py2.py3 and py3.py2 are the same set of tags."""
+    assert (await upload(marked("demo", "1.0", "first"), filename="demo-1.0-py2.py3-none-any.whl")).status == 200
+    await _assert_rejected(upload, settings, 400, "File already exists", marked("demo", "1.0", "other"),
+                           filename="demo-1.0-py3.py2-none-any.whl")
+
+
+@pytest.mark.parametrize(("version", "filename"), [
+    pytest.param("1.0.0", "demo-1.0.0.tar.gz", id="same-spelling-other-bytes"),
+    pytest.param("1.0", "demo-1.0.tar.gz", id="other-version-spelling"),
+    pytest.param("1.0.0", "Demo-1.0.0.tar.gz", id="other-name-spelling"),
+    pytest.param("01.0", "demo-01.0.tar.gz", id="leading-zero"),
+])
+async def test_h1_a_release_has_at_most_one_sdist(client: TestClient, upload: Uploader, settings: Settings,
+                                                  version: str, filename: str) -> None:
+    """H1 (warehouse: "Only one sdist may be uploaded per release"): refused whatever its filename."""
+    assert (await upload(marked("demo", "1.0.0", "first"), "sdist")).status == 200
+    await _assert_rejected(upload, settings, 400, "File already exists", marked("demo", version, "second"),
+                           "sdist", filename=filename)
+    assert await listed(client, "demo") == ["demo-1.0.0.tar.gz"]
+
+
+async def test_h1_refusal_is_what_twines_skip_existing_skips(upload: Uploader) -> None:
+    """E4: twine --skip-existing's own rule treats our answer to a duplicate identity as "skip"."""
+    from types import SimpleNamespace
+
+    from twine.commands.upload import skip_upload
+
+    assert (await upload(marked("demo", "1.0.0", "first"))).status == 200
+    response = await upload(marked("demo", "1.0", "other"), filename="demo-1.0-py3-none-any.whl")
+    answer = SimpleNamespace(status_code=response.status, reason=response.reason, text=await response.text())
+    assert skip_upload(answer, skip_existing=True, package=None)  # type: ignore[arg-type]
+
+
+async def test_h1_concurrent_uploads_of_one_identity_store_exactly_one(
+        client: TestClient, upload: Uploader, settings: Settings) -> None:
+    """H1 under a race: eight spellings of demo 1.0.0 at once; one is stored, seven refused."""
+    spellings = [("demo", "1.0.0"), ("Demo", "1.0.0"), ("demo", "01.0.0"), ("demo", "1.0"), ("DEMO", "1.0.0.0"),
+                 ("demo", "v1.0"), ("demo", "1.00"), ("Demo", "1")]
+    uploads = [upload(marked(name, version, f"n{n}"), filename=f"{name}-{version}-py3-none-any.whl")
+               for n, (name, version) in enumerate(spellings)]
+    responses = await asyncio.gather(*uploads)
+    statuses = sorted(r.status for r in responses)
+    assert statuses == [200] + [400] * 7
+    for response in responses:
+        if response.status == 400:
+            assert "File already exists" in response.reason
+    [winner] = [f"{name}-{version}-py3-none-any.whl" for (name, version), r in zip(spellings, responses)
+                if r.status == 200]
+    assert await listed(client, "demo") == [winner]
+    index = json.loads((settings.data_dir / "private" / "demo" / "project.json").read_bytes())
+    stored = (settings.data_dir / "private" / "demo" / winner).read_bytes()
+    assert hashlib.sha256(stored).hexdigest() == index["files"][0]["sha256"]
+    assert sorted(p.name for p in (settings.data_dir / "private" / "demo").glob("*.whl")) == [winner]
+
+
 # --- D: password checks in their own pool -------------------------------------------------------------
 
 BURST = 32
