@@ -106,9 +106,16 @@ class StoredFile:
         return cls(**{**data, "upload_time": parse_iso(data["upload_time"])})
 
 
+_LIST_FIELDS = ("classifiers", "requires_dist", "provides_extra", "platform", "dynamic", "license_files")
+
+
 @dataclass(frozen=True, slots=True)
 class ReleaseInfo:
-    """Core metadata of one version, as read from its first uploaded file (for the JSON API)."""
+    """Core metadata of one version, as read from its first uploaded file (for the JSON API).
+
+    Text is kept exactly as the archive's metadata has it (decoded as UTF-8). Fields added later
+    have defaults, so ``project.json`` files written by older versions still load.
+    """
 
     version: str
     summary: str = ""
@@ -129,20 +136,23 @@ class ReleaseInfo:
     provides_extra: tuple[str, ...] = ()
     project_urls: tuple[tuple[str, str], ...] = ()
     platform: tuple[str, ...] = ()
+    dynamic: tuple[str, ...] = ()  # core metadata 2.2 (PEP 643), title-cased as PyPI shows them
+    license_files: tuple[str, ...] = ()  # core metadata 2.4 (PEP 639)
 
     def to_json(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        for name in ("classifiers", "requires_dist", "provides_extra", "platform"):
+        for name in _LIST_FIELDS:
             data[name] = list(data[name])
         data["project_urls"] = [list(pair) for pair in self.project_urls]
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ReleaseInfo:
-        data = dict(data)
-        for name in ("classifiers", "requires_dist", "provides_extra", "platform"):
+        # Keys this version does not know (written by a newer one) are left out, not an error.
+        data = {key: value for key, value in data.items() if key in cls.__dataclass_fields__}
+        for name in _LIST_FIELDS:
             data[name] = tuple(data.get(name) or ())
-        data["project_urls"] = tuple(tuple(pair) for pair in data.get("project_urls") or ())
+        data["project_urls"] = tuple((label, url) for label, url in data.get("project_urls") or ())
         return cls(**data)
 
 

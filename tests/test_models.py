@@ -200,3 +200,21 @@ def test_h1_same_filename_is_found_first() -> None:
     project = project.with_file(typed("demo-1.0-1-py3-none-any.whl", "1.0", sha="bb"), ReleaseInfo("1.0"))
     found = project.duplicate_of(typed("demo-1.0-1-py3-none-any.whl", "1.0", sha="bb"))
     assert found is not None and found.filename == "demo-1.0-1-py3-none-any.whl"
+
+
+# --- Stored metadata written by older versions -----------------------------------------------------
+
+
+def test_release_info_written_before_dynamic_and_license_files_still_loads() -> None:
+    """A project.json from before these fields existed loads, with their defaults."""
+    old = {"version": "1.0", "summary": "s", "classifiers": ["A :: B"], "project_urls": [["Home", "https://h"]],
+           "requires_dist": [], "provides_extra": [], "platform": []}
+    info = ReleaseInfo.from_json(old)
+    assert info == ReleaseInfo("1.0", summary="s", classifiers=("A :: B",), project_urls=(("Home", "https://h"),))
+    assert (info.dynamic, info.license_files) == ((), ())
+
+
+def test_release_info_round_trips_the_new_fields_and_exact_text() -> None:
+    info = ReleaseInfo("1.0", summary="Café", author="Jürgen", dynamic=("Requires-Dist",),
+                       license_expression="MIT", license_files=("LICENSE", "NOTICE"))
+    assert ReleaseInfo.from_json(json.loads(json.dumps(info.to_json()))) == info

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from proxy.auth import AuthStore, Identity
 from proxy.config import Settings
 from proxy.services.upload import UploadService
-from tests.builders import Dist
+from tests.builders import Dist, build_with_poetry
 from tests.conftest import PASSWORD, Uploader, basic, snapshot, start_client, upload_form
 
 DIST = Dist("Acme.Widget", "1.0.0", requires_python=">=3.8")
@@ -404,6 +404,94 @@ async def test_h1_concurrent_uploads_of_one_identity_store_exactly_one(
     stored = (settings.data_dir / "private" / "demo" / winner).read_bytes()
     assert hashlib.sha256(stored).hexdigest() == index["files"][0]["sha256"]
     assert sorted(p.name for p in (settings.data_dir / "private" / "demo").glob("*.whl")) == [winner]
+
+
+# --- H2: core metadata is UTF-8 text, validated as PyPI does ----------------------------------------
+
+SCRIPT = "<script>alert(1)</script>"
+CAFE = Dist(
+    "Cafe.Pkg", "1.0", summary="Café crème — 東京", metadata_version="2.4",
+    description="# Grüße\n\nZoë’s naïve café 🐍\n",
+    headers=["Author: Jürgen Müller", "Author-email: Jürgen <j@example.invalid>", f"Maintainer: Ångström {SCRIPT}",
+             "Keywords: café,naïve", "License-Expression: mit", "License-File: LICENSE",
+             "Project-URL: Dokumentation für Nutzer, https://example.invalid/docs",
+             "Provides-Extra: Fancy_UI", "Dynamic: Requires-Dist", "Classifier: Programming Language :: Python :: 3"],
+)
+
+
+@pytest.mark.parametrize("kind", ["wheel", "sdist"])
+async def test_h2_metadata_is_exact_in_json_api_on_disk_and_in_the_web_ui(
+        client: TestClient, upload: Uploader, settings: Settings, kind: str) -> None:
+    """H2: the issue's case (J\\ufffd\\ufffdrgen): every character survives, in wheel METADATA and
+    sdist PKG-INFO; the .metadata file stays the archive's own bytes (E6)."""
+    assert (await upload(CAFE, kind)).status == 200
+    info = (await (await client.get("/pypi/cafe-pkg/json")).json())["info"]
+    assert (info["author"], info["summary"]) == ("Jürgen Müller", "Café crème — 東京")
+    assert info["author_email"] == "Jürgen <j@example.invalid>"
+    assert info["maintainer"] == f"Ångström {SCRIPT}"
+    assert info["description"] == "# Grüße\n\nZoë’s naïve café 🐍"
+    assert info["keywords"] == "café, naïve"
+    assert info["project_urls"] == {"Homepage": "https://example.invalid/home",
+                                    "Dokumentation für Nutzer": "https://example.invalid/docs"}
+    directory = settings.data_dir / "private" / "cafe-pkg"
+    [release] = json.loads((directory / "project.json").read_bytes())["releases"]
+    assert (release["author"], release["summary"]) == ("Jürgen Müller", "Café crème — 東京")
+    filename = CAFE.wheel_filename if kind == "wheel" else CAFE.sdist_filename
+    assert (directory / f"{filename}.metadata").read_bytes() == CAFE.metadata()
+    page = await client.get("/-/projects/cafe-pkg/")
+    html = await page.text()
+    for text in ("Jürgen Müller", "Café crème — 東京", "Dokumentation für Nutzer", "Zoë’s naïve café 🐍", "café, naïve"):
+        assert text in html
+    assert "\ufffd" not in html
+    assert "Ångström &lt;script&gt;alert(1)&lt;/script&gt;" in html and SCRIPT not in html
+
+
+@pytest.mark.parametrize("kind", ["wheel", "sdist"])
+@pytest.mark.parametrize(("metadata_version", "header", "field"), [
+    pytest.param("3.0", None, "Metadata-Version", id="unknown-major-version"),
+    pytest.param("2.4", "Dynamic: Name", "Dynamic", id="dynamic-name"),
+    pytest.param("2.4", "Dynamic: Version", "Dynamic", id="dynamic-version"),
+    pytest.param("2.4", "License-Expression: MIT OR", "License-Expression", id="license-expression"),
+    pytest.param("2.4", "License-Expression: Not-A-License", "License-Expression", id="license-unknown"),
+    pytest.param("2.4", "License-File: ../LICENSE", "License-File", id="license-file"),
+    pytest.param("2.4", "Requires-Dist: requests >>= 2", "Requires-Dist", id="requires-dist"),
+    pytest.param("2.4", "Requires-Python: =>3.8", "Requires-Python", id="requires-python"),
+    pytest.param("2.4", "Provides-Extra: -x", "Provides-Extra", id="provides-extra"),
+    pytest.param("2.4", "Name: Acme.Widget", "Name", id="name-repeated"),
+])
+async def test_h2_invalid_metadata_is_400_naming_the_field(upload: Uploader, settings: Settings, kind: str,
+                                                           metadata_version: str, header: str | None,
+                                                           field: str) -> None:
+    """H2/E3 (warehouse validates with packaging.metadata): 400 naming the field in the reason and
+    the body; nothing stored."""
+    dist = Dist("Acme.Widget", "1.0.0", metadata_version=metadata_version, headers=[header] if header else [])
+    response = await _assert_rejected(upload, settings, 400, f"field '{field}'", dist, kind)
+    assert f"field '{field}'" in response.reason
+
+
+@pytest.mark.parametrize("kind", ["wheel", "sdist"])
+async def test_h2_metadata_that_is_not_utf8_is_400(upload: Uploader, settings: Settings, kind: str) -> None:
+    raw = "Metadata-Version: 2.1\nName: Acme.Widget\nVersion: 1.0.0\nAuthor: Jürgen\n".encode("latin-1")
+    source = "METADATA" if kind == "wheel" else "PKG-INFO"
+    await _assert_rejected(upload, settings, 400, f"{source} is not valid UTF-8",
+                           Dist("Acme.Widget", "1.0.0", raw_metadata=raw), kind)
+
+
+async def test_h2_distributions_built_by_poetry_core_upload_exactly(
+        client: TestClient, tmp_path: Path, settings: Settings) -> None:
+    """H2: a real build backend's wheel and sdist (metadata 2.4, non-ASCII everywhere)."""
+    wheel, sdist = await asyncio.to_thread(build_with_poetry, tmp_path)
+    for path, kind in ((wheel, "wheel"), (sdist, "sdist")):
+        form = upload_form(Dist("cafe-pkg", "1.0.0"), kind, content=path.read_bytes(), filename=path.name)
+        response = await client.post("/pypi/", data=form, headers=basic("alice", PASSWORD))
+        assert response.status == 200, await response.text()
+    data = await (await client.get("/pypi/cafe-pkg/json")).json()
+    info = data["info"]
+    assert (info["summary"], info["author"]) == ("Café crème for Jürgen", "Jürgen Müller")
+    assert info["description"] == "# Café\n\nGrüße, naïve façade — 🐍"
+    assert (info["license_expression"], info["license_files"]) == ("MIT", ["LICENSE"])
+    assert info["project_urls"] == {"Dokumentation für Nutzer": "https://example.invalid/docs"}
+    assert sorted(f["filename"] for f in data["urls"]) == sorted([wheel.name, sdist.name])
 
 
 # --- D: password checks in their own pool -------------------------------------------------------------
