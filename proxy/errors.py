@@ -42,13 +42,27 @@ class UploadRejected(ProxyError):
 
 
 class FileExists(UploadRejected):
-    """Same filename, different bytes. twine's --skip-existing keys on this text."""
+    """A file that would be a second copy of a stored one. twine's --skip-existing keys on this
+    text ("already exist" in a 400's reason or body), so every variant starts with it.
 
-    def __init__(self, filename: str) -> None:
-        super().__init__(
-            f"File already exists ({filename!r}) with different content. "
-            "See /help/#file-name-reuse for more information."
-        )
+    ``existing`` is None when the filename itself is taken by different bytes (STANDARDS E4);
+    else the stored file the upload duplicates under another filename: the same distribution
+    (H1: name, version, build tag and tags; one sdist per release) or the same bytes.
+    """
+
+    def __init__(self, filename: str, existing: str | None = None, same_content: bool = False) -> None:
+        if existing is None:
+            detail = f" ({filename!r}) with different content"
+        elif same_content:
+            detail = f": {filename!r} has the same content as the stored {existing!r}"
+        else:
+            detail = (
+                f": {filename!r} is the same distribution as the stored {existing!r} (same project and "
+                "version, and for a wheel the same build tag and tags; a release has at most one sdist)"
+            )
+        super().__init__(f"File already exists{detail}. See /help/#file-name-reuse for more information.")
+        self.filename = filename
+        self.existing = existing
 
 
 class StorageFull(ProxyError):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 
@@ -38,6 +39,16 @@ def version_key(text: str) -> tuple[int, Any]:
     return (1, getattr(version, "_key", version))
 
 
+@functools.lru_cache(maxsize=65536)
+def _wheel_identity(filename: str) -> tuple[Any, ...] | None:
+    """Build tag and tag set of a wheel filename (``py2.py3`` and ``py3.py2`` are one set)."""
+    try:
+        _name, _version, build, tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename:
+        return None
+    return (build, tags)
+
+
 @dataclass(frozen=True, slots=True)
 class StoredFile:
     """One private distribution file as recorded in its project's index."""
@@ -59,6 +70,19 @@ class StoredFile:
     @property
     def yanked(self) -> bool:
         return self.yanked_reason is not None
+
+    @property
+    def identity(self) -> tuple[Any, ...]:
+        """What makes two files of a project the same distribution (STANDARDS H1, as warehouse):
+        a wheel's PEP 440 version, build tag and tag set; an sdist's version alone, so a release
+        has at most one sdist. Filenames that say neither (never accepted on upload) are unique."""
+        version = version_key(self.version)  # "1.0", "1.0.0" and "01.0" are one version
+        if self.packagetype == "sdist":
+            return ("sdist", version)
+        wheel = _wheel_identity(self.filename) if self.filename.endswith(".whl") else None
+        if wheel is None:
+            return ("file", self.filename)
+        return ("bdist_wheel", version, *wheel)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -82,9 +106,16 @@ class StoredFile:
         return cls(**{**data, "upload_time": parse_iso(data["upload_time"])})
 
 
+_LIST_FIELDS = ("classifiers", "requires_dist", "provides_extra", "platform", "dynamic", "license_files")
+
+
 @dataclass(frozen=True, slots=True)
 class ReleaseInfo:
-    """Core metadata of one version, as read from its first uploaded file (for the JSON API)."""
+    """Core metadata of one version, as read from its first uploaded file (for the JSON API).
+
+    Text is kept exactly as the archive's metadata has it (decoded as UTF-8). Fields added later
+    have defaults, so ``project.json`` files written by older versions still load.
+    """
 
     version: str
     summary: str = ""
@@ -105,20 +136,23 @@ class ReleaseInfo:
     provides_extra: tuple[str, ...] = ()
     project_urls: tuple[tuple[str, str], ...] = ()
     platform: tuple[str, ...] = ()
+    dynamic: tuple[str, ...] = ()  # core metadata 2.2 (PEP 643), title-cased as PyPI shows them
+    license_files: tuple[str, ...] = ()  # core metadata 2.4 (PEP 639)
 
     def to_json(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        for name in ("classifiers", "requires_dist", "provides_extra", "platform"):
+        for name in _LIST_FIELDS:
             data[name] = list(data[name])
         data["project_urls"] = [list(pair) for pair in self.project_urls]
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ReleaseInfo:
-        data = dict(data)
-        for name in ("classifiers", "requires_dist", "provides_extra", "platform"):
+        # Keys this version does not know (written by a newer one) are left out, not an error.
+        data = {key: value for key, value in data.items() if key in cls.__dataclass_fields__}
+        for name in _LIST_FIELDS:
             data[name] = tuple(data.get(name) or ())
-        data["project_urls"] = tuple(tuple(pair) for pair in data.get("project_urls") or ())
+        data["project_urls"] = tuple((label, url) for label, url in data.get("project_urls") or ())
         return cls(**data)
 
 
@@ -134,6 +168,18 @@ class PrivateProject:
 
     def file(self, filename: str) -> StoredFile | None:
         return next((f for f in self.files if f.filename == filename), None)
+
+    def duplicate_of(self, new: StoredFile) -> StoredFile | None:
+        """The stored file that ``new`` would duplicate, if any: the one with its filename, else
+        the same distribution under another filename (STANDARDS H1), else the same bytes under
+        another filename (warehouse refuses a known digest too). A file equal in filename and
+        bytes is the caller's no-op re-upload (E4)."""
+        same_name = self.file(new.filename)
+        if same_name is not None:
+            return same_name
+        identity = new.identity
+        twin = next((f for f in self.files if f.identity == identity), None)
+        return twin or next((f for f in self.files if f.sha256 == new.sha256), None)
 
     def release(self, version: str) -> ReleaseInfo | None:
         """The release of ``version``, compared as PEP 440 versions ("1.0" finds "1.0.0")."""

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from packaging.version import InvalidVersion, Version
 
-from proxy.models import IndexFile, IndexPage, PrivateProject, StoredFile, iso_z, version_key
+from proxy.models import IndexFile, IndexPage, PrivateProject, ReleaseInfo, StoredFile, iso_z, version_key
 from proxy.names import normalize
 from proxy.urls import PROVENANCE_SUFFIX, with_path_suffix
 
@@ -222,6 +222,35 @@ def _api_file(project: PrivateProject, file: StoredFile, base_url: str) -> dict[
     }
 
 
+def _api_info(release: ReleaseInfo | None, version: str | None) -> dict[str, Any]:
+    """The metadata part of the JSON API's ``info``, shaped as PyPI's (warehouse legacy/api/json.py):
+    every key present, lists and dicts None when empty, ``platform`` its first value."""
+    info = release or ReleaseInfo(version or "")
+    return {
+        "version": info.version if release else version,
+        "summary": info.summary,
+        "description": info.description,
+        "description_content_type": info.description_content_type,
+        "keywords": info.keywords,
+        "license": info.license,
+        "license_expression": info.license_expression,
+        "license_files": list(info.license_files) or None,
+        "classifiers": list(info.classifiers),
+        "author": info.author,
+        "author_email": info.author_email,
+        "maintainer": info.maintainer,
+        "maintainer_email": info.maintainer_email,
+        "requires_python": info.requires_python,
+        "platform": info.platform[0] if info.platform else None,
+        "home_page": info.home_page,
+        "download_url": info.download_url,
+        "project_urls": dict(info.project_urls) or None,
+        "requires_dist": list(info.requires_dist) or None,
+        "provides_extra": list(info.provides_extra) or None,
+        "dynamic": list(info.dynamic) or None,
+    }
+
+
 def json_api(project: PrivateProject, base_url: str, version: str | None = None) -> dict[str, Any]:
     """PyPI's ``/pypi/<project>[/<version>]/json`` document; ``base_url`` is the absolute ``/pypi``."""
     chosen = version or current_version(project)
@@ -230,22 +259,19 @@ def json_api(project: PrivateProject, base_url: str, version: str | None = None)
         chosen = release.version  # "1.0.0" asks for the release stored as "1.0" (PEP 440)
     files_of = {v: [f for f in project.files if f.version == v] for v in project.versions()}
     chosen_files: Sequence[StoredFile] = files_of.get(chosen or "", [])
-    info: dict[str, Any] = release.to_json() if release else {"version": chosen}
+    info = _api_info(release, chosen)
     # A release counts as yanked when all its files are (PEP 592 yanks files, PyPI releases).
     yanked = bool(chosen_files) and all(f.yanked for f in chosen_files)
     yanked_reason = next((f.yanked_reason for f in chosen_files if f.yanked_reason), None) if yanked else None
     project_url = f"{base_url}/{quote(project.name)}/"
     info.update({
         "name": project.display_name,
-        "project_urls": dict(release.project_urls) if release and release.project_urls else None,
-        "requires_dist": list(release.requires_dist) if release and release.requires_dist else None,
         "package_url": project_url,
         "project_url": project_url,
         "release_url": f"{project_url}{chosen}/",
         "bugtrack_url": None,
         "docs_url": None,
         "downloads": {"last_day": -1, "last_month": -1, "last_week": -1},
-        "dynamic": None,
         "yanked": yanked,
         "yanked_reason": yanked_reason,
     })

@@ -163,16 +163,18 @@ class PrivateStorage:
     ) -> bool:
         """Add an uploaded file. True if added, False if the identical file was already there.
 
-        Raises FileExists when the filename is taken by different bytes; the stored file is
-        left untouched. ``staged`` must already be fsynced; it is consumed only on success.
+        Raises FileExists when the filename is taken by different bytes (STANDARDS E4), or when
+        the file duplicates a stored one under another filename: the same distribution (H1) or
+        the same bytes. The check runs under the project's lock, so of concurrent uploads of one
+        distribution, from any number of processes, exactly one is stored. Storage is left
+        untouched on refusal. ``staged`` must already be fsynced; it is consumed only on success.
         """
         with self._locked(project):
             current = self.load(project)
-            existing = current.file(stored.filename) if current else None
+            existing = current.duplicate_of(stored) if current else None
             if existing is not None:
-                if existing.sha256 == stored.sha256:
-                    return False
-                raise FileExists(stored.filename)
+                _refuse_duplicate(existing, stored)
+                return False
             directory = self.project_dir(project)
             directory.mkdir(parents=True, exist_ok=True)
             write_atomic(directory / f"{stored.filename}.metadata", metadata)
@@ -209,3 +211,13 @@ class PrivateStorage:
 
     def _locked(self, project: str) -> contextlib.AbstractContextManager[None]:
         return locked(self.locks_dir / f"{check_safe_filename(normalize(project))}.lock")
+
+
+def _refuse_duplicate(existing: StoredFile, new: StoredFile) -> None:
+    """Return when ``new`` is ``existing`` again (same filename, same bytes: E4's no-op);
+    raise FileExists, saying how they clash, otherwise."""
+    if existing.filename == new.filename:
+        if existing.sha256 == new.sha256:
+            return
+        raise FileExists(new.filename)
+    raise FileExists(new.filename, existing.filename, same_content=existing.identity != new.identity)

@@ -8,6 +8,8 @@ import gzip
 import hashlib
 import io
 import re
+import subprocess
+import sys
 import tarfile
 import zipfile
 from dataclasses import dataclass, field
@@ -28,10 +30,15 @@ class Dist:
     description: str = "Long description.\n"
     module_source: str = "VALUE = {version!r}\n"
     payload: int = 0  # bytes of incompressible data stored after the metadata (a "large" wheel)
+    metadata_version: str = "2.1"
+    headers: list[str] = field(default_factory=list)  # more core-metadata lines, e.g. "Author: Ada"
+    raw_metadata: bytes | None = None  # the METADATA / PKG-INFO bytes exactly, instead of the above
 
     def metadata(self) -> bytes:
+        if self.raw_metadata is not None:
+            return self.raw_metadata
         lines = [
-            "Metadata-Version: 2.1",
+            f"Metadata-Version: {self.metadata_version}",
             f"Name: {self.name}",
             f"Version: {self.version}",
             f"Summary: {self.summary}",
@@ -41,6 +48,7 @@ class Dist:
         if self.requires_python:
             lines.append(f"Requires-Python: {self.requires_python}")
         lines += [f"Requires-Dist: {req}" for req in self.requires_dist]
+        lines += self.headers
         return ("\n".join(lines) + "\n\n" + self.description).encode()
 
     @property
@@ -107,3 +115,41 @@ class Dist:
             paths.append(directory / self.sdist_filename)
             paths[-1].write_bytes(self.sdist())
         return paths
+
+
+POETRY_PYPROJECT = """\
+[build-system]
+requires = ["poetry-core>=2.0"]
+build-backend = "poetry.core.masonry.api"
+
+[project]
+name = "cafe-pkg"
+version = "1.0.0"
+description = "Café crème for Jürgen"
+readme = "README.md"
+authors = [{name = "Jürgen Müller", email = "jurgen@example.invalid"}]
+keywords = ["café", "naïve"]
+license = "MIT"
+requires-python = ">=3.8"
+
+[project.urls]
+"Dokumentation für Nutzer" = "https://example.invalid/docs"
+
+[tool.poetry]
+packages = [{include = "cafe_pkg", from = "src"}]
+"""
+
+
+def build_with_poetry(directory: Path) -> tuple[Path, Path]:
+    """A real wheel and sdist of ``cafe-pkg 1.0.0``, non-ASCII metadata, built by poetry-core
+    (``python -m build --no-isolation``: offline, ~1.5 s). Blocking: from async tests, use a thread."""
+    source = directory / "cafe-src"
+    (source / "src" / "cafe_pkg").mkdir(parents=True)
+    (source / "pyproject.toml").write_text(POETRY_PYPROJECT, encoding="utf-8")
+    (source / "README.md").write_text("# Café\n\nGrüße, naïve façade — 🐍\n", encoding="utf-8")
+    (source / "LICENSE").write_text("MIT License\n")
+    (source / "src" / "cafe_pkg" / "__init__.py").write_text("VALUE = 'poetry-built'\n")
+    out = directory / "cafe-dist"
+    subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(source)],
+                   check=True, capture_output=True, timeout=120)
+    return out / "cafe_pkg-1.0.0-py3-none-any.whl", out / "cafe_pkg-1.0.0.tar.gz"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import FrozenInstanceError
+from dataclasses import FrozenInstanceError, replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -134,3 +134,87 @@ def test_a3_version_key_puts_invalid_versions_first() -> None:
 def test_models_are_frozen() -> None:
     with pytest.raises(FrozenInstanceError):
         EMPTY.name = "other"  # type: ignore[misc]
+
+
+# --- H1: one distribution per identity ------------------------------------------------------------
+
+
+def typed(filename: str, version: str, packagetype: str = "bdist_wheel", sha: str = "aa") -> StoredFile:
+    return replace(stored(filename, version), packagetype=packagetype, sha256=sha * 32)
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    pytest.param(("demo-1.0.0-py3-none-any.whl", "1.0.0"), ("Demo-1.0.0-py3-none-any.whl", "1.0.0"), id="name-case"),
+    pytest.param(("demo_pkg-1.0-py3-none-any.whl", "1.0"), ("demo.pkg-1.0-py3-none-any.whl", "1.0"), id="name-separator"),
+    pytest.param(("demo-1.0.0-py3-none-any.whl", "1.0.0"), ("demo-01.0.0-py3-none-any.whl", "01.0.0"), id="leading-zero"),
+    pytest.param(("demo-1.0.0-py3-none-any.whl", "1.0.0"), ("demo-1.0-py3-none-any.whl", "1.0"), id="trailing-zero"),
+    pytest.param(("demo-1.0-py3-none-any.whl", "1.0"), ("demo-1.0.0.0-py3-none-any.whl", "1.0.0.0"), id="more-zeros"),
+    pytest.param(("demo-1.0-py3-none-any.whl", "1.0"), ("demo-v1.0-py3-none-any.whl", "v1.0"), id="v-prefix"),
+    pytest.param(("demo-1.0.post1-py3-none-any.whl", "1.0.post1"), ("demo-1.0_post1-py3-none-any.whl", "1.0-post1"),
+                 id="post-spelling"),
+    pytest.param(("demo-1.0-py2.py3-none-any.whl", "1.0"), ("demo-1.0-py3.py2-none-any.whl", "1.0"), id="tag-order"),
+    pytest.param(("demo-1.0-1-py3-none-any.whl", "1.0"), ("demo-1.0-01-py3-none-any.whl", "1.0"), id="build-tag-spelling"),
+    pytest.param(("demo-1.0.tar.gz", "1.0"), ("Demo-1.0.0.tar.gz", "1.0.0"), id="sdist-spelling"),
+])
+def test_h1_same_identity_is_a_duplicate(first: tuple[str, str], second: tuple[str, str]) -> None:
+    """H1 (warehouse): name normalised, version PEP 440, build tag and tag *set* make a wheel; an
+    sdist is its release. Another filename for the same identity is a duplicate, whatever its bytes."""
+    kind = "sdist" if first[0].endswith(".tar.gz") else "bdist_wheel"
+    existing = typed(*first, packagetype=kind)
+    project = EMPTY.with_file(existing, ReleaseInfo(first[1]))
+    new = typed(*second, packagetype=kind, sha="ee")
+    assert new.identity == existing.identity
+    assert project.duplicate_of(new) == project.files[0]
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    pytest.param("demo-1.0-py3-none-any.whl", "demo-1.0-1-py3-none-any.whl", id="build-tag-added"),
+    pytest.param("demo-1.0-1-py3-none-any.whl", "demo-1.0-2-py3-none-any.whl", id="build-tag-differs"),
+    pytest.param("demo-1.0-py3-none-any.whl", "demo-1.0-py2.py3-none-any.whl", id="tag-set-differs"),
+    pytest.param("demo-1.0-cp311-cp311-manylinux_2_17_x86_64.whl", "demo-1.0-cp312-cp312-manylinux_2_17_x86_64.whl",
+                 id="interpreter-differs"),
+    pytest.param("demo-1.0-py3-none-any.whl", "demo-1.0.1-py3-none-any.whl", id="version-differs"),
+    pytest.param("demo-1.0-py3-none-any.whl", "demo-1.0.tar.gz", id="wheel-and-sdist"),
+    pytest.param("demo-1.0.tar.gz", "demo-1.0.post1.tar.gz", id="sdists-of-two-releases"),
+])
+def test_h1_different_identity_is_not_a_duplicate(first: str, second: str) -> None:
+    def kind(name: str) -> str:
+        return "sdist" if name.endswith(".tar.gz") else "bdist_wheel"
+
+    version = first.split("-")[1].removesuffix(".tar.gz")
+    project = EMPTY.with_file(typed(first, version, kind(first)), ReleaseInfo(version))
+    other_version = second.split("-")[1].removesuffix(".tar.gz")
+    assert project.duplicate_of(typed(second, other_version, kind(second), sha="ee")) is None
+
+
+def test_h1_same_bytes_under_another_identity_is_a_duplicate() -> None:
+    """warehouse refuses a known digest under a new filename: one content, one name."""
+    project = EMPTY.with_file(typed("demo-1.0-py3-none-any.whl", "1.0"), ReleaseInfo("1.0"))
+    same_bytes = typed("demo-1.0-py2.py3-none-any.whl", "1.0")
+    assert project.duplicate_of(same_bytes) == project.files[0]
+
+
+def test_h1_same_filename_is_found_first() -> None:
+    """E4: the file with the very filename is the one compared, so identical bytes are a no-op."""
+    project = EMPTY.with_file(typed("Demo-1.0-py3-none-any.whl", "1.0"), ReleaseInfo("1.0"))
+    project = project.with_file(typed("demo-1.0-1-py3-none-any.whl", "1.0", sha="bb"), ReleaseInfo("1.0"))
+    found = project.duplicate_of(typed("demo-1.0-1-py3-none-any.whl", "1.0", sha="bb"))
+    assert found is not None and found.filename == "demo-1.0-1-py3-none-any.whl"
+
+
+# --- Stored metadata written by older versions -----------------------------------------------------
+
+
+def test_release_info_written_before_dynamic_and_license_files_still_loads() -> None:
+    """A project.json from before these fields existed loads, with their defaults."""
+    old = {"version": "1.0", "summary": "s", "classifiers": ["A :: B"], "project_urls": [["Home", "https://h"]],
+           "requires_dist": [], "provides_extra": [], "platform": []}
+    info = ReleaseInfo.from_json(old)
+    assert info == ReleaseInfo("1.0", summary="s", classifiers=("A :: B",), project_urls=(("Home", "https://h"),))
+    assert (info.dynamic, info.license_files) == ((), ())
+
+
+def test_release_info_round_trips_the_new_fields_and_exact_text() -> None:
+    info = ReleaseInfo("1.0", summary="Café", author="Jürgen", dynamic=("Requires-Dist",),
+                       license_expression="MIT", license_files=("LICENSE", "NOTICE"))
+    assert ReleaseInfo.from_json(json.loads(json.dumps(info.to_json()))) == info

@@ -459,3 +459,44 @@ def test_f1_version_document_accepts_an_equal_pep440_spelling() -> None:
     assert data["info"]["version"] == "1.0"
     assert [f["filename"] for f in data["urls"]] == ["demo-1.0-py3-none-any.whl"]
     assert data["info"]["release_url"] == "https://h/pypi/demo/1.0/"
+
+
+# Every key of PyPI's info (warehouse legacy/api/json.py), none more: clients index into them.
+PYPI_INFO_KEYS = {
+    "name", "version", "summary", "description_content_type", "description", "keywords", "license",
+    "license_expression", "license_files", "classifiers", "author", "author_email", "maintainer",
+    "maintainer_email", "requires_python", "platform", "downloads", "package_url", "project_url",
+    "project_urls", "release_url", "requires_dist", "provides_extra", "docs_url", "bugtrack_url", "home_page",
+    "download_url", "yanked", "yanked_reason", "dynamic",
+}
+
+
+def test_f1_info_has_exactly_pypis_keys_with_none_for_empty_lists() -> None:
+    """F1: the keys PyPI gives, dynamic/license_files/provides_extra/project_urls None when empty."""
+    demo = PrivateProject("demo", "Demo", (stored("demo-1.0-py3-none-any.whl", "1.0"),), (ReleaseInfo("1.0"),))
+    info = render.json_api(demo, "https://h/pypi")["info"]
+    assert set(info) == PYPI_INFO_KEYS
+    for key in ("dynamic", "license_files", "provides_extra", "project_urls", "requires_dist", "platform",
+                "license_expression", "keywords"):
+        assert info[key] is None, key
+    assert info["classifiers"] == []
+
+
+def test_f1_info_new_metadata_fields() -> None:
+    """F1 (issue 11 A2): dynamic, license_expression, license_files, provides_extra, project_urls."""
+    release = ReleaseInfo(
+        "1.0", author="Jürgen", summary="Café", license_expression="MIT OR Apache-2.0",
+        license_files=("LICENSE", "NOTICE"), provides_extra=("fancy-ui", "test"), dynamic=("Requires-Dist",),
+        project_urls=(("Dokumentation für Nutzer", "https://d.invalid"), ("Source", "https://s.invalid")),
+        platform=("linux", "win32"), keywords="café, naïve",
+    )
+    demo = PrivateProject("demo", "Demo", (stored("demo-1.0-py3-none-any.whl", "1.0"),), (release,))
+    info = render.json_api(demo, "https://h/pypi")["info"]
+    assert set(info) == PYPI_INFO_KEYS
+    assert (info["author"], info["summary"], info["keywords"]) == ("Jürgen", "Café", "café, naïve")
+    assert info["license_expression"] == "MIT OR Apache-2.0"
+    assert info["license_files"] == ["LICENSE", "NOTICE"]
+    assert info["provides_extra"] == ["fancy-ui", "test"]
+    assert info["dynamic"] == ["Requires-Dist"]
+    assert info["project_urls"] == {"Dokumentation für Nutzer": "https://d.invalid", "Source": "https://s.invalid"}
+    assert info["platform"] == "linux", "PyPI shows the first Platform"

@@ -340,3 +340,73 @@ def test_rendered_pages_are_kept_per_index_version_and_torn_files_ignored(tmp_pa
     torn = next((tmp_path / "cache" / "private-pages" / "demo").glob("9-9-9.html.*"))
     torn.write_bytes(b"<html>v")  # a crash left half of it
     assert pages.read("demo", "9-9-9", "html") is None
+
+
+# --- H1: one distribution per identity, decided under the project's lock ----------------------------
+
+
+def commit_as(storage: PrivateStorage, filename: str, data: bytes, version: str, packagetype: str) -> bool:
+    return storage.commit_file(stage(storage, data), replace(record(filename, data, version), packagetype=packagetype),
+                               b"Name: demo\n", ReleaseInfo(version), "Demo", "demo")
+
+
+@pytest.mark.parametrize(("filename", "version", "packagetype", "needle"), [
+    pytest.param("Demo-1.0.0-py3-none-any.whl", "1.0.0", "bdist_wheel", "same distribution", id="wheel-name-case"),
+    pytest.param("demo-1.0.0.0-py3-none-any.whl", "1.0.0.0", "bdist_wheel", "same distribution", id="wheel-version-zeros"),
+    pytest.param("demo-1.0.0.tar.gz", "1.0.0", "sdist", "at most one sdist", id="second-sdist-other-spelling"),
+    pytest.param("demo-1.0-1-py3-none-any.whl", "1.0", "bdist_wheel", "same content", id="same-bytes-new-identity"),
+])
+def test_h1_duplicate_under_another_filename_is_refused(storage: PrivateStorage, filename: str, version: str,
+                                                        packagetype: str, needle: str) -> None:
+    """H1: "File already exists" (twine's --skip-existing text), storage untouched, staged file kept."""
+    commit_as(storage, WHEEL, b"the wheel", "1.0", "bdist_wheel")
+    commit_as(storage, "demo-1.0.tar.gz", b"the sdist", "1.0", "sdist")
+    before, stamp = tree(storage), storage.index_stamp("demo")
+    data = b"the wheel" if needle == "same content" else b"other bytes"
+    staged = stage(storage, data)
+    with pytest.raises(FileExists, match="^File already exists: ") as error:
+        storage.commit_file(staged, replace(record(filename, data, version), packagetype=packagetype),
+                            b"Name: demo\n", ReleaseInfo(version), "Demo", "demo")
+    assert needle in error.value.reason
+    assert error.value.existing in (WHEEL, "demo-1.0.tar.gz")
+    assert error.value.status == 400
+    assert tree(storage) == before and storage.index_stamp("demo") == stamp
+    assert staged.exists(), "the caller still owns (and discards) the staged file"
+
+
+def test_h1_new_build_tag_and_new_tag_set_are_new_files(storage: PrivateStorage) -> None:
+    """H1: a rebuild with a build tag, or another tag set, is another distribution of the release."""
+    commit_as(storage, WHEEL, b"a", "1.0", "bdist_wheel")
+    assert commit_as(storage, "demo-1.0-1-py3-none-any.whl", b"b", "1.0", "bdist_wheel")
+    assert commit_as(storage, "demo-1.0-py2.py3-none-any.whl", b"c", "1.0", "bdist_wheel")
+    project = storage.load("demo")
+    assert project is not None and len(project.files) == 3
+
+
+def test_h1_concurrent_commits_of_one_identity_under_many_filenames_store_one(storage: PrivateStorage) -> None:
+    """H1 under a race (threads here; the lock is a flock, so processes too): of eight spellings of
+    demo 1.0.0's wheel, each with other bytes, exactly one is stored and listed."""
+    spellings = ["demo-1.0.0", "Demo-1.0.0", "demo-01.0.0", "demo-1.0", "DEMO-1.0.0.0", "demo-v1.0", "demo-1.00", "Demo-1"]
+    outcomes: list[str] = []
+    errors: list[Exception] = []
+
+    def one(n: int) -> None:
+        filename = f"{spellings[n]}-py3-none-any.whl"
+        version = spellings[n].split("-", 1)[1]
+        try:
+            commit_as(storage, filename, f"content {n}".encode(), version, "bdist_wheel")
+            outcomes.append("stored")
+        except FileExists:
+            outcomes.append("refused")
+        except Exception as exc:  # noqa: BLE001 - a thread cannot raise into the test: reported below
+            errors.append(exc)
+
+    run_threads(one, len(spellings))
+    assert errors == []
+    assert sorted(outcomes) == ["refused"] * (len(spellings) - 1) + ["stored"]
+    project = storage.load("demo")
+    assert project is not None
+    [stored] = project.files
+    assert hashlib.sha256(storage.file_path("demo", stored.filename).read_bytes()).hexdigest() == stored.sha256
+    wheels = sorted(p.name for p in (storage.root / "demo").glob("*.whl"))
+    assert wheels == [stored.filename], "the refused files never reached the project directory"

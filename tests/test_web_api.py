@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 
 from aiohttp.test_utils import TestClient
 
+from proxy.atomic import write_atomic
+from proxy.config import Settings
 from tests.builders import Dist
 from tests.conftest import Uploader
 
@@ -65,3 +68,35 @@ async def test_public_url_setting_shapes_absolute_urls(aiohttp_client: object, m
     assert (await client.post("/pypi/", data=upload_form(dist), headers=basic("carol", PASSWORD))).status == 200
     data = await (await client.get("/pypi/thing/json")).json()
     assert data["urls"][0]["url"] == f"https://pypi.example.com/pypi/files/thing/{dist.wheel_filename}"
+
+
+async def test_f1_new_metadata_fields_from_an_upload(client: TestClient, upload: Uploader) -> None:
+    """F1 (issue 11 A2): the fields PyPI returns, read from the archive's metadata 2.4."""
+    dist = Dist("Acme.Widget", "1.0", summary="Café", metadata_version="2.4", headers=[
+        "Author: Jürgen", "License-Expression: mit OR apache-2.0", "License-File: LICENSE",
+        "License-File: licenses/NOTICE", "Provides-Extra: Fancy_UI", "Dynamic: requires-dist",
+        "Project-URL: Dokumentation für Nutzer, https://example.invalid/docs"])
+    assert (await upload(dist, "sdist")).status == 200
+    response = await client.get("/pypi/acme-widget/json")
+    assert response.content_type == "application/json"
+    info = (await response.json())["info"]
+    assert (info["author"], info["summary"]) == ("Jürgen", "Café")
+    assert info["license_expression"] == "MIT OR Apache-2.0"
+    assert info["license_files"] == ["LICENSE", "licenses/NOTICE"]
+    assert info["provides_extra"] == ["fancy-ui"]
+    assert info["dynamic"] == ["Requires-Dist"]
+    assert info["project_urls"] == {"Homepage": "https://example.invalid/home",
+                                    "Dokumentation für Nutzer": "https://example.invalid/docs"}
+
+
+async def test_project_json_written_by_an_older_version_still_serves(client: TestClient, upload: Uploader,
+                                                                     settings: Settings) -> None:
+    """A project.json from before dynamic/license_files existed loads; the new keys are None."""
+    assert (await upload(Dist("Acme.Widget", "1.0"))).status == 200
+    index = settings.data_dir / "private" / "acme-widget" / "project.json"
+    data = json.loads(await asyncio.to_thread(index.read_bytes))
+    for release in data["releases"]:
+        del release["dynamic"], release["license_files"]
+    await asyncio.to_thread(write_atomic, index, json.dumps(data).encode())
+    info = (await (await client.get("/pypi/acme-widget/json")).json())["info"]
+    assert (info["dynamic"], info["license_files"], info["summary"]) == (None, None, "A test package")

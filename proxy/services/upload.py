@@ -18,7 +18,7 @@ import structlog
 from proxy import distmeta
 from proxy.auth import AuthStore, Identity, parse_basic_auth
 from proxy.errors import InvalidName, StorageFull, Unauthenticated, UploadRejected
-from proxy.models import StoredFile, utc_now
+from proxy.models import ReleaseInfo, StoredFile, utc_now
 from proxy.names import SDIST, WHEEL, parse_dist_filename, parse_version, validate_project_name
 from proxy.storage import PrivateStorage
 
@@ -98,10 +98,15 @@ class UploadForm:
 
 
 class UploadService:
-    def __init__(self, storage: PrivateStorage, auth: AuthStore, executor: Executor, max_file_size: int) -> None:
+    """Uploads: ``executor`` runs file I/O; ``auth_executor``, a pool of its own, the deliberately
+    slow scrypt checks, so that a burst of bad passwords cannot starve file and page I/O."""
+
+    def __init__(self, storage: PrivateStorage, auth: AuthStore, executor: Executor, max_file_size: int,
+                 auth_executor: Executor) -> None:
         self.storage = storage
         self.auth = auth
         self.executor = executor
+        self.auth_executor = auth_executor
         self.max_file_size = max_file_size
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
@@ -120,7 +125,8 @@ class UploadService:
             user, password = parse_basic_auth(authorization)
         except ValueError:
             raise Unauthenticated("Malformed Authorization header: HTTP basic auth expected.") from None
-        return await self._run(self.auth.authenticate, user, password)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.auth_executor, self.auth.authenticate, user, password)
 
     def new_staged_file(self) -> StagedFile:
         return StagedFile(self.storage.new_temp_path(), self.max_file_size)
@@ -150,8 +156,7 @@ class UploadService:
             await self._run(staged.finish)
             stored, display_name = self._check_form(identity, form, project, version, staged)
             metadata = await self._run(distmeta.extract_metadata, staged.path, stored.packagetype)
-            distmeta.check_metadata_identity(metadata, project, version)
-            info = distmeta.release_info(metadata, stored.version)
+            info = await self._run(_release_info, metadata, stored, project, version)
             stored = _with_metadata(stored, metadata, info.requires_python)
             created = await self._run(
                 self.storage.commit_file, staged.path, stored, metadata, info, display_name, project
@@ -222,6 +227,14 @@ def _validated_version(version: str) -> str:
     except InvalidName as exc:
         raise UploadRejected(str(exc)) from None
     return version
+
+
+def _release_info(metadata: bytes, stored: StoredFile, project: str, version: str) -> ReleaseInfo:
+    """Validate the archive's core metadata and read the release's ``info`` from it. CPU-bound
+    for a large METADATA (up to 16 MiB): run in the executor."""
+    core = distmeta.read_core_metadata(metadata, stored.packagetype)
+    distmeta.check_metadata_identity(core, project, version)
+    return distmeta.release_info(core, stored.version)
 
 
 def _with_metadata(stored: StoredFile, metadata: bytes, requires_python: str | None) -> StoredFile:

@@ -29,9 +29,10 @@ from proxy.services.wheelmeta import WheelMetadata
 from proxy.storage import PrivateStorage
 from proxy.upstream import Upstream, masked
 from proxy.web import api, files, middlewares, ops, simple, ui, upload, workerstats
-from proxy.web.keys import AUTH, CATALOG, EXECUTOR, INDEX, METRICS, SETTINGS, STORAGE, UPLOADS
+from proxy.web.keys import AUTH, AUTH_EXECUTOR, CATALOG, EXECUTOR, INDEX, METRICS, SETTINGS, STORAGE, UPLOADS
 
 log = structlog.get_logger(__name__)
+AUTH_THREADS = 2  # each scrypt check holds ~16 MiB while it runs
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -39,6 +40,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_executor)
+    app.cleanup_ctx.append(_auth_executor)
     app.cleanup_ctx.append(_services)
     app.cleanup_ctx.append(_catalog)
     app.cleanup_ctx.append(workerstats.snapshots)
@@ -73,6 +75,15 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(executor.shutdown, wait=True)  # waits for in-flight writes, off the loop
 
 
+async def _auth_executor(app: web.Application) -> AsyncIterator[None]:
+    # Password and token checks (scrypt: ~16 MiB and tens of ms each) in a small pool of their
+    # own: a burst of bad logins queues here instead of ahead of every file and page read.
+    executor = ThreadPoolExecutor(max_workers=AUTH_THREADS, thread_name_prefix="pypi-proxy-auth")
+    app[AUTH_EXECUTOR] = executor
+    yield
+    await asyncio.to_thread(executor.shutdown, wait=True)
+
+
 async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     storage = PrivateStorage(settings.data_dir)
@@ -84,7 +95,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[STORAGE] = storage
     app[AUTH] = auth
     app[INDEX] = IndexService(storage, app[EXECUTOR], RenderedPages(settings.data_dir))
-    app[UPLOADS] = UploadService(storage, auth, app[EXECUTOR], settings.upload.max_file_size)
+    app[UPLOADS] = UploadService(storage, auth, app[EXECUTOR], settings.upload.max_file_size, app[AUTH_EXECUTOR])
     log.info("storage_ready", data_dir=str(settings.data_dir))
     yield
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -16,7 +17,17 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from tests.builders import Dist
-from tests.e2e.conftest import PASSWORD, ROOT, Server, answer_prompts, installed_version, readme_snippet, tool
+from tests.e2e.conftest import (
+    PASSWORD,
+    ROOT,
+    Server,
+    answer_prompts,
+    installed_version,
+    readme_snippet,
+    start_proxy,
+    stop_proxy,
+    tool,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -255,3 +266,43 @@ def _files(server: Server, project: str) -> set[str]:
     request = urllib.request.Request(f"{server.simple}{project}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
     with urllib.request.urlopen(request) as response:
         return {f["filename"] for f in json.load(response)["files"]}
+
+
+# Six spellings of demo 1.0.0's wheel, each with bytes of its own (issue 11 A1).
+SPELLINGS = ["demo-1.0.0", "Demo-1.0.0", "demo-01.0.0", "demo-1.0", "DEMO-1.0.0.0", "demo-v1.0.0"]
+
+
+def test_h1_pip_and_uv_install_the_one_stored_wheel(tmp_path: Path) -> None:
+    """H1: real twine processes upload six spellings of demo 1.0.0 at once to two server processes
+    (concurrent across processes: the check is under the project's flock). Exactly one is stored,
+    the others get "File already exists", and pip and uv install that one's bytes for demo==1.0.0."""
+    home = tmp_path / "home"
+    home.mkdir()
+    server = start_proxy(home, "--workers", "2", "--no-upstream")
+    try:
+        server.run([tool("pypi-proxy"), "user", "add", "alice", "--password-stdin", "--data-dir", str(home / "data")],
+                   stdin=PASSWORD + "\n")
+        paths = []
+        for n, spelling in enumerate(SPELLINGS):
+            name, version = spelling.split("-", 1)
+            path = tmp_path / "dist" / str(n) / f"{spelling}-py3-none-any.whl"
+            path.parent.mkdir(parents=True)
+            path.write_bytes(Dist(name, version, module_source=f"VALUE = {spelling!r}\n").wheel())
+            paths.append(path)
+        twines = [subprocess.Popen([tool("twine"), "upload", "--disable-progress-bar", "--repository-url",
+                                    server.upload_url, "-u", "alice", "-p", PASSWORD, str(path)],
+                                   env=server.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                  for path in paths]
+        outputs = [twine.communicate(timeout=180)[0] for twine in twines]
+        stored = [path.name for path, twine in zip(paths, twines) if twine.returncode == 0]
+        assert len(stored) == 1, outputs
+        refused = [out for twine, out in zip(twines, outputs) if twine.returncode != 0]
+        assert len(refused) == len(SPELLINGS) - 1 and all("File already exists" in out for out in refused), refused
+        assert _files(server, "demo") == set(stored)
+        winner = stored[0].removesuffix("-py3-none-any.whl")
+        pip_install(server, tmp_path / "pip", "--index-url", server.simple, "demo==1.0.0")
+        uv_install(server, tmp_path / "uv", "--index-url", server.simple, "demo==1.0.0")
+        assert installed_version(tmp_path / "pip", "demo") == winner
+        assert installed_version(tmp_path / "uv", "demo") == winner
+    finally:
+        stop_proxy(server.process)

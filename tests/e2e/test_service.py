@@ -129,8 +129,13 @@ def test_workers_share_the_port_and_download_a_cold_file_once(
             digests = list(pool.map(fetch, range(30)))
         assert digests == [expected] * 30
         assert fake.requests[f"/files/{BIG.wheel_filename}"] == 1
-        downloads = [json.loads(line) for line in (tmp_path / "server.log").read_text().splitlines()
-                     if '"event": "request"' in line and "/pypi/files/" in line]
+        def logged() -> list[dict[str, object]]:  # a request is logged once its handler returns
+            return [json.loads(line) for line in (tmp_path / "server.log").read_text().splitlines()
+                    if '"event": "request"' in line and "/pypi/files/" in line]
+
+        deadline = time.monotonic() + 10
+        while len(downloads := logged()) < 30 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert len(downloads) == 30
         assert {d["worker"] for d in downloads} == {0, 1}, "both workers served the cold file"
 
