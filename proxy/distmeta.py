@@ -202,6 +202,20 @@ def release_info(core: CoreMetadata, version: str) -> ReleaseInfo:
     )
 
 
+def lenient_release_info(raw: bytes, version: str) -> ReleaseInfo:
+    """``info`` from someone else's metadata file (an upstream wheel's), never refusing it: bytes
+    that are not UTF-8 are replaced, and fields packaging cannot validate are left out."""
+    fields, _ = parse_email(raw.decode("utf-8", errors="replace"))
+    metadata = Metadata.from_raw(fields, validate=False)
+    for attribute in ("license_expression", "provides_extra", "dynamic"):  # what release_info reads
+        try:
+            getattr(metadata, attribute)
+        except InvalidMetadata:
+            fields.pop(attribute, None)  # type: ignore[misc]
+            metadata = Metadata.from_raw(fields, validate=False)
+    return release_info(CoreMetadata(fields), version)
+
+
 def check_metadata_identity(core: CoreMetadata, project: str, version: str) -> None:
     """The archive must describe the project and version it is uploaded as (STANDARDS E6)."""
     name, meta_version = core.name, core.version

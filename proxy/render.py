@@ -1,17 +1,15 @@
-"""Render index pages: one model, PEP 503 HTML and PEP 691 JSON (plus PyPI's JSON API)."""
+"""Render index pages: one model, PEP 503 HTML and PEP 691 JSON (PyPI's JSON API: proxy.jsonapi)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 from html import escape
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
-from packaging.version import InvalidVersion, Version
-
-from proxy.models import IndexFile, IndexPage, PrivateProject, ReleaseInfo, StoredFile, iso_z, version_key
+from proxy.models import IndexFile, IndexPage, PrivateProject, iso_z, version_key
 from proxy.names import normalize
 from proxy.urls import PROVENANCE_SUFFIX, with_path_suffix
 
@@ -182,107 +180,3 @@ def root_html(names: Iterable[str]) -> bytes:
     parts += [f'\n    <a href="{escape(normalize(name))}/">{escape(name)}</a><br>' for name in names]
     parts.append("\n  </body>\n</html>\n")
     return "".join(parts).encode()
-
-
-def _is_final(version: str) -> bool:
-    try:
-        return not Version(version).is_prerelease
-    except InvalidVersion:
-        return False
-
-
-def current_version(project: PrivateProject) -> str | None:
-    """Newest non-yanked final release, else newest non-yanked, else newest (STANDARDS F2)."""
-    versions = project.versions()
-    unyanked = [v for v in versions if any(not f.yanked for f in project.files if f.version == v)]
-    finals = [v for v in unyanked if _is_final(v)]
-    for candidates in (finals, unyanked, versions):
-        if candidates:
-            return candidates[-1]
-    return None
-
-
-def _api_file(project: PrivateProject, file: StoredFile, base_url: str) -> dict[str, Any]:
-    return {
-        "comment_text": "",
-        "digests": {"md5": file.md5, "sha256": file.sha256, "blake2b_256": file.blake2_256},
-        "downloads": -1,
-        "filename": file.filename,
-        "has_sig": False,
-        "md5_digest": file.md5,
-        "packagetype": file.packagetype,
-        "python_version": file.python_version,
-        "requires_python": file.requires_python,
-        "size": file.size,
-        "upload_time": file.upload_time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "upload_time_iso_8601": iso_z(file.upload_time),
-        "url": f"{base_url}/{file_path(project.name, file.filename)}",
-        "yanked": file.yanked,
-        "yanked_reason": file.yanked_reason,
-    }
-
-
-def _api_info(release: ReleaseInfo | None, version: str | None) -> dict[str, Any]:
-    """The metadata part of the JSON API's ``info``, shaped as PyPI's (warehouse legacy/api/json.py):
-    every key present, lists and dicts None when empty, ``platform`` its first value."""
-    info = release or ReleaseInfo(version or "")
-    return {
-        "version": info.version if release else version,
-        "summary": info.summary,
-        "description": info.description,
-        "description_content_type": info.description_content_type,
-        "keywords": info.keywords,
-        "license": info.license,
-        "license_expression": info.license_expression,
-        "license_files": list(info.license_files) or None,
-        "classifiers": list(info.classifiers),
-        "author": info.author,
-        "author_email": info.author_email,
-        "maintainer": info.maintainer,
-        "maintainer_email": info.maintainer_email,
-        "requires_python": info.requires_python,
-        "platform": info.platform[0] if info.platform else None,
-        "home_page": info.home_page,
-        "download_url": info.download_url,
-        "project_urls": dict(info.project_urls) or None,
-        "requires_dist": list(info.requires_dist) or None,
-        "provides_extra": list(info.provides_extra) or None,
-        "dynamic": list(info.dynamic) or None,
-    }
-
-
-def json_api(project: PrivateProject, base_url: str, version: str | None = None) -> dict[str, Any]:
-    """PyPI's ``/pypi/<project>[/<version>]/json`` document; ``base_url`` is the absolute ``/pypi``."""
-    chosen = version or current_version(project)
-    release = project.release(chosen) if chosen else None
-    if release is not None:
-        chosen = release.version  # "1.0.0" asks for the release stored as "1.0" (PEP 440)
-    files_of = {v: [f for f in project.files if f.version == v] for v in project.versions()}
-    chosen_files: Sequence[StoredFile] = files_of.get(chosen or "", [])
-    info = _api_info(release, chosen)
-    # A release counts as yanked when all its files are (PEP 592 yanks files, PyPI releases).
-    yanked = bool(chosen_files) and all(f.yanked for f in chosen_files)
-    yanked_reason = next((f.yanked_reason for f in chosen_files if f.yanked_reason), None) if yanked else None
-    project_url = f"{base_url}/{quote(project.name)}/"
-    info.update({
-        "name": project.display_name,
-        "package_url": project_url,
-        "project_url": project_url,
-        "release_url": f"{project_url}{chosen}/",
-        "bugtrack_url": None,
-        "docs_url": None,
-        "downloads": {"last_day": -1, "last_month": -1, "last_week": -1},
-        "yanked": yanked,
-        "yanked_reason": yanked_reason,
-    })
-    document: dict[str, Any] = {
-        "info": info,
-        "last_serial": project.serial,
-        "urls": [_api_file(project, f, base_url) for f in chosen_files],
-        "vulnerabilities": [],
-    }
-    if version is None:
-        document["releases"] = {
-            v: [_api_file(project, f, base_url) for f in files] for v, files in files_of.items()
-        }
-    return document

@@ -15,7 +15,8 @@ from proxy.models import IndexPage, PrivateProject, StoredFile, version_key
 from proxy.names import matches_any, normalize
 from proxy.parse import version_from_filename
 from proxy.readme import render_description
-from proxy.render import current_version, file_path
+from proxy.jsonapi import current_version, from_private
+from proxy.render import file_path
 
 PER_PAGE = 50
 PRIVATE, CACHED, RESERVED = "private", "cached", "reserved"
@@ -271,7 +272,7 @@ def _private_row(site: Site, project: PrivateProject, stored: StoredFile) -> Fil
 def private_project_view(site: Site, project: PrivateProject) -> ProjectView:
     """A private project: every release newest first, the current release's metadata and readme.
     Renders the description (docutils can take a while): call it off the event loop."""
-    chosen = current_version(project)
+    chosen = current_version(from_private(project))
     releases = tuple(
         Release(version, tuple(_private_row(site, project, f) for f in sorted(project.files, key=lambda f: f.filename)
                                if f.version == version), version == chosen)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Callable
+from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from proxy.atomic import write_atomic
 from proxy.config import Settings
 from tests.builders import Dist
-from tests.conftest import Uploader
+from tests.conftest import PASSWORD, Uploader, basic, start_client, upload_form
+from tests.fakeupstream import FakeUpstream
 
 
 async def test_project_json(client: TestClient, upload: Uploader) -> None:
@@ -100,3 +104,97 @@ async def test_project_json_written_by_an_older_version_still_serves(client: Tes
     await asyncio.to_thread(write_atomic, index, json.dumps(data).encode())
     info = (await (await client.get("/pypi/acme-widget/json")).json())["info"]
     assert (info["dynamic"], info["license_files"], info["summary"]) == (None, None, "A test package")
+
+
+# Public projects: the JSON API for every project the index serves (issue 11 A3) ----------------------
+
+PUBLIC = Dist("Pub.Lib", "2.0", summary="Café für Jürgen", requires_dist=["dep>=2"], requires_python=">=3.9")
+
+
+@pytest.fixture
+async def proxy(aiohttp_client: Any, upstream_settings: Callable[..., Settings], fake_upstream: FakeUpstream,
+                auth: Any) -> TestClient:
+    fake_upstream.add(Dist("Pub.Lib", "1.0"))
+    fake_upstream.add(Dist("Pub.Lib", "3.0rc1"))
+    fake_upstream.add(PUBLIC, metadata=False)  # info comes from metadata this server extracts
+    fake_upstream.add(Dist("Pub.Lib", "2.1"), yanked="broken")
+    return await start_client(aiohttp_client, upstream_settings({"reserved": ["acme-*"]}))
+
+
+async def test_a3_public_project_json_from_the_cached_listing_and_wheel_metadata(
+        proxy: TestClient, fake_upstream: FakeUpstream) -> None:
+    """F1, F2 for an upstream project: releases from the listing, info from the chosen release's
+    core metadata (exact non-ASCII text), file URLs on this server, shadowing as for pages."""
+    response = await proxy.get("/pypi/pub-lib/json")
+    assert response.status == 200, await response.text()
+    assert response.headers["X-Proxy-Source"] == "upstream"
+    data = await response.json()
+    info = data["info"]
+    assert (info["name"], info["version"]) == ("pub-lib", "2.0")  # 2.1 yanked, 3.0rc1 a pre-release
+    assert (info["summary"], info["requires_dist"], info["requires_python"]) == (
+        "Café für Jürgen", ["dep>=2"], ">=3.9")
+    assert info["project_urls"] == {"Homepage": "https://example.invalid/home"}
+    assert set(data["releases"]) == {"1.0", "2.0", "2.1", "3.0rc1"}
+    [wheel] = [f for f in data["urls"] if f["packagetype"] == "bdist_wheel"]
+    assert wheel["url"] == str(proxy.make_url(f"/pypi/files/pub-lib/{PUBLIC.wheel_filename}"))
+    assert wheel["digests"]["sha256"] == hashlib.sha256(PUBLIC.wheel()).hexdigest()
+    assert (wheel["size"], wheel["python_version"], wheel["upload_time_iso_8601"]) == (
+        len(PUBLIC.wheel()), "py3", "2025-01-02T03:04:05.000000Z")
+    assert [f["yanked_reason"] for f in data["releases"]["2.1"]] == ["broken", "broken"]
+    assert {f["packagetype"] for f in data["urls"]} == {"bdist_wheel", "sdist"}
+    download = await proxy.get(wheel["url"].removeprefix(str(proxy.make_url(""))))
+    assert await download.read() == PUBLIC.wheel()
+
+
+async def test_a3_public_version_json_and_trailing_slashes(proxy: TestClient) -> None:
+    for path in ("/pypi/pub-lib/1.0/json", "/pypi/pub-lib/1.0/json/", "/pypi/pub-lib/1.0.0/json"):
+        response = await proxy.get(path)
+        assert response.status == 200, path
+        data = await response.json()
+        assert data["info"]["version"] == "1.0" and "releases" not in data
+    assert (await proxy.get("/pypi/pub-lib/json/")).status == 200
+    assert (await proxy.get("/pypi/pub-lib/9.9/json")).status == 404
+    assert (await proxy.get("/pypi/no-such-thing/json")).status == 404
+
+
+async def test_a3_a_private_project_shadows_the_public_one_in_the_json_api(
+        proxy: TestClient, fake_upstream: FakeUpstream) -> None:
+    """The security promise: once a name is private, nothing of the public project is served."""
+    mine = Dist("pub_lib", "0.1")
+    assert (await proxy.post("/pypi/", data=upload_form(mine), headers=basic("alice", PASSWORD))).status == 200
+    data = await (await proxy.get("/pypi/pub-lib/json")).json()
+    assert set(data["releases"]) == {"0.1"}
+    assert (await proxy.get("/pypi/pub-lib/2.0/json")).status == 404
+
+
+async def test_a3_reserved_names_are_never_looked_up(proxy: TestClient, fake_upstream: FakeUpstream) -> None:
+    fake_upstream.add(Dist("acme-internal", "1.0"))
+    assert (await proxy.get("/pypi/acme-internal/json")).status == 404
+    assert not any("acme" in path for path in fake_upstream.requests)
+
+
+async def test_a3_upstream_outages_are_handled_as_for_pages(
+        aiohttp_client: Any, upstream_settings: Callable[..., Settings], fake_upstream: FakeUpstream) -> None:
+    """A cached listing is served however old while upstream fails; a never-cached one is a 502."""
+    fake_upstream.add(PUBLIC)
+    proxy = await start_client(aiohttp_client, upstream_settings({"fresh_for": 0, "retries": 0}))
+    assert (await proxy.get("/pypi/pub-lib/json")).status == 200
+    fake_upstream.bad.page_status = 503
+    response = await proxy.get("/pypi/pub-lib/json")
+    assert response.status == 200 and response.headers["X-Proxy-Cache"] == "stale"
+    assert (await response.json())["info"]["summary"] == "Café für Jürgen"
+    assert (await proxy.get("/pypi/demo/json")).status == 502
+
+
+async def test_a3_html_only_upstream_without_sizes_or_times(
+        aiohttp_client: Any, upstream_settings: Callable[..., Settings], fake_upstream: FakeUpstream) -> None:
+    fake_upstream.flavour = "html"
+    fake_upstream.add(PUBLIC, metadata=False)
+    proxy = await start_client(aiohttp_client, upstream_settings())
+    data = await (await proxy.get("/pypi/pub-lib/json")).json()
+    assert data["info"]["summary"] == "Café für Jürgen"
+    assert {(f["size"], f["upload_time"]) for f in data["urls"]} == {(None, None)}
+
+
+async def test_a3_json_api_with_upstream_off_knows_private_projects_only(client: TestClient) -> None:
+    assert (await client.get("/pypi/demo/json")).status == 404

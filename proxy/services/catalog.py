@@ -78,10 +78,15 @@ class Catalog:
         private = await self.private.page(name, content_type)
         if private is not None:
             return ServedPage(private, Source.PRIVATE)
+        page, state = await self.upstream_for(name).index.page(name, content_type)
+        return ServedPage(page, Source.UPSTREAM, state)
+
+    def upstream_for(self, name: str) -> Upstreams:
+        """The upstream half, for a name that is not private (the caller checked); ProjectNotFound
+        when the name is reserved or upstream is off: never looked up upstream."""
         if self.upstreams is None or self._source_if_public(name) is Source.NONE:
             raise ProjectNotFound(f"No project named {name!r}.")
-        page, state = await self.upstreams.index.page(name, content_type)
-        return ServedPage(page, Source.UPSTREAM, state)
+        return self.upstreams
 
     async def file(self, name: str, filename: str) -> ServedFile:
         """A file of ``name``: a private project's own, else upstream's (cached or being fetched)."""
@@ -92,9 +97,7 @@ class Catalog:
             if listed is None or (filename != listed.filename and listed.metadata_sha256 is None):
                 raise ProjectNotFound(f"No file {filename!r} in project {name!r}.")
             return ServedFile(Source.PRIVATE, path=self._storage.file_path(name, filename))
-        upstreams = self.upstreams
-        if upstreams is None or self._source_if_public(name) is Source.NONE:
-            raise ProjectNotFound(f"No file {filename!r} in project {name!r}.")
+        upstreams = self.upstream_for(name)
         size = upstreams.files.cached_size(name, filename)  # one stat, on the loop
         if size is not None:
             upstreams.files.usage.used((name, filename), size)

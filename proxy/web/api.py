@@ -1,13 +1,12 @@
-"""PyPI's JSON API (``/pypi/<project>/json``), read by poetry, pip-audit, renovate and scripts."""
+"""PyPI's JSON API (``/pypi/<project>[/<version>]/json``), read by renovate, pip-audit, poetry and scripts."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from proxy import render
-from proxy.errors import ProjectNotFound
 from proxy.names import normalize
-from proxy.web.keys import INDEX, SETTINGS
+from proxy.web.keys import JSON_API, SETTINGS
+from proxy.web.simple import source_headers
 
 
 def repository_base_url(request: web.Request) -> str:
@@ -25,10 +24,7 @@ async def project_json(request: web.Request) -> web.Response:
         route = "json_version" if version else "json_project"
         parts = {"project": name, **({"version": version} if version else {})}
         raise web.HTTPMovedPermanently(request.app.router[route].url_for(**parts))
-    project = await request.app[INDEX].project(name)
-    if project is None:
-        raise ProjectNotFound(f"No project named {name!r}.")
-    if version is not None and project.release(version) is None:
-        raise ProjectNotFound(f"No version {version!r} of project {name!r}.")
-    document = render.json_api(project, repository_base_url(request), version)
-    return web.json_response(document, headers={"Cache-Control": "max-age=0, must-revalidate"})
+    body, source, cache = await request.app[JSON_API].document(name, version, repository_base_url(request))
+    headers = {"Cache-Control": "max-age=0, must-revalidate",
+               **source_headers(source.value, cache.value if cache else None)}
+    return web.Response(body=body, content_type="application/json", headers=headers)

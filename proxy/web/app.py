@@ -23,13 +23,14 @@ from proxy.pagefiles import RenderedPages
 from proxy.services.catalog import Catalog, Upstreams
 from proxy.services.downloads import Downloader
 from proxy.services.index import IndexService
+from proxy.services.jsonapi import JsonApiService
 from proxy.services.public import PublicIndex
 from proxy.services.upload import UploadService
 from proxy.services.wheelmeta import WheelMetadata
 from proxy.storage import PrivateStorage
 from proxy.upstream import Upstream, masked
 from proxy.web import api, files, middlewares, ops, simple, ui, upload, workerstats
-from proxy.web.keys import AUTH, AUTH_EXECUTOR, CATALOG, EXECUTOR, INDEX, METRICS, SETTINGS, STORAGE, UPLOADS
+from proxy.web.keys import AUTH, AUTH_EXECUTOR, CATALOG, EXECUTOR, INDEX, JSON_API, METRICS, SETTINGS, STORAGE, UPLOADS
 
 log = structlog.get_logger(__name__)
 AUTH_THREADS = 2  # each scrypt check holds ~16 MiB while it runs
@@ -57,7 +58,9 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/pypi/simple/{project}", simple.project)
     router.add_get("/pypi/files/{project}/{filename}", files.distribution, name="file")
     router.add_get("/pypi/{project}/json", api.project_json, name="json_project")
+    router.add_get("/pypi/{project}/json/", api.project_json)
     router.add_get("/pypi/{project}/{version}/json", api.project_json, name="json_version")
+    router.add_get("/pypi/{project}/{version}/json/", api.project_json)
     router.add_get("/-/health", ops.health, name="health")
     router.add_get("/-/metrics", ops.metrics, name="metrics")
     router.add_get("/", ui.home, name="ui_home")
@@ -131,6 +134,7 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
                                   upstream.health, masked(upstream.base))
             log.info("upstream_ready", url=masked(upstream.base), reserved=list(upstream_settings.reserved))
         app[CATALOG] = Catalog(app[INDEX], app[STORAGE], upstreams, upstream_settings.reserved, executor)
+        app[JSON_API] = JsonApiService(app[CATALOG], executor)
         yield
 
 

@@ -11,6 +11,7 @@ from proxy.config import Settings
 from proxy.metrics import Metrics
 from proxy.services.catalog import Catalog
 from proxy.services.index import IndexService
+from proxy.services.jsonapi import JsonApiService
 from proxy.services.upload import UploadService
 from proxy.storage import PrivateStorage
 
@@ -21,6 +22,7 @@ STORAGE = web.AppKey("storage", PrivateStorage)
 AUTH = web.AppKey("auth", AuthStore)
 INDEX = web.AppKey("index", IndexService)
 CATALOG = web.AppKey("catalog", Catalog)
+JSON_API = web.AppKey("json_api", JsonApiService)
 UPLOADS = web.AppKey("uploads", UploadService)
 METRICS = web.AppKey("metrics", Metrics)
 REQUEST_ID = web.RequestKey("request_id", str)
