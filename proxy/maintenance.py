@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from proxy.atomic import TEMP_PREFIX, move_into_place
+from proxy.errors import CorruptStorage
 from proxy.filecache import FileCache, Key
 from proxy.models import PrivateProject
 from proxy.pagecache import PageCache
@@ -66,8 +67,8 @@ def check_private(storage: PrivateStorage, report: CheckReport) -> None:
             continue
         try:
             project = storage.load(directory.name)
-        except (ValueError, KeyError, TypeError) as exc:
-            report.problems.append(Problem(index, f"unreadable index: {exc}"))
+        except CorruptStorage as exc:
+            report.problems.append(Problem(index, f"unreadable index: {exc.problem}"))
             continue
         assert project is not None
         expected = _expected_private(project)
