@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import pty
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.tools import require_tool
 
 PYPI_PROXY = str(Path(sys.executable).parent / "pypi-proxy")
 # What root may do regardless of file modes and port numbers; dropped so that root meets the
@@ -49,20 +50,15 @@ def unprivileged() -> list[str]:
     """A command prefix that runs without root's exemptions (nothing when not root)."""
     if os.geteuid() != 0:
         return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root and setpriv (util-linux) is missing: cannot drop root's privileges")
-    return [setpriv, "--bounding-set", ROOT_ONLY_CAPS]
+    return [require_tool("setpriv", "apt-get install util-linux"), "--bounding-set", ROOT_ONLY_CAPS]
 
 
 def on_tmpfs(mountpoint: Path, options: str, fill: bool = False) -> list[str]:
     """A command prefix that runs in a private mount namespace with a tmpfs (``options``, e.g.
     "ro" or "size=64k") on ``mountpoint``; ``fill`` fills it up first. Nothing leaks out: the
-    mount goes with the process. Skips where namespaces are not allowed (a locked-down container)."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        pytest.skip("unshare (util-linux) is missing: cannot mount a file system for this test")
-    command = [unshare, "--mount", "--propagation", "private"]
+    mount goes with the process. Skips where namespaces are not allowed (a locked-down container):
+    no tool to install would help there, so CI skips too."""
+    command = [require_tool("unshare", "apt-get install util-linux"), "--mount", "--propagation", "private"]
     if os.geteuid() != 0:
         command.append("--map-root-user")
     trial = subprocess.run([*command, "mount", "-t", "tmpfs", "tmpfs", str(mountpoint)],

@@ -302,3 +302,16 @@ def test_a_reader_that_goes_away_ends_quietly(home: Path) -> None:
         assert process.wait(timeout=60) == 141, error
     assert error == ""
 
+
+@pytest.mark.parametrize(("option", "make", "line"), [
+    pytest.param("-r", None, "pypi-proxy warm: reqs does not exist; check the path", id="missing"),
+    pytest.param("-r", "dir", "pypi-proxy warm: reqs is a directory, not a file; give the path of a file",
+                 id="a-directory"),
+    pytest.param("--lock", "dir", "pypi-proxy warm: reqs is a directory, not a file; give the path of a file",
+                 id="lock-a-directory"),
+])
+def test_warm_names_an_unreadable_input_file(home: Path, option: str, make: str | None, line: str) -> None:
+    if make == "dir":
+        (home / "reqs").mkdir()
+    result = run_cli(home, "warm", option, "reqs", "--server", "http://127.0.0.1:9")
+    assert_fails_with(result, 2, line)

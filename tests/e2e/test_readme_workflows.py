@@ -119,6 +119,7 @@ def half_published(server: Server, tmp_path: Path, request: pytest.FixtureReques
 
 @pytest.mark.parametrize("half_published", [("skip-uv", False)], indirect=True)
 def test_uv_publish_check_url_skips_what_is_stored(server: Server, half_published: tuple[Path, Dist]) -> None:
+    """STANDARDS E4: files already stored, with the same bytes, are skipped; the rest uploaded."""
     project, dist = half_published
     wheel_hash = stored_hashes(server, dist.name)[dist.wheel_filename]
     done = server.shell(skip_existing_line("uv"), cwd=project, env={"TOKEN": server.token})
@@ -129,7 +130,7 @@ def test_uv_publish_check_url_skips_what_is_stored(server: Server, half_publishe
 
 @pytest.mark.parametrize("half_published", [("skip-uv-changed", True)], indirect=True)
 def test_uv_publish_check_url_refuses_other_bytes(server: Server, half_published: tuple[Path, Dist]) -> None:
-    """What the README says uv does with a rebuilt file: an error naming both hashes."""
+    """STANDARDS E4: what the README says uv does with a rebuilt file: an error naming both hashes."""
     project, dist = half_published
     before = stored_hashes(server, dist.name)
     done = server.shell(skip_existing_line("uv"), cwd=project, env={"TOKEN": server.token}, check=False)
@@ -146,8 +147,8 @@ def test_uv_publish_check_url_refuses_other_bytes(server: Server, half_published
 ], indirect=["half_published"])
 def test_poetry_and_pdm_skip_existing_skip_a_file_already_here(
         server: Server, half_published: tuple[Path, Dist], tool_name: str, skipped: str) -> None:
-    """Even a rebuilt file (other bytes) is skipped, and the stored one stays; the missing sdist
-    is uploaded."""
+    """STANDARDS E4: a file refused as "File already exists" is skipped, even a rebuilt one (other
+    bytes), and the stored one stays; the missing sdist is uploaded."""
     project, dist = half_published
     wheel_hash = stored_hashes(server, dist.name)[dist.wheel_filename]
     script = skip_existing_line(tool_name)
@@ -163,7 +164,8 @@ def test_poetry_and_pdm_skip_existing_skip_a_file_already_here(
 
 @pytest.mark.parametrize("half_published", [("skip-twine", False)], indirect=True)
 def test_twine_refuses_skip_existing_as_the_readme_says(server: Server, half_published: tuple[Path, Dist]) -> None:
-    """twine >= 6.2 refuses --skip-existing for any repository but PyPI's, before uploading."""
+    """twine >= 6.2 refuses --skip-existing for any repository but PyPI's, before uploading: the
+    rule STANDARDS E4 describes survives only in twine's skip_upload (tests/e2e/test_clients.py)."""
     from packaging.version import Version
     from twine import __version__ as twine_version
 
