@@ -12,13 +12,13 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from proxy.atomic import locked, write_atomic
-from proxy.errors import Forbidden, ProxyError, Unauthenticated
+from proxy.errors import CorruptStorage, Forbidden, ProxyError, Unauthenticated, describe_corruption
 from proxy.models import iso_z, utc_now
 from proxy.names import matches_any, normalize
 
@@ -86,13 +86,15 @@ class AuthStore:
         self.lock_path = data_dir / "locks" / "auth.lock"
 
     def _read(self) -> dict[str, Any]:
+        """Users and tokens; CorruptStorage, naming the file, when it cannot be trusted."""
         try:
-            data: dict[str, Any] = json.loads(self.path.read_bytes())
+            raw = self.path.read_bytes()
         except FileNotFoundError:
-            data = {}
-        data.setdefault("users", {})
-        data.setdefault("tokens", {})
-        return data
+            return {"users": {}, "tokens": {}}
+        try:
+            return _checked(json.loads(raw))
+        except (ValueError, TypeError) as exc:
+            raise CorruptStorage(str(self.path), self.path.name, describe_corruption(exc), _REPAIR_HINT) from None
 
     def _write(self, data: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,6 +187,48 @@ class AuthStore:
             for tid, t in sorted(data["tokens"].items())
             if user is None or t["user"] == user
         ]
+
+
+_REPAIR_HINT = ("restore it from a backup, or move it aside and add the users and their tokens again with "
+                "`pypi-proxy user add` and `pypi-proxy token create`")
+
+
+def _is_hash(value: object) -> bool:
+    return isinstance(value, str) and value.startswith("scrypt$") and value.count("$") == 2
+
+
+def _is_name(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _is_patterns(value: object) -> bool:
+    """None (every project) or a list of name patterns."""
+    return value is None or (isinstance(value, list) and all(isinstance(item, str) for item in value))
+
+
+# The fields each record of auth.json needs, with the check of its value.
+_REQUIRED: dict[str, dict[str, Callable[[object], bool]]] = {
+    "users": {"password": _is_hash, "projects": _is_patterns},
+    "tokens": {"user": _is_name, "hash": _is_hash, "projects": _is_patterns},
+}
+
+
+def _checked(data: object) -> dict[str, Any]:
+    """``data`` as read from auth.json, when it has the shape every reader relies on; else
+    TypeError saying what is wrong (a bad record must not surface later as a bare 500)."""
+    if not isinstance(data, dict):
+        raise TypeError(f"a JSON {type(data).__name__}, not an object")
+    for table, required in _REQUIRED.items():
+        records = data.setdefault(table, {})
+        if not isinstance(records, dict):
+            raise TypeError(f"{table!r} is not an object")
+        for key, record in records.items():
+            if not isinstance(record, dict):
+                raise TypeError(f"{table}[{key!r}] is not an object")
+            for name, valid in required.items():
+                if not valid(record.get(name)):
+                    raise TypeError(f"{table}[{key!r}] has no valid {name!r}")
+    return data
 
 
 def parse_basic_auth(header: str) -> tuple[str, str]:

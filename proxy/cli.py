@@ -13,7 +13,8 @@ from typing import Any
 from proxy import __version__, maintenance, warmcli
 from proxy.auth import AuthError, AuthStore
 from proxy.config import Settings, load_settings, parse_size
-from proxy.errors import ConfigError, ProxyError
+from proxy.datadir import check_data_dir
+from proxy.errors import ConfigError, NeedsTerminal, ProxyError, explain_os_error
 from proxy.models import PrivateProject, version_key
 from proxy.names import normalize
 from proxy.storage import PrivateStorage
@@ -99,18 +100,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+CONFIG_ENV = "PYPI_PROXY_CONFIG"
+# Commands that write to the data directory (checked writable first); "user add" also creates it.
+_WRITERS = {("user", "add"), ("user", "remove"), ("token", "create"), ("token", "revoke"), ("yank", None),
+            ("unyank", None), ("remove", None), ("cache", "prune")}
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    config = args.config or (Path(os.environ["PYPI_PROXY_CONFIG"]) if os.environ.get("PYPI_PROXY_CONFIG") else None)
+    config, source = args.config, "--config"
+    if config is None and os.environ.get(CONFIG_ENV):
+        config, source = Path(os.environ[CONFIG_ENV]), f"${CONFIG_ENV}"
     overrides: dict[str, Any] = {"storage.data_dir": str(args.data_dir) if args.data_dir else None}
     if args.command == "serve":
         overrides |= {"server.host": args.host, "server.port": args.port, "server.workers": args.workers,
                       "upstream.url": args.upstream,
                       "upstream.enabled": False if args.no_upstream else None}
-    return load_settings(config, overrides)
+    return load_settings(config, overrides, source)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run a command; its exit status. Ordinary mistakes end in one line on stderr, never a
+    traceback: 2 for usage and configuration, 1 for a failed operation, 130 for Ctrl-C."""
+    try:
+        code = _run(build_parser().parse_args(argv))
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+        return code
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130, newline=True)
+    except BrokenPipeError:  # the reader of stdout went away (e.g. `| head`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # the shell's status for a command killed by SIGPIPE
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "warm":  # talks to a server over HTTP: no settings of its own
         return warmcli.run(args)
     try:
@@ -120,15 +142,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             serve(settings)
             return 0
+        action = getattr(args, "action", None)
+        writes = (args.command, action) in _WRITERS or (args.command == "check" and args.repair)
+        check_data_dir(settings.data_dir, create=(args.command, action) == ("user", "add"), write=writes)
         handler = {"user": _user, "token": _token, "yank": _yank, "unyank": _yank, "remove": _remove,
                    "cache": _cache, "check": _check}
         return handler[args.command](args, settings)
     except ConfigError as exc:
-        print(f"pypi-proxy: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except (AuthError, ProxyError) as exc:
-        print(f"pypi-proxy: {exc}", file=sys.stderr)
-        return 1
+        return _fail(f"configuration error: {exc}", 2)
+    except NeedsTerminal as exc:
+        return _fail(str(exc), 2)
+    except ProxyError as exc:
+        return _fail(str(exc), 1)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # what the checks up front could not foresee (a disk filling up, ...)
+        reason, hint = explain_os_error(exc)
+        return _fail(f"{reason}; {hint}", 1)
+
+
+def _fail(message: str, code: int, newline: bool = False) -> int:
+    # After Ctrl-C at a prompt the cursor still stands after it.
+    start = "\n" if newline and sys.stderr.isatty() else ""
+    print(f"{start}pypi-proxy: {message}", file=sys.stderr)
+    return code
 
 
 def _mib(size: int) -> str:
@@ -166,11 +203,31 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
 
 def _read_password(from_stdin: bool) -> str:
     if from_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
+        line = sys.stdin.readline() if sys.stdin is not None else ""
+        if not line:
+            raise AuthError("--password-stdin: standard input is empty; pipe the password in, on one line.")
+        return line.rstrip("\r\n")
+    _require_terminal("the password", "pipe it in with --password-stdin")
     first = getpass.getpass("Password: ")
     if first != getpass.getpass("Repeat password: "):
         raise AuthError("Passwords do not match.")
     return first
+
+
+def _require_terminal(question: str, alternative: str) -> None:
+    """getpass and input() need a terminal: without one they read a pipe or fail at its end."""
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise NeedsTerminal(question, alternative)
+
+
+def _confirm(question: str) -> bool:
+    _require_terminal("confirmation", "pass --yes to go ahead without asking")
+    try:
+        answer = input(question)
+    except EOFError:  # Ctrl-D: no answer is not a yes
+        print()
+        return False
+    return answer.strip().lower() in ("y", "yes")
 
 
 def _user(args: argparse.Namespace, settings: Settings) -> int:
@@ -235,11 +292,9 @@ def _remove(args: argparse.Namespace, settings: Settings) -> int:
     if project is None:
         raise ProxyError(f"No private project {name!r}.")
     chosen = _select(project, args.version, args.filename)
-    if not args.yes:
-        answer = input(f"Delete {', '.join(sorted(chosen))} for good? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            print("nothing removed")
-            return 1
+    if not args.yes and not _confirm(f"Delete {', '.join(sorted(chosen))} for good? [y/N] "):
+        print("nothing removed")
+        return 1
     storage.remove_files(name, chosen)
     print(f"removed {len(chosen)} file(s); the name {name!r} stays private")
     return 0

@@ -12,7 +12,7 @@ from typing import Any
 
 from yarl import URL
 
-from proxy.errors import ConfigError
+from proxy.errors import ConfigError, explain_os_error
 from proxy.names import normalize
 
 if sys.version_info >= (3, 11):
@@ -258,14 +258,31 @@ def settings_to_mapping(settings: Settings) -> dict[str, dict[str, Any]]:
     }
 
 
-def load_settings(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
-    """Read the TOML file at ``path`` (if any) and apply ``overrides``; raise ConfigError when invalid."""
+def load_settings(path: Path | None = None, overrides: Mapping[str, Any] | None = None,
+                  source: str = "--config") -> Settings:
+    """Read the TOML file at ``path`` (if any) and apply ``overrides``.
+
+    Raises ConfigError, keyed by ``source`` (the option or variable that named the file) when
+    the file cannot be read, is not UTF-8 or not TOML, and by the dotted key when a value is
+    invalid.
+    """
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError("--config", f"file not found: {path}") from None
+            data = tomllib.loads(_read_config(Path(path), source))
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
+            raise ConfigError(source, f"{path} is not valid TOML: {exc}") from None
     return settings_from_mapping(data, overrides)
+
+
+def _read_config(path: Path, source: str) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, f"file not found: {path}") from None
+    except OSError as exc:
+        reason, hint = explain_os_error(exc)
+        raise ConfigError(source, f"cannot read the config file: {reason}; {hint}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+                                  f"offset {exc.start}); save it as UTF-8") from None

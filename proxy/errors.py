@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import json
+import os
+
 
 class ProxyError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -11,7 +15,8 @@ class ConfigError(ProxyError):
     """The configuration is invalid; the message names the offending key."""
 
     def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"config key {key!r}: {problem}")
+        # The key is a dotted setting, or the option / variable that named the config file.
+        super().__init__(f"{key}: {problem}" if key.startswith(("-", "$")) else f"config key {key!r}: {problem}")
         self.key = key
         self.problem = problem
 
@@ -91,3 +96,98 @@ class InvalidUpstreamResponse(UpstreamError):
 
 class IntegrityError(UpstreamError):
     """An upstream file's bytes do not match the hash or size its listing gave; it was discarded."""
+
+
+class CorruptStorage(ProxyError):
+    """A stored file that cannot be read back. ``path`` is where it is, ``relative`` the same path
+    inside the data directory (what HTTP clients are told), ``problem`` what is wrong with it and
+    ``hint`` how to recover. HTTP 500."""
+
+    def __init__(self, path: str, relative: str, problem: str, hint: str) -> None:
+        super().__init__(f"{path} is corrupt ({problem}); {hint}")
+        self.path = path
+        self.relative = relative
+        self.problem = problem
+        self.hint = hint
+
+
+class DataDirUnusable(ProxyError):
+    """The data directory cannot be created, read or written: ``reason`` says why, ``hint`` what to do."""
+
+    def __init__(self, path: str, reason: str, hint: str) -> None:
+        super().__init__(f"data directory {path}: {reason}; {hint}")
+        self.path = path
+        self.reason = reason
+        self.hint = hint
+
+
+class CannotListen(ProxyError):
+    """The server cannot listen on ``host``:``port``: ``reason`` says why, ``hint`` what to do."""
+
+    def __init__(self, host: str, port: int, reason: str, hint: str) -> None:
+        super().__init__(f"cannot listen on {host}:{port}: {reason}; {hint}")
+        self.host = host
+        self.port = port
+        self.reason = reason
+        self.hint = hint
+
+
+class NeedsTerminal(ProxyError):
+    """A command would ask a question but standard input is not a terminal; ``alternative`` is
+    the option that makes it non-interactive."""
+
+    def __init__(self, question: str, alternative: str) -> None:
+        super().__init__(f"cannot ask for {question}: standard input is not a terminal; {alternative}")
+        self.question = question
+        self.alternative = alternative
+
+
+def describe_corruption(exc: Exception) -> str:
+    """What is wrong with a stored JSON file, from the exception reading it raised."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text at offset {exc.start}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON: {exc}"
+    if isinstance(exc, KeyError):
+        return f"the field {exc.args[0]!r} is missing"
+    return f"unexpected content: {exc}"
+
+
+def explain_os_error(exc: OSError) -> tuple[str, str]:
+    """``(reason, what to do)`` for a failed file-system call, in words a user acts on.
+
+    ``reason`` names the path at fault when the error carries one (``exc.filename``); for a
+    path through a regular file (ENOTDIR) it names that file, found by walking up the path.
+    """
+    path = str(exc.filename) if exc.filename is not None else ""
+    code = exc.errno
+    if code in (errno.EACCES, errno.EPERM):
+        return f"permission denied on {path}", "give the user running pypi-proxy access to it"
+    if code == errno.EROFS:
+        return f"{path} is on a read-only file system", "use a directory on a writable file system"
+    if code == errno.ENOSPC:
+        return f"no space left on the device of {path}", "free some space"
+    if code == errno.EDQUOT:
+        return f"disk quota exceeded writing {path}", "free some space or raise the quota"
+    if code in (errno.ENOTDIR, errno.EEXIST) and path:
+        blocker = _file_in_the_way(path)
+        if blocker is not None:
+            return f"{blocker} is a file, not a directory", "move that file away"
+    if code == errno.EISDIR:
+        return f"{path} is a directory, not a file", "give the path of a file"
+    if code == errno.ENOENT:
+        return f"{path} does not exist", "check the path"
+    reason = (exc.strerror or type(exc).__name__).lower()
+    return (f"{reason}: {path}" if path else reason), "check the path and its file system"
+
+
+def _file_in_the_way(path: str) -> str | None:
+    """The first existing component of ``path`` that is not a directory (ENOTDIR's cause),
+    spelt as the path was (relative stays relative)."""
+    chain = [path]
+    while (parent := os.path.dirname(chain[-1])) not in ("", chain[-1]):
+        chain.append(parent)
+    for candidate in reversed(chain):
+        if os.path.lexists(candidate) and not os.path.isdir(candidate):
+            return candidate
+    return None

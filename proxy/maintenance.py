@@ -15,7 +15,7 @@ from pathlib import Path
 
 from proxy.atomic import TEMP_PREFIX, move_into_place
 from proxy.distmeta import extract_metadata
-from proxy.errors import ProxyError
+from proxy.errors import CorruptStorage, ProxyError
 from proxy.filecache import FileCache, Key
 from proxy.models import PrivateProject
 from proxy.names import WHEEL
@@ -69,8 +69,8 @@ def check_private(storage: PrivateStorage, report: CheckReport) -> None:
             continue
         try:
             project = storage.load(directory.name)
-        except (ValueError, KeyError, TypeError) as exc:
-            report.problems.append(Problem(index, f"unreadable index: {exc}"))
+        except CorruptStorage as exc:
+            report.problems.append(Problem(index, f"unreadable index: {exc.problem}"))
             continue
         assert project is not None
         expected = _expected_private(project)

@@ -4,9 +4,11 @@ with ``workers`` > 1, hand over to proxy.supervisor, which runs that many of the
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +17,8 @@ import structlog
 from aiohttp import web
 
 from proxy.config import Settings, settings_to_mapping
+from proxy.datadir import check_data_dir
+from proxy.errors import CannotListen
 from proxy.log import configure_logging
 from proxy.sdnotify import notify
 from proxy.supervisor import SETTINGS_ENV
@@ -24,6 +28,10 @@ log = structlog.get_logger(__name__)
 
 
 def serve(settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT. Raises DataDirUnusable or CannotListen, before anything starts,
+    when the data directory or the address cannot be used."""
+    check_data_dir(settings.data_dir, create=True, write=True)
+    probe_listen(settings.server.host, settings.server.port)
     if settings.server.workers > 1:
         # Become the slim supervisor: same PID (systemd's notify socket keeps trusting it), a
         # fresh interpreter without the application loaded.
@@ -52,7 +60,10 @@ async def _serve(settings: Settings, on_ready: Callable[[], Any], reuse_port: bo
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+        try:
+            await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+        except OSError as exc:  # taken since probe_listen, or a worker's own start
+            raise listen_error(host, port, exc) from None
         log.info("listening", host=host, port=port, url=f"http://{host}:{port}/pypi/simple/")
         on_ready()
         await stop.wait()
@@ -64,6 +75,44 @@ async def _serve(settings: Settings, on_ready: Callable[[], Any], reuse_port: bo
         # the app: downloads still running are cancelled and their temp files removed.
         await runner.cleanup()
         log.info("stopped")
+
+
+def probe_listen(host: str, port: int) -> None:
+    """Bind (without listening) every address the server will listen on, as asyncio's
+    create_server resolves them, then let go: CannotListen now rather than after start-up."""
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        raise CannotListen(host, port, "the host name does not resolve", _HOST_HINT) from None
+    for family, kind, proto, _, address in dict.fromkeys(addresses):
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # as asyncio does
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise listen_error(host, port, exc) from None
+
+
+_HOST_HINT = "set --host (or [server] host) to an address of this machine, such as 127.0.0.1 or 0.0.0.0"
+_PORT_HINT = "choose another port with --port (or [server] port)"
+
+
+def listen_error(host: str, port: int, exc: OSError) -> CannotListen:
+    """The bind error ``exc`` as a CannotListen that says what to change."""
+    if isinstance(exc, socket.gaierror):
+        return CannotListen(host, port, "the host name does not resolve", _HOST_HINT)
+    if exc.errno == errno.EADDRINUSE:
+        return CannotListen(host, port, "the address is already in use",
+                            f"stop the program listening there, or {_PORT_HINT}")
+    if exc.errno == errno.EACCES and 0 < port < 1024:
+        return CannotListen(host, port, "permission denied: ports below 1024 need privileges",
+                            "choose a port from 1024 up with --port (or [server] port), or give the service "
+                            "CAP_NET_BIND_SERVICE")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return CannotListen(host, port, "the address is not one of this machine's", _HOST_HINT)
+    return CannotListen(host, port, (exc.strerror or str(exc)).lower(), "check --host and --port")
 
 
 async def run_worker(settings: Settings, on_ready: Callable[[], Any]) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from proxy.atomic import TEMP_PREFIX, locked, move_into_place, write_atomic
-from proxy.errors import FileExists, ProjectNotFound
+from proxy.errors import CorruptStorage, FileExists, ProjectNotFound, describe_corruption
 from proxy.models import PrivateProject, ReleaseInfo, StoredFile, utc_now
 from proxy.names import check_safe_filename, normalize
 
@@ -87,11 +87,24 @@ class PrivateStorage:
         return stamp_of(os.path.join(self._root_text, name, INDEX_NAME))
 
     def load(self, project: str) -> PrivateProject | None:
+        """The project's index, None when the project is not private.
+
+        Raises CorruptStorage, naming the file, when it is not an index this version can read
+        (truncated, not UTF-8, not JSON, fields missing or of the wrong type).
+        """
+        path = self.index_path(project)
         try:
-            raw = self.index_path(project).read_bytes()
+            raw = path.read_bytes()
         except FileNotFoundError:
             return None
-        return PrivateProject.from_json(json.loads(raw))
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise TypeError(f"a JSON {type(data).__name__}, not an object")
+            return PrivateProject.from_json(data)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CorruptStorage(str(path), str(path.relative_to(self.root.parent)), describe_corruption(exc),
+                                 "restore it from a backup; `pypi-proxy check` lists every damaged index") from None
 
     def project_names(self) -> list[str]:
         """Display names of every private project, sorted by normalised name (one file read)."""
@@ -128,14 +141,19 @@ class PrivateStorage:
                 if entry.is_dir() and os.path.exists(os.path.join(entry.path, INDEX_NAME))}
 
     def _read_names(self) -> dict[str, str] | None:
+        """The list of names, or None when it is missing or unusable (then it is rebuilt from
+        the indexes: it holds nothing they do not)."""
         try:
             data = json.loads((self.root / PROJECTS_STAMP).read_bytes())
-        except (FileNotFoundError, ValueError):
+        except (FileNotFoundError, ValueError):  # ValueError: not JSON, or not UTF-8
             return None
         if not isinstance(data, dict) or data.get("format") != NAMES_FORMAT:
             return None
         names = data.get("names")
-        return names if isinstance(names, dict) else None
+        if not isinstance(names, dict) or not all(
+                isinstance(key, str) and isinstance(value, str) for key, value in names.items()):
+            return None
+        return names
 
     def _write_names(self, names: dict[str, str]) -> None:
         body = json.dumps({"format": NAMES_FORMAT, "names": names}, sort_keys=True).encode()

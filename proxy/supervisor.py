@@ -101,4 +101,7 @@ def supervise(settings: Settings, document: str) -> int:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C before supervise() set its handlers: nothing started yet
+        raise SystemExit(130) from None

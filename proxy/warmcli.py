@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from proxy.errors import explain_os_error
 from proxy.lockfiles import LockedPackage, read_lock
 from proxy.requirements import Skipped, parse_text, read_requirements
 from proxy.targets import make_targets
@@ -70,7 +71,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         targets = make_targets(args.python_versions, args.platforms)
         inputs, notices = load_inputs(args.requirements, args.requirement_files, args.locks)
-    except (OSError, ValueError) as exc:  # unreadable files, bad TOML, bad versions or platforms
+    except OSError as exc:  # a file missing, a directory, no permission
+        reason, hint = explain_os_error(exc)
+        return _usage(f"{reason}; {hint}")
+    except ValueError as exc:  # bad TOML, bad versions or platforms
         return _usage(str(exc))
     progress = progress_for(sys.stdout, sys.stderr, args.quiet)
     for notice in notices:

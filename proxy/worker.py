@@ -6,10 +6,15 @@ import asyncio
 import json
 import os
 
+import structlog
+
 from proxy.config import settings_from_mapping
+from proxy.errors import ProxyError
 from proxy.log import configure_logging
 from proxy.server import run_worker
 from proxy.supervisor import READY_FD_ENV, SETTINGS_ENV, WORKER_ENV
+
+log = structlog.get_logger("proxy.worker")
 
 
 def main() -> None:
@@ -22,8 +27,15 @@ def main() -> None:
         os.write(ready_fd, b"r")
         os.close(ready_fd)
 
-    asyncio.run(run_worker(settings, ready))
+    try:
+        asyncio.run(run_worker(settings, ready))
+    except ProxyError as exc:  # e.g. CannotListen: one event, and the supervisor reports it
+        log.error("worker_failed", error=str(exc))
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C before the loop's own handler: the supervisor stops us
+        raise SystemExit(130) from None

@@ -246,3 +246,20 @@ def test_settings_survive_the_hand_over_to_worker_processes(tmp_path: Path) -> N
     assert settings_from_mapping(json.loads(json.dumps(settings_to_mapping(original)))) == original
     defaults = settings_from_mapping({"storage": {"data_dir": str(tmp_path)}})
     assert settings_from_mapping(json.loads(json.dumps(settings_to_mapping(defaults)))) == defaults
+
+
+@pytest.mark.parametrize(("make", "problem"), [
+    pytest.param(lambda p: p.mkdir(), "cannot read the config file: {p} is a directory, not a file; "
+                                      "give the path of a file", id="a-directory"),
+    pytest.param(lambda p: p.write_bytes(b"# caf\xe9\n"), "{p} is not UTF-8 text (byte 0xe9 at offset 5); "
+                                                          "save it as UTF-8", id="latin-1"),
+])
+def test_an_unreadable_file_is_a_config_error_keyed_by_its_source(tmp_path: Path, make: Any, problem: str) -> None:
+    """Issue 11, A4: the option or variable that named the file, and what is wrong with it."""
+    path = tmp_path / "config.toml"
+    make(path)
+    for source in ("--config", "$PYPI_PROXY_CONFIG"):
+        with pytest.raises(ConfigError) as error:
+            load_settings(path, source=source)
+        assert error.value.key == source
+        assert str(error.value) == f"{source}: {problem.format(p=path)}"

@@ -13,6 +13,7 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from proxy.errors import (
+    CorruptStorage,
     Forbidden,
     InvalidName,
     NotAcceptable,
@@ -78,6 +79,12 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return error_response(504, f"Upstream timed out and nothing is cached: {exc}")
     except UpstreamError as exc:
         return error_response(502, f"Upstream failed and nothing is cached: {exc}")
+    except CorruptStorage as exc:
+        # The server's own data is damaged: clients learn which file (inside the data directory,
+        # not where that is) and the fix; the log has the full path for the operator.
+        log.error("corrupt_storage", path=exc.path, problem=exc.problem)
+        return error_response(500, f"The server's stored file {exc.relative} is corrupt ({exc.problem}); "
+                                   f"its administrator should {exc.hint}.")
 
 
 def _body_bytes(request: BaseRequest, response: StreamResponse) -> int:

@@ -94,10 +94,11 @@ class Server:
             pytest.fail(f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
         return result
 
-    def shell(self, script: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def shell(self, script: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True,
+              stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run a README snippet as written, pointed at this server instead of port 8080."""
         return self.run(["bash", "-euo", "pipefail", "-c", script.replace(README_URL, self.url)],
-                        cwd=cwd, env=env, check=check)
+                        cwd=cwd, env=env, check=check, stdin=stdin)
 
 
 def wait_until_serving(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

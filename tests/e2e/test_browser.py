@@ -1,4 +1,4 @@
-"""The web interface in a real headless Chromium (Debian's, driven by Playwright) against a real
+"""The web interface in a real headless Chromium (the system's, driven by Playwright) against a real
 `pypi-proxy serve`: home, the search form, a project page; screenshots under the test's tmp_path."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pytest
 
 from tests.builders import Dist
 from tests.e2e.conftest import Server, tool
+from tests.tools import require_chromium
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; Playwright never downloads a browser here
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 DESCRIPTION = """\
@@ -33,15 +33,15 @@ print(browser_demo.VALUE)
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Fails, never skips, when the browser or Playwright is missing: .ci/run installs both."""
+    """Without Chromium (a system package) the tests skip, or fail under CI (tests/tools.py);
+    Playwright comes with the test extras, so its absence always fails."""
+    chromium = require_chromium()
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.fail("playwright is not installed: pip install '.[test]'")
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
     with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        instance = playwright.chromium.launch(executable_path=chromium, headless=True)
         yield instance
         instance.close()
 

@@ -78,18 +78,6 @@ def test_uv_installs(server: Server, published: Dist, tmp_path: Path) -> None:
     assert installed_version(tmp_path, "my_package") == "1.0.0"
 
 
-def test_require_hashes_snippet_with_pip_and_uv(server: Server, published: Dist, tmp_path: Path) -> None:
-    """README: --require-hashes with pip and uv, with the wheel's real sha256."""
-    digest = hashlib.sha256(published.wheel()).hexdigest()
-    script = readme_snippet("require-hashes").replace("HASH", digest)
-    script = script.replace("pip install", f"pip install --target {tmp_path / 'pip'} --index-url {server.simple}")
-    script = script.replace("uv pip install --target", "uv pip install --target")  # pip line edited above
-    script = script.replace(f"uv pip install --target {tmp_path / 'pip'}", f"uv pip install --target {tmp_path / 'uv'}")
-    server.shell(script, cwd=tmp_path)
-    assert installed_version(tmp_path / "pip", "my_package") == "1.0.0"
-    assert installed_version(tmp_path / "uv", "my_package") == "1.0.0"
-
-
 def test_require_hashes_refuses_a_wrong_hash(server: Server, published: Dist, tmp_path: Path) -> None:
     (tmp_path / "requirements.txt").write_text(f"my-package==1.0.0 --hash=sha256:{'0' * 64}\n")
     result = server.run([tool("python"), "-m", "pip", "install", "--target", str(tmp_path / "t"), "--index-url",
@@ -100,7 +88,7 @@ def test_require_hashes_refuses_a_wrong_hash(server: Server, published: Dist, tm
 
 def test_twine_skip_existing(server: Server, published: Dist, tmp_path: Path) -> None:
     """E4: a changed file under a taken filename fails with "File already exists", and twine's own
-    skip-existing rule accepts our answer. twine >= 7 refuses --skip-existing for any repository but
+    skip-existing rule accepts our answer. twine >= 6.2 refuses --skip-existing for any repository but
     PyPI and TestPyPI before uploading, so its decision function is driven with our real response."""
     import requests
     from twine.commands.upload import skip_upload
