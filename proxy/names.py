@@ -20,7 +20,7 @@ from packaging.version import InvalidVersion, Version
 from proxy.errors import InvalidName
 
 # Core metadata "Name" (STANDARDS A2), case-insensitive.
-_VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+_VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE | re.ASCII)
 _UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
 # Older sdists on upstream indexes: name-version.zip / .tar.bz2 etc. (listed, never accepted on upload).
 _LEGACY_SDIST_SUFFIXES = (".tar.gz", ".zip", ".tar.bz2", ".tgz", ".tar.xz", ".tar")
@@ -32,6 +32,12 @@ SDIST = "sdist"
 def normalize(name: str) -> NormalizedName:
     """PEP 503 normalised form: runs of ``-_.`` become ``-``, lower case."""
     return canonicalize_name(name)
+
+
+def is_valid_project_name(name: str) -> bool:
+    """Whether ``name`` is a valid core-metadata Name (STANDARDS A2): ASCII letters, digits and
+    ``._-``, starting and ending with a letter or digit; no spaces, no other characters."""
+    return _VALID_NAME.fullmatch(name) is not None
 
 
 def validate_project_name(name: str) -> NormalizedName:

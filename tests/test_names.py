@@ -15,6 +15,7 @@ from proxy.names import (
     check_safe_filename,
     content_type_for,
     guess_packagetype,
+    is_valid_project_name,
     normalize,
     parse_dist_filename,
     parse_version,
@@ -58,11 +59,14 @@ def test_a2_valid_names_return_the_normalised_form(name: str, expected: str) -> 
 @pytest.mark.parametrize("name", [
     "-foo", "foo-", "fo/o", "..", ".", "", "foo bar", "foé", ".foo", "foo_", "foo.",
     "foo\n", "\nfoo", "foo\x00", "fo\\o", "foo!", "_",
+    # Non-ASCII letters that case-fold to ASCII ones under re.IGNORECASE (long s, Kelvin sign).
+    "\u017fetuptools", "too\u212a", "\u212a", "foo\u2010bar",
 ])
 def test_a2_invalid_names_rejected(name: str) -> None:
     """A2: names that must start and end with a letter or digit, ASCII only, are refused."""
     with pytest.raises(InvalidName, match="Invalid project name"):
         validate_project_name(name)
+    assert not is_valid_project_name(name)
 
 
 @pytest.mark.parametrize(("lower", "higher"), [

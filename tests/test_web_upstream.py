@@ -386,3 +386,23 @@ async def test_a_large_page_is_sent_whole_in_slices(aiohttp_client: Any, upstrea
     assert len(json.loads(json_body)["files"]) == 400
     head = await client.head("/pypi/simple/many/", headers={"Accept": JSON_V1})
     assert head.status == 200 and int(head.headers["Content-Length"]) == len(json_body)
+
+
+# Names that are not valid project names never reach upstream (issue 12 L2, STANDARDS A2) ---------------
+
+INVALID_NAMES = [  # around the reserved name "internal-tool": an upstream that strips or folds would find it
+    "internal-tool;x", "internal-tool%20", "%20internal-tool", "-internal-tool", "internal-tool-",
+    "internal%E2%80%90tool",  # U+2010 hyphen
+    "internal-%C5%BFtool",  # U+017F long s: case-folds to "s" under re.IGNORECASE without re.ASCII
+    "internal-tool%00", "internal%09tool", "internal-tool%3Cscript%3E", "requests-lite;x",
+]
+
+
+@pytest.mark.parametrize("name", INVALID_NAMES)
+async def test_l2_invalid_names_get_404_without_asking_upstream(
+        aiohttp_client: Any, upstream_settings: MakeSettings, fake_upstream: FakeUpstream, name: str) -> None:
+    client = await start_client(aiohttp_client, upstream_settings({"reserved": ["internal-tool"]}))
+    for path in (f"/pypi/simple/{name}/", f"/pypi/files/{name}/internal_tool-1.0.tar.gz", f"/pypi/{name}/json"):
+        response = await client.get(path, allow_redirects=True)
+        assert response.status == 404, path
+    assert sum(fake_upstream.requests.values()) == 0, fake_upstream.requests

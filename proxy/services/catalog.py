@@ -15,6 +15,7 @@ from proxy.errors import ProjectNotFound
 from proxy.filecache import FileCache
 from proxy.health import UpstreamHealth
 from proxy.merge import Source
+from proxy.names import is_valid_project_name
 from proxy.negotiate import JSON_V1
 from proxy.services.downloads import Download, Downloader
 from proxy.services.index import IndexService, Rendered, rendered
@@ -83,8 +84,10 @@ class Catalog:
 
     def upstream_for(self, name: str) -> Upstreams:
         """The upstream half, for a name that is not private (the caller checked); ProjectNotFound
-        when the name is reserved or upstream is off: never looked up upstream."""
-        if self.upstreams is None or self._source_if_public(name) is Source.NONE:
+        when the name is reserved, not a valid project name, or upstream is off: such a name is
+        never sent upstream. (An upstream that strips or normalises what it is given would
+        answer "internal-tool " or "internal‐tool" with the public project of a reserved name.)"""
+        if self.upstreams is None or not is_valid_project_name(name) or self._source_if_public(name) is Source.NONE:
             raise ProjectNotFound(f"No project named {name!r}.")
         return self.upstreams
 
