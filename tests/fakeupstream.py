@@ -85,6 +85,13 @@ class FakeUpstream:
         self.projects.setdefault(key, []).extend(added)
         return added
 
+    def add_file(self, project: str, file: FakeFile) -> FakeFile:
+        """A file as built elsewhere (an old ``.tar`` or ``.zip`` sdist, a large blob)."""
+        key = _normalize(project)
+        self.project_names.setdefault(key, project)
+        self.projects.setdefault(key, []).append(file)
+        return file
+
     def file(self, filename: str) -> FakeFile:
         return next(f for files in self.projects.values() for f in files if f.filename == filename)
 
@@ -174,7 +181,7 @@ class FakeUpstream:
                 "yanked": f.yanked if f.yanked else False, "size": len(f.content),
                 "upload-time": "2025-01-02T03:04:05.000000Z",
             }
-        versions = sorted({f.filename.split("-")[1].removesuffix(".tar.gz") for f in files})
+        versions = sorted({re.sub(r"\.(tar\.gz|tar|zip|whl)$", "", f.filename.split("-")[1]) for f in files})
         document = {"meta": {"api-version": "1.1"}, "name": name, "versions": versions,
                     "files": [entry(f) for f in files]}
         return json.dumps(document).encode()

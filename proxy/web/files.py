@@ -16,6 +16,7 @@ from aiohttp.web_request import BaseRequest
 
 from proxy.names import check_safe_filename, content_type_for, normalize
 from proxy.services.downloads import CHUNK, Download
+from proxy.web import urls
 from proxy.web.keys import CATALOG, EXECUTOR
 from proxy.web.simple import source_headers
 
@@ -27,9 +28,7 @@ async def distribution(request: web.Request) -> web.StreamResponse:
     raw_project, filename = request.match_info["project"], request.match_info["filename"]
     name = normalize(raw_project)
     if raw_project != name:
-        raise web.HTTPMovedPermanently(
-            request.app.router["file"].url_for(project=name, filename=filename)
-        )
+        raise urls.moved(request, "file", project=name, filename=filename)
     check_safe_filename(filename)
     catalog = request.app[CATALOG]
     with catalog.pinned(name, filename):  # not evicted from the cache while being sent
@@ -50,9 +49,22 @@ async def distribution(request: web.Request) -> web.StreamResponse:
         return await follow(request, served.download, headers)
 
 
-class _SentInHandler(web.FileResponse):
-    """A FileResponse sent while the handler still runs (so the cache pin covers the sending);
-    aiohttp's own prepare after the handler returns is then a no-op."""
+class ExactFile(web.FileResponse):
+    """A FileResponse that sends this file's own bytes, whatever the request's Accept-Encoding.
+
+    aiohttp's looks for a ``<file>.gz`` / ``<file>.br`` neighbour and sends that instead, with
+    Content-Encoding: next to a cached ``legacy-1.0.tar`` that is ``legacy-1.0.tar.gz``, another
+    distribution. A distribution is served as the bytes the listing hashes (STANDARDS H5).
+    """
+
+    def _get_file_path_stat_encoding(self, accept_encoding: str) -> tuple[Path | None, os.stat_result, None]:
+        path, st, _ = super()._get_file_path_stat_encoding("")  # accepts no coding: the file itself
+        return path, st, None
+
+
+class _SentInHandler(ExactFile):
+    """Sent while the handler still runs (so the cache pin covers the sending); aiohttp's own
+    prepare after the handler returns is then a no-op."""
 
     async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
         if self.prepared:
@@ -68,7 +80,7 @@ async def follow(request: web.Request, download: Download, headers: dict[str, st
     """
     await download.started  # an upstream error here is still a clean 502/504
     if request.method == "HEAD":
-        return web.FileResponse(await download.result, headers=headers)
+        return ExactFile(await download.result, headers=headers)
     loop = asyncio.get_running_loop()
     executor = request.app[EXECUTOR]
     handle = await _open_following(download, executor)
