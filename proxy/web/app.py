@@ -55,6 +55,11 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/pypi/files/{project}/{filename}", files.distribution, name="file")
     router.add_get("/pypi/{project}/json", api.project_json, name="json_project")
     router.add_get("/pypi/{project}/{version}/json", api.project_json, name="json_version")
+    # After the JSON API's routes, which these would shadow: /pypi/<p>/json is not a release.
+    router.add_get("/pypi/{project}/", ui.release, name="release_project")
+    router.add_get("/pypi/{project}", ui.release)
+    router.add_get("/pypi/{project}/{version}/", ui.release, name="release_version")
+    router.add_get("/pypi/{project}/{version}", ui.release)
     router.add_get("/-/health", ops.health, name="health")
     router.add_get("/-/metrics", ops.metrics, name="metrics")
     router.add_get("/", ui.home, name="ui_home")
@@ -62,6 +67,8 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/-/projects/{project}/", ui.project, name="ui_project")
     router.add_get("/-/projects/{project}", ui.project)
     router.add_get("/-/status", ui.status, name="ui_status")
+    router.add_get("/help/", ui.help_page, name="ui_help")
+    router.add_get("/help", ui.help_page)
 
 
 async def _executor(app: web.Application) -> AsyncIterator[None]:

@@ -13,6 +13,7 @@ from aiohttp import web
 from proxy import ui, uirender, uistatus
 from proxy.names import matches_any, normalize
 from proxy.services import browse
+from proxy.web import urls
 from proxy.web.keys import CATALOG, EXECUTOR, SETTINGS
 from proxy.web.ops import cache_figures, probe_writable
 
@@ -61,7 +62,7 @@ async def project(request: web.Request) -> web.Response:
     raw = request.match_info["project"]
     name = normalize(raw)
     if raw != name or not request.path.endswith("/"):
-        raise web.HTTPMovedPermanently(request.app.router["ui_project"].url_for(project=name))
+        raise urls.moved(request, "ui_project", project=name)
     catalog, site = request.app[CATALOG], _site(request)
     private = await catalog.private.project(name)
     if private is not None:
@@ -74,6 +75,21 @@ async def project(request: web.Request) -> web.Response:
                               reserved=reserved, upstream_enabled=up is not None)
     return await _respond(request, "project.html", ui.cached_project_view, site, page,
                           browse.cached_files(up, name), reserved)
+
+
+async def release(request: web.Request) -> web.Response:
+    """``/pypi/<project>/`` and ``/pypi/<project>/<version>/``: the URLs the JSON API's
+    ``package_url``/``release_url`` hold and publishing tools print lead to the project's page,
+    at the release when one is named."""
+    version = request.match_info.get("version")
+    fragment = ui.release_anchor(version) if version else ""
+    raise urls.found(request, "ui_project", project=normalize(request.match_info["project"]), fragment=fragment)
+
+
+async def help_page(request: web.Request) -> web.Response:
+    if not request.path.endswith("/"):
+        raise urls.moved(request, "ui_help")
+    return await _respond(request, "help.html", ui.help_view, _site(request))
 
 
 async def status(request: web.Request) -> web.Response:
