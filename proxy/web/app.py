@@ -37,6 +37,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[middlewares.request_context, middlewares.domain_errors])
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app.on_response_prepare.append(middlewares.add_request_id)
     app.cleanup_ctx.append(_executor)
     app.cleanup_ctx.append(_services)
     app.cleanup_ctx.append(_catalog)
