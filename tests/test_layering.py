@@ -15,7 +15,7 @@ LAYERS = {
         "proxy.health", "proxy.sdnotify", "proxy.runfiles"},
     1: {"proxy.config", "proxy.negotiate", "proxy.render", "proxy.distmeta", "proxy.log", "proxy.parse",
         "proxy.merge", "proxy.metrics", "proxy.requirements", "proxy.lockfiles", "proxy.targets",
-        "proxy.readme", "proxy.ui", "proxy.uirender", "proxy.uistatus"},
+        "proxy.readme", "proxy.ui", "proxy.uirender", "proxy.uistatus", "proxy.compression"},
     2: {"proxy.pagefiles", "proxy.storage", "proxy.auth", "proxy.pagecache", "proxy.filecache", "proxy.upstream"},
     3: {"proxy.services", "proxy.services.index", "proxy.services.upload", "proxy.services.public",
         "proxy.services.downloads", "proxy.services.catalog", "proxy.maintenance", "proxy.services.browse"},

@@ -123,6 +123,7 @@ class AccessLogger(AbstractAccessLogger):
             ms=round(duration * 1000, 2),
             cache=cache,
             source=response.headers.get("X-Proxy-Source"),
+            encoding=response.headers.get("Content-Encoding"),
             remote=request.remote,
         )
         if isinstance(request, web.Request):
