@@ -123,7 +123,8 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
             upstreams = Upstreams(index, files, downloader, upstream_settings.list_projects, upstream.health,
                                   masked(upstream.base))
             log.info("upstream_ready", url=masked(upstream.base), reserved=list(upstream_settings.reserved))
-        app[CATALOG] = Catalog(app[INDEX], app[STORAGE], upstreams, upstream_settings.reserved, executor)
+        app[CATALOG] = catalog = Catalog(app[INDEX], app[STORAGE], upstreams, upstream_settings.reserved, executor)
+        stack.push_async_callback(catalog.close)
         yield
 
 
