@@ -54,6 +54,7 @@ class Misbehaviour:
     truncate_pages: bool = False  # announce the full length, send half, close
     truncate_files: bool = False
     corrupt_files: bool = False  # send different bytes of the right length (wrong hash)
+    chunked_files: bool = False  # no Content-Length: the size is known only at the end
     redirect_pages_to: str | None = None  # absolute base URL: 302 to <base><path>
     redirect_files_to: str | None = None
     file_chunk_pause: float = 0.0  # pause between chunks of a file body (a slow download)
@@ -216,7 +217,8 @@ class FakeUpstream:
         if self.bad.truncate_files:
             return await _truncated(request, body, "application/octet-stream")
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-        response.content_length = len(body)
+        if not self.bad.chunked_files:
+            response.content_length = len(body)
         await response.prepare(request)
         step = 64 * 1024
         for start in range(0, len(body), step):

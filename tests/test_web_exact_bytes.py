@@ -10,6 +10,7 @@ Content-Encoding is ever sent on a file.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import io
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from multidict import CIMultiDict
 
 from proxy.config import Settings
 from tests.builders import Dist
@@ -64,7 +66,7 @@ async def listing(client: TestClient, project: str) -> dict[str, Listed]:
     assert response.status == 200
     found = {}
     for file in (await response.json())["files"]:
-        found[file["filename"]] = Listed(file["hashes"]["sha256"], file["size"])
+        found[file["filename"]] = Listed(file["hashes"]["sha256"], file.get("size"))
         if file["core-metadata"]:
             found[file["filename"] + ".metadata"] = Listed(file["core-metadata"]["sha256"], None)
     return found
@@ -186,3 +188,40 @@ async def test_cold_upstream_files_are_the_listed_bytes(
             continue
         headers = await check_exact(client, path, listed, mode, encoding)
         assert headers["X-Proxy-Cache"] == "miss"
+
+
+async def http10_get(client: TestClient, path: str) -> tuple[int, CIMultiDict[str], bytes]:
+    """GET as an HTTP/1.0 client does (curl --http1.0, nginx's default proxy_http_version): no
+    chunks, so a body without Content-Length ends where the connection does."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(f"GET {path} HTTP/1.0\r\nHost: {client.host}\r\n\r\n".encode())
+    await writer.drain()
+    raw = await reader.read()  # to the end of the connection
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    return int(status_line.split()[1]), CIMultiDict(line.split(": ", 1) for line in lines), body
+
+
+@pytest.mark.parametrize("corrupt", [False, True], ids=["good", "corrupt"])
+async def test_an_http10_client_never_sees_unverified_bytes_end_cleanly(
+        aiohttp_client: Any, upstream_settings: Callable[..., Settings], fake_upstream: FakeUpstream,
+        corrupt: bool) -> None:
+    """H5: a listing without sizes (HTML, as devpi or a static mirror give) and an upstream that
+    sends no Content-Length: the size is known only at the end. An HTTP/1.0 client sees the end of
+    a streamed body only as the connection closing, as for a broken one, so it gets the file once
+    verified, with its length, or a clean 502 for bytes that do not match the listing."""
+    fake_upstream.flavour = "html"
+    fake_upstream.bad.chunked_files = True
+    fake_upstream.bad.corrupt_files = corrupt
+    client = await start_client(aiohttp_client, upstream_settings())
+    listed = (await listing(client, "demo"))["demo-1.0-py3-none-any.whl"]
+    assert listed.size is None
+    status, headers, body = await http10_get(client, "/pypi/files/demo/demo-1.0-py3-none-any.whl")
+    if corrupt:
+        assert status == 502 and b"does not match the listing" in body
+        return
+    assert status == 200 and headers["X-Proxy-Cache"] == "miss"
+    assert int(headers["Content-Length"]) == len(body)
+    assert hashlib.sha256(body).hexdigest() == listed.sha256

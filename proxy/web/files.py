@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import structlog
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
 
@@ -39,14 +39,19 @@ async def distribution(request: web.Request) -> web.StreamResponse:
             **source_headers(served.source.value, served.cache.value if served.cache else None),
         }
         if served.path is not None:
-            response = _SentInHandler(served.path, headers=headers)
-            try:
-                await response.prepare(request)  # sends the whole file (sendfile)
-            except ConnectionError:
-                log.info("client_went_away", filename=filename)
-            return response
+            return await send_file(request, served.path, headers)
         assert served.download is not None
         return await follow(request, served.download, headers)
+
+
+async def send_file(request: web.Request, path: Path, headers: dict[str, str]) -> web.StreamResponse:
+    """A complete, verified file, sent now (sendfile, Range, conditional GET)."""
+    response = _SentInHandler(path, headers=headers)
+    try:
+        await response.prepare(request)
+    except ConnectionError:
+        log.info("client_went_away", filename=path.name)
+    return response
 
 
 class ExactFile(web.FileResponse):
@@ -79,8 +84,11 @@ async def follow(request: web.Request, download: Download, headers: dict[str, st
     file as complete: with a Content-Length it gets too few bytes, when chunked no final chunk.
     """
     await download.started  # an upstream error here is still a clean 502/504
-    if request.method == "HEAD":
-        return ExactFile(await download.result, headers=headers)
+    if request.method == "HEAD" or (download.expected_size is None and request.version < HttpVersion11):
+        # HTTP/1.0 has no chunks: without a length its response ends by closing the connection,
+        # as a broken one does, so the client could not tell a corrupt file from a complete one
+        # (H5). It gets the file once verified; a failed download is then a clean 502.
+        return await send_file(request, await download.result, headers)
     loop = asyncio.get_running_loop()
     executor = request.app[EXECUTOR]
     handle = await _open_following(download, executor)
