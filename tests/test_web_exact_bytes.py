@@ -201,7 +201,8 @@ async def http10_get(client: TestClient, path: str) -> tuple[int, CIMultiDict[st
     await writer.wait_closed()
     head, _, body = raw.partition(b"\r\n\r\n")
     status_line, *lines = head.decode("latin-1").split("\r\n")
-    return int(status_line.split()[1]), CIMultiDict(line.split(": ", 1) for line in lines), body
+    headers = CIMultiDict((name, value) for name, _, value in (line.partition(": ") for line in lines))
+    return int(status_line.split()[1]), headers, body
 
 
 @pytest.mark.parametrize("corrupt", [False, True], ids=["good", "corrupt"])

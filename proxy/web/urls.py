@@ -8,8 +8,7 @@ from yarl import URL
 from proxy.web.keys import SETTINGS
 
 
-def location(request: web.Request, route: str, *, fragment: str = "", keep_query: bool = True,
-             **parts: str) -> str:
+def location(request: web.Request, route: str, *, fragment: str = "", **parts: str) -> str:
     """The URL of the named ``route`` filled with ``parts``, for a Location header.
 
     Behind a reverse proxy (``public_url = "https://host/prefix"``) it is absolute, below that URL:
@@ -18,7 +17,7 @@ def location(request: web.Request, route: str, *, fragment: str = "", keep_query
     The request's query string is kept; ``fragment`` (unencoded) is appended when given.
     """
     url: URL = request.app.router[route].url_for(**parts)
-    if keep_query and request.query_string:
+    if request.query_string:
         url = url.with_query(request.query_string)
     if fragment:
         url = url.with_fragment(fragment)
