@@ -21,7 +21,7 @@ LAYERS = {
         "proxy.services.downloads", "proxy.services.catalog", "proxy.maintenance", "proxy.services.browse"},
     4: {"proxy.web", "proxy.web.keys", "proxy.web.middlewares", "proxy.web.simple", "proxy.web.files",
         "proxy.web.api", "proxy.web.upload", "proxy.web.app", "proxy.server",
-        "proxy.web.ops", "proxy.web.workerstats", "proxy.web.ui", "proxy.supervisor", "proxy.web.urls"},
+        "proxy.web.ops", "proxy.web.workerstats", "proxy.web.ui", "proxy.supervisor", "proxy.web.redirects"},
     5: {"proxy.cli", "proxy.__main__", "proxy.warm", "proxy.warmcli", "proxy.worker", "proxy.warmclient"},
 }
 LAYER_OF = {module: layer for layer, modules in LAYERS.items() for module in modules}

@@ -7,7 +7,7 @@ from aiohttp import web
 from proxy import render
 from proxy.errors import ProjectNotFound
 from proxy.names import normalize
-from proxy.web import urls
+from proxy.web import redirects
 from proxy.web.keys import INDEX, SETTINGS
 
 
@@ -25,7 +25,7 @@ async def project_json(request: web.Request) -> web.Response:
     if raw != name:
         route = "json_version" if version else "json_project"
         parts = {"project": name, **({"version": version} if version else {})}
-        raise urls.moved(request, route, **parts)
+        raise redirects.moved(request, route, **parts)
     project = await request.app[INDEX].project(name)
     if project is None:
         raise ProjectNotFound(f"No project named {name!r}.")

@@ -16,7 +16,7 @@ from aiohttp.web_request import BaseRequest
 
 from proxy.names import check_safe_filename, content_type_for, normalize
 from proxy.services.downloads import CHUNK, Download
-from proxy.web import urls
+from proxy.web import redirects
 from proxy.web.keys import CATALOG, EXECUTOR
 from proxy.web.simple import source_headers
 
@@ -28,7 +28,7 @@ async def distribution(request: web.Request) -> web.StreamResponse:
     raw_project, filename = request.match_info["project"], request.match_info["filename"]
     name = normalize(raw_project)
     if raw_project != name:
-        raise urls.moved(request, "file", project=name, filename=filename)
+        raise redirects.moved(request, "file", project=name, filename=filename)
     check_safe_filename(filename)
     catalog = request.app[CATALOG]
     with catalog.pinned(name, filename):  # not evicted from the cache while being sent

@@ -9,7 +9,7 @@ from proxy.names import normalize
 from proxy.negotiate import choose_content_type
 from proxy.services.catalog import ServedPage
 from proxy.services.index import Rendered
-from proxy.web import urls
+from proxy.web import redirects
 from proxy.web.keys import CATALOG
 
 # Pages change whenever someone publishes; clients revalidate each time (a 304 is cheap),
@@ -88,10 +88,10 @@ async def project(request: web.Request) -> web.StreamResponse:
     name = normalize(raw)
     if raw != name or not request.path.endswith("/"):
         # PEP 503: clients may request any spelling; the canonical URL is normalised with a slash.
-        raise urls.moved(request, "simple_project", project=name)
+        raise redirects.moved(request, "simple_project", project=name)
     content_type = choose_content_type(request.headers.get("Accept"))
     return await page_response(request, await request.app[CATALOG].page(name, content_type))
 
 
 async def root_redirect(request: web.Request) -> web.Response:
-    raise urls.moved(request, "simple_root")
+    raise redirects.moved(request, "simple_root")

@@ -15,7 +15,7 @@ from proxy.filecache import Key
 from proxy.models import IndexPage
 from proxy.names import matches_any, normalize
 from proxy.services import browse
-from proxy.web import urls
+from proxy.web import redirects
 from proxy.web.keys import CATALOG, EXECUTOR, SETTINGS
 from proxy.web.ops import cache_figures, probe_writable
 
@@ -73,7 +73,7 @@ async def project(request: web.Request) -> web.Response:
     raw = request.match_info["project"]
     name = normalize(raw)
     if raw != name or not request.path.endswith("/"):
-        raise urls.moved(request, "ui_project", project=name)
+        raise redirects.moved(request, "ui_project", project=name)
     catalog, site = request.app[CATALOG], _site(request)
     private = await catalog.private.project(name)
     if private is not None:
@@ -99,12 +99,13 @@ async def release(request: web.Request) -> web.Response:
     at the release when one is named."""
     version = request.match_info.get("version")
     fragment = ui.release_anchor(version) if version else ""
-    raise urls.found(request, "ui_project", project=normalize(request.match_info["project"]), fragment=fragment)
+    name = normalize(request.match_info["project"])
+    raise redirects.found(request, "ui_project", project=name, fragment=fragment)
 
 
 async def help_page(request: web.Request) -> web.Response:
     if not request.path.endswith("/"):
-        raise urls.moved(request, "ui_help")
+        raise redirects.moved(request, "ui_help")
     return await _respond(request, "help.html", ui.help_view, _site(request))
 
 
