@@ -1,6 +1,7 @@
 """Rendered private pages kept on disk, so a restart (or another worker) does not render them again.
 
-Layout: ``<data_dir>/cache/private-pages/<project>/<stamp of project.json>.<kind>``. A page is
+Layout: ``<data_dir>/cache/private-pages/<project>/<stamp of project.json>.<kind>.<digest>``, kinds
+``json`` and ``html`` and their gzip copies ``json-gzip`` and ``html-gzip``. A page is
 valid for exactly the index version whose stamp names it; older ones are removed when a newer
 one is written. These are a cache: written by rename without fsync, and checked on reading
 against the digest in their name, so a file torn by a crash is ignored and rendered again.

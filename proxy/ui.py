@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import quote, urlencode, urlsplit
 
 from markupsafe import Markup
+from packaging.utils import canonicalize_version
 from packaging.version import InvalidVersion, Version
 
 from proxy.models import IndexPage, PrivateProject, StoredFile, version_key
@@ -217,11 +219,29 @@ class FileRow:
     cached: bool | None = None  # upstream files only: whether this server holds a copy
 
 
+def release_anchor(version: str) -> str:
+    """The id of a release on its project page, which ``/pypi/<project>/<version>/`` links to.
+
+    One id per PEP 440 version whatever its spelling: ``1.0``, ``1.0.0`` and ``v1.0`` all give
+    ``release-1`` (packaging's canonical form, trailing zeros stripped). Text that is no version
+    (the "other files" group) keeps its spelling, with whitespace made ``-`` (an id has none).
+    """
+    try:
+        text = canonicalize_version(Version(version))
+    except InvalidVersion:
+        text = re.sub(r"\s+", "-", version.strip())
+    return f"release-{text}"
+
+
 @dataclass(frozen=True, slots=True)
 class Release:
     version: str
     files: tuple[FileRow, ...]
     current: bool
+
+    @property
+    def anchor(self) -> str:
+        return release_anchor(self.version)
 
     @property
     def yanked(self) -> bool:
@@ -348,3 +368,16 @@ def not_found_view(site: Site, name: str, *, reserved: bool, upstream_enabled: b
     else:
         reason = "No private project has this name."
     return NotFoundView(site, name, reason)
+
+
+# Help ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class HelpView:
+    """The help page: static text; the site only shapes its links."""
+
+    site: Site
+
+
+def help_view(site: Site) -> HelpView:
+    return HelpView(site)

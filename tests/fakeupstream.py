@@ -54,6 +54,7 @@ class Misbehaviour:
     truncate_pages: bool = False  # announce the full length, send half, close
     truncate_files: bool = False
     corrupt_files: bool = False  # send different bytes of the right length (wrong hash)
+    chunked_files: bool = False  # no Content-Length: the size is known only at the end
     redirect_pages_to: str | None = None  # absolute base URL: 302 to <base><path>
     redirect_files_to: str | None = None
     file_chunk_pause: float = 0.0  # pause between chunks of a file body (a slow download)
@@ -94,6 +95,13 @@ class FakeUpstream:
             added.append(FakeFile(dist.sdist_filename, dist.sdist(), None, dist.requires_python, yanked))
         self.projects.setdefault(key, []).extend(added)
         return added
+
+    def add_file(self, project: str, file: FakeFile) -> FakeFile:
+        """A file as built elsewhere (an old ``.tar`` or ``.zip`` sdist, a large blob)."""
+        key = _normalize(project)
+        self.project_names.setdefault(key, project)
+        self.projects.setdefault(key, []).append(file)
+        return file
 
     def file(self, filename: str) -> FakeFile:
         return next(f for files in self.projects.values() for f in files if f.filename == filename)
@@ -191,7 +199,7 @@ class FakeUpstream:
                 "yanked": f.yanked if f.yanked else False, "size": len(f.content),
                 "upload-time": "2025-01-02T03:04:05.000000Z",
             }
-        versions = sorted({f.filename.split("-")[1].removesuffix(".tar.gz") for f in files})
+        versions = sorted({re.sub(r"\.(tar\.gz|tar|zip|whl)$", "", f.filename.split("-")[1]) for f in files})
         document = {"meta": {"api-version": "1.1"}, "name": name, "versions": versions,
                     "files": [entry(f) for f in files], **self.project_keys.get(name, {})}
         return json.dumps(document).encode()
@@ -255,7 +263,8 @@ class FakeUpstream:
                 "Content-Range": f"bytes {start}-{end - 1}/{len(whole)}"})
         self.bytes_sent[request.path] += len(body)
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-        response.content_length = len(body)
+        if not self.bad.chunked_files:
+            response.content_length = len(body)
         await response.prepare(request)
         step = 64 * 1024
         for start in range(0, len(body), step):

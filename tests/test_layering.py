@@ -15,7 +15,8 @@ LAYERS = {
         "proxy.health", "proxy.sdnotify", "proxy.runfiles", "proxy.urls"},
     1: {"proxy.config", "proxy.negotiate", "proxy.render", "proxy.distmeta", "proxy.log", "proxy.parse",
         "proxy.merge", "proxy.metrics", "proxy.requirements", "proxy.lockfiles", "proxy.targets",
-        "proxy.readme", "proxy.ui", "proxy.uirender", "proxy.uistatus", "proxy.lazywheel", "proxy.jsonapi"},
+        "proxy.readme", "proxy.ui", "proxy.uirender", "proxy.uistatus", "proxy.lazywheel", "proxy.jsonapi",
+        "proxy.compression"},
     2: {"proxy.pagefiles", "proxy.storage", "proxy.auth", "proxy.datadir", "proxy.pagecache", "proxy.filecache",
         "proxy.upstream"},
     3: {"proxy.services", "proxy.services.index", "proxy.services.upload", "proxy.services.public",
@@ -23,7 +24,7 @@ LAYERS = {
         "proxy.services.wheelmeta", "proxy.services.jsonapi"},
     4: {"proxy.web", "proxy.web.keys", "proxy.web.middlewares", "proxy.web.simple", "proxy.web.files",
         "proxy.web.api", "proxy.web.upload", "proxy.web.app", "proxy.server",
-        "proxy.web.ops", "proxy.web.workerstats", "proxy.web.ui", "proxy.supervisor"},
+        "proxy.web.ops", "proxy.web.workerstats", "proxy.web.ui", "proxy.supervisor", "proxy.web.redirects"},
     5: {"proxy.cli", "proxy.__main__", "proxy.warm", "proxy.warmcli", "proxy.worker", "proxy.warmclient"},
 }
 LAYER_OF = {module: layer for layer, modules in LAYERS.items() for module in modules}

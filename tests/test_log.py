@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,10 +13,13 @@ import pytest
 import structlog
 from aiohttp.test_utils import TestClient
 
+from proxy.auth import AuthStore
 from proxy.config import Settings
 from proxy.log import configure_logging
-from tests.conftest import start_client
-from tests.fakeupstream import FakeUpstream
+from proxy.web.simple import SLICE
+from tests.builders import Dist
+from tests.conftest import PASSWORD, basic, start_client, upload_form
+from tests.fakeupstream import FakeFile, FakeUpstream
 
 
 @pytest.fixture
@@ -72,3 +77,82 @@ async def test_access_event_carries_cache_outcome_and_real_file_bytes(
     assert (access["file-1"]["cache"], access["file-2"]["cache"]) == ("miss", "hit")
     assert access["file-1"]["bytes"] == access["file-2"]["bytes"] == size
     assert access["file-2"]["source"] == "upstream"
+
+
+def _many_files(upstream: FakeUpstream, project: str, count: int) -> None:
+    """A project whose page is far above the size sent in one piece (sliced writes), also gzip-coded:
+    random file contents, so random hashes, which compress like real ones."""
+    for number in range(count):
+        upstream.add_file(project, FakeFile(f"{project}-{number}.0.tar.gz", os.urandom(8)))
+
+
+def _break(what: str, upstream: FakeUpstream, settings: Settings) -> None:
+    if what == "upstream-down":  # nothing cached: a domain error mapped to 502
+        upstream.bad.page_status = 503
+    elif what == "corrupt-index":  # unreadable storage: an unexpected error, aiohttp's own 500
+        (settings.data_dir / "private" / "mine" / "project.json").write_text("{not json")
+
+
+JSON_PAGE = {"Accept": "application/vnd.pypi.simple.v1+json"}
+# (method, path, extra headers, expected status, what to break first): every way a response leaves.
+RESPONSES = [
+    pytest.param("GET", "/pypi/simple/", {}, 200, "", id="small-page"),
+    pytest.param("GET", "/pypi/simple/big/", {**JSON_PAGE, "Accept-Encoding": "identity"}, 200, "",
+                 id="large-sliced-page"),
+    pytest.param("GET", "/pypi/simple/big/", {**JSON_PAGE, "Accept-Encoding": "gzip"}, 200, "",
+                 id="large-sliced-gzip-page"),
+    pytest.param("GET", "/pypi/simple/demo/", {"If-None-Match": "*"}, 304, "", id="not-modified"),
+    pytest.param("HEAD", "/pypi/simple/demo/", {}, 200, "", id="head-page"),
+    pytest.param("GET", "/pypi/files/demo/demo-1.0-py3-none-any.whl", {}, 200, "", id="followed-download"),
+    pytest.param("GET", "/pypi/files/mine/mine-1.0-py3-none-any.whl", {}, 200, "", id="sendfile"),
+    pytest.param("HEAD", "/pypi/files/mine/mine-1.0-py3-none-any.whl", {}, 200, "", id="head-file"),
+    pytest.param("GET", "/pypi/files/mine/mine-1.0-py3-none-any.whl", {"Range": "bytes=0-3"}, 206, "",
+                 id="range"),
+    pytest.param("GET", "/pypi/simple/no-such-project/", {}, 404, "", id="domain-error-404"),
+    pytest.param("GET", "/pypi/simple/demo/", {"Accept": "application/json"}, 406, "", id="domain-error-406"),
+    pytest.param("POST", "/pypi/", {}, 401, "", id="domain-error-401"),
+    pytest.param("GET", "/pypi/simple/demo/", {}, 502, "upstream-down", id="domain-error-502"),
+    pytest.param("GET", "/pypi/simple/mine/", {}, 500, "corrupt-index", id="unexpected-error-500"),
+    pytest.param("GET", "/nothing/here", {}, 404, "", id="unmatched-route"),
+    pytest.param("DELETE", "/pypi/simple/", {}, 405, "", id="method-not-allowed"),
+    pytest.param("GET", "/pypi/simple/Demo", {}, 301, "", id="redirect"),
+    pytest.param("GET", "/pypi/demo/1.0/", {}, 302, "", id="release-redirect"),
+    pytest.param("GET", "/-/projects/mine/", {}, 200, "", id="ui-page"),
+    pytest.param("GET", "/-/health", {}, 200, "", id="health"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "headers", "status", "broken"), RESPONSES)
+async def test_every_response_carries_the_request_id(
+        aiohttp_client: Any, upstream_settings: Callable[..., Settings], fake_upstream: FakeUpstream,
+        auth: AuthStore, method: str, path: str, headers: dict[str, str], status: int, broken: str) -> None:
+    """D: X-Request-ID is set as headers go out (on_response_prepare), so responses a handler sends
+    itself (files, sliced pages) and aiohttp's own (404, 405, 500) have it too; the client's id is
+    kept and is the one in the access line."""
+    _many_files(fake_upstream, "big", 2000)
+    settings = upstream_settings()
+    client = await start_client(aiohttp_client, settings)
+    mine = Dist("mine", "1.0")
+    assert (await client.post("/pypi/", data=upload_form(mine), headers=basic("alice", PASSWORD))).status == 200
+    _break(broken, fake_upstream, settings)
+    with structlog.testing.capture_logs() as events:
+        response = await client.request(method, path, headers={**headers, "X-Request-ID": "req-42"},
+                                        allow_redirects=False, auto_decompress=False)
+        body = await response.read()
+        await (await client.get("/-/health", headers={"X-Request-ID": "after"})).read()
+    assert response.status == status
+    assert response.headers["X-Request-ID"] == "req-42"
+    if path == "/pypi/simple/big/":
+        assert len(body) > SLICE, "the page, as sent, goes in slices"
+    [access] = [e for e in events if e["event"] == "request" and e["request_id"] == "req-42"]
+    assert access["status"] == status
+
+
+async def test_a_generated_request_id_is_the_logged_one(client: TestClient) -> None:
+    with structlog.testing.capture_logs() as events:
+        response = await client.get("/nothing/here")
+        await response.read()
+        await (await client.get("/-/health")).read()
+    generated = response.headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{16}", generated)
+    assert [e["path"] for e in events if e["event"] == "request" and e["request_id"] == generated] == ["/nothing/here"]

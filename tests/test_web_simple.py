@@ -56,13 +56,14 @@ async def published(upload: Uploader) -> Dist:
     ("application/vnd.pypi.simple.v1+html", "application/vnd.pypi.simple.v1+html"),
 ])
 async def test_negotiated_content_type_with_vary(client: TestClient, published: Dist, accept: str | None, expected: str) -> None:
-    """C1, C2 (PEP 691): Accept picks the format; every response says Vary: Accept."""
+    """C1, C2 (PEP 691): Accept picks the format; every response says Vary: Accept (and
+    Accept-Encoding: pages are also sent gzip-coded, issue 11 B7)."""
     headers = {"Accept": accept} if accept else {}
     for path in ("/pypi/simple/", "/pypi/simple/acme-widget/"):
         response = await client.get(path, headers=headers)
         assert response.status == 200
         assert response.content_type == expected
-        assert response.headers["Vary"] == "Accept"
+        assert response.headers["Vary"] == "Accept, Accept-Encoding"
 
 
 async def test_unacceptable_is_406(client: TestClient, published: Dist) -> None:
@@ -184,7 +185,7 @@ async def test_a_rendered_page_survives_a_restart_and_follows_changes(
     first = await client.get("/pypi/simple/acme-widget/")
     body, etag = await first.read(), first.headers["ETag"]
     rendered_dir = settings.data_dir / "cache" / "private-pages" / "acme-widget"
-    assert sorted(p.name.split(".")[1] for p in rendered_dir.iterdir()) == ["html", "json"]
+    assert sorted(p.name.split(".")[1] for p in rendered_dir.iterdir()) == ["html", "json", "json-gzip"]
 
     restarted = await start_client(aiohttp_client, settings)
     again = await restarted.get("/pypi/simple/acme-widget/", headers={"If-None-Match": etag})
@@ -201,4 +202,5 @@ async def test_an_upload_renders_its_pages_before_the_first_install(
         client: TestClient, published: Dist, settings: Settings) -> None:
     """The first install after an upload reads a page rendered at upload time (issue 5)."""
     rendered_dir = settings.data_dir / "cache" / "private-pages" / "acme-widget"
-    assert sorted(p.name.split(".")[1] for p in rendered_dir.iterdir()) == ["html", "json"]
+    # The HTML page is under compression.MIN_BYTES: no gzip copy of it.
+    assert sorted(p.name.split(".")[1] for p in rendered_dir.iterdir()) == ["html", "json", "json-gzip"]

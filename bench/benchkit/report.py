@@ -18,7 +18,7 @@ class Table:
 
 PAGE_COLUMNS = (("rps", "req/s", "{:.0f}"), ("p50_ms", "p50 ms", "{:.2f}"), ("p99_ms", "p99 ms", "{:.2f}"),
                 ("p99_over_p50", "p99/p50", "{:.1f}"), ("status", "status", "{}"), ("type", "content type", "{}"),
-                ("bytes", "bytes", "{:.0f}"), ("errors", "errors", "{:.0f}"))
+                ("encoding", "coding", "{}"), ("bytes", "bytes", "{:.0f}"), ("errors", "errors", "{:.0f}"))
 RSS = (("peak_rss_mb", "peak RSS MiB", "{:.0f}"), ("largest_process_mb", "largest process MiB", "{:.0f}"))
 
 TABLES = (
@@ -26,6 +26,12 @@ TABLES = (
     Table("page-big-json", "Cached page, big project, JSON", PAGE_COLUMNS + RSS, "rps"),
     Table("page-small-html", "Cached page, small project, HTML", PAGE_COLUMNS + RSS, "rps"),
     Table("page-small-json", "Cached page, small project, JSON", PAGE_COLUMNS + RSS, "rps"),
+    Table("page-big-html-gzip", "Cached page, big project, HTML, Accept-Encoding: gzip", PAGE_COLUMNS + RSS, "rps"),
+    Table("page-big-json-gzip", "Cached page, big project, JSON, Accept-Encoding: gzip", PAGE_COLUMNS + RSS, "rps"),
+    Table("page-small-html-gzip", "Cached page, small project, HTML, Accept-Encoding: gzip", PAGE_COLUMNS + RSS,
+          "rps"),
+    Table("page-small-json-gzip", "Cached page, small project, JSON, Accept-Encoding: gzip", PAGE_COLUMNS + RSS,
+          "rps"),
     Table("conditional-304", "Conditional GET (If-None-Match) of the big page",
           (("rps", "req/s", "{:.0f}"), ("p99_ms", "p99 ms", "{:.2f}"), ("status", "status", "{}"),
            ("errors", "errors", "{:.0f}")) + RSS, "rps"),

@@ -16,21 +16,31 @@ def _say(table: str, system: System, text: str) -> None:
     print(f"  {table:<16} {system.name:<7} {text}", flush=True)
 
 
+# Each page twice: as the plain bytes, and gzip-coded as pip and uv ask for it (issue 11 B7). The
+# plain runs say "identity": aiohttp's client (the fallback load) asks for gzip by default.
+CODINGS = (("", {"Accept-Encoding": "identity"}), ("-gzip", {"Accept-Encoding": "gzip"}))
+
+
 def pages(ctx: Context, run: int) -> None:
-    """Cached project pages, big and small, HTML and JSON, under concurrent load."""
+    """Cached project pages, big and small, HTML and JSON, plain and gzip-coded, under concurrent
+    load; bytes is the body of one response as sent (compressed when coded)."""
     for project, size in ((plan.BIG, "big"), (plan.SMALL, "small")):
-        for fmt, headers in (("html", HTML), ("json", JSON)):
-            table = f"page-{size}-{fmt}"
-            for system in ctx.systems:
-                with ctx.measuring(table, system, {}) as row:
-                    url = system.page_url(project)
-                    check = fetch(url, headers)
-                    load = ctx.loader.run(url, ctx.scale.page_clients, ctx.scale.duration, headers)
-                    row.update(rps=load.rps, p50_ms=load.p50_ms, p99_ms=load.p99_ms,
-                               p99_over_p50=load.p99_ms / load.p50_ms if load.p50_ms else None,
-                               status=check.status, type=check.headers.get("content-type", "").split(";")[0],
-                               bytes=check.size, errors=load.errors)
-                    _say(table, system, f"{load.rps:9.0f} req/s  p50 {load.p50_ms:.2f} ms  p99 {load.p99_ms:.2f} ms")
+        for fmt, accept in (("html", HTML), ("json", JSON)):
+            for suffix, coding in CODINGS:
+                table = f"page-{size}-{fmt}{suffix}"
+                headers = {**accept, **coding}
+                for system in ctx.systems:
+                    with ctx.measuring(table, system, {}) as row:
+                        url = system.page_url(project)
+                        check = fetch(url, headers)
+                        load = ctx.loader.run(url, ctx.scale.page_clients, ctx.scale.duration, headers)
+                        row.update(rps=load.rps, p50_ms=load.p50_ms, p99_ms=load.p99_ms,
+                                   p99_over_p50=load.p99_ms / load.p50_ms if load.p50_ms else None,
+                                   status=check.status, type=check.headers.get("content-type", "").split(";")[0],
+                                   encoding=check.headers.get("content-encoding", "identity"),
+                                   bytes=check.size, errors=load.errors)
+                        _say(table, system, f"{load.rps:9.0f} req/s  p50 {load.p50_ms:.2f} ms  "
+                                            f"p99 {load.p99_ms:.2f} ms  {check.size} B {row['encoding']}")
 
 
 def conditional(ctx: Context, run: int) -> None:

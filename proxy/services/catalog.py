@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +17,7 @@ from proxy.health import UpstreamHealth
 from proxy.merge import Source
 from proxy.names import is_valid_project_name
 from proxy.negotiate import JSON_V1
+from proxy.pagecache import CachedProjectList
 from proxy.services.downloads import Download, Downloader
 from proxy.services.index import IndexService, Rendered, rendered
 from proxy.services.public import CacheState, PublicIndex
@@ -65,7 +66,9 @@ class Catalog:
         self.upstreams = upstreams
         self._reserved = reserved
         self._executor = executor
-        self._root_pages: dict[str, tuple[tuple[Any, ...], Rendered]] = {}
+        # Per content type: the version of the two name lists it renders, and the (shared) render.
+        self._root_pages: dict[str, tuple[tuple[Any, ...], asyncio.Future[Rendered]]] = {}
+        self._merged: tuple[tuple[Any, ...], asyncio.Future[list[str]]] | None = None
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
@@ -119,7 +122,10 @@ class Catalog:
         return self.upstreams.files.usage.pinned((name, filename))
 
     async def root_page(self, content_type: str) -> ServedPage:
-        """Private projects, plus upstream's list when configured; re-rendered when either changes."""
+        """Private projects, plus upstream's list when configured; re-rendered when either changes.
+
+        Upstream's list may hold 600,000 names: merging and rendering it take seconds, so both run
+        in the executor, once per version of the two lists, shared by concurrent requests."""
         private_stamp, private_names = await self.private.project_names()
         public = None
         state = None
@@ -129,10 +135,41 @@ class Catalog:
         version = (private_stamp, public.fetched_at if public else None)
         cached = self._root_pages.get(content_type)
         if cached is None or cached[0] != version:
-            names = merge.project_names(private_names, public.names if public else (), self._reserved)
-            cached = (version, await self._run(_render_root, names, content_type))
+            cached = (version, self._run_shared(self._render_root(version, private_names, public, content_type)))
             self._root_pages[content_type] = cached
-        return ServedPage(cached[1], source, state)
+        return ServedPage(await _shielded(cached[1]), source, state)
+
+    async def _render_root(self, version: tuple[Any, ...], private: list[str],
+                           public: CachedProjectList | None, content_type: str) -> Rendered:
+        merged = self._merged
+        if merged is None or merged[0] != version:
+            names = self._run(merge.project_names, private, public.names if public else (), self._reserved)
+            merged = (version, self._run_shared(names))
+            self._merged = merged
+        return await self._run(_render_root, await _shielded(merged[1]), content_type)
+
+    async def close(self) -> None:
+        """Wait for root pages still being made (at shutdown): no task outlives the app."""
+        tasks = [task for _, task in self._root_pages.values()] + ([self._merged[1]] if self._merged else [])
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _run_shared(self, work: Awaitable[T]) -> asyncio.Future[T]:
+        """``work`` as a task every request for the same version awaits (never cancelled by one
+        leaving); a failure is not kept, the next request tries again."""
+        task = asyncio.ensure_future(work)
+        task.add_done_callback(self._forget_failure)
+        return task
+
+    def _forget_failure(self, task: asyncio.Future[Any]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            self._root_pages = {k: v for k, v in self._root_pages.items() if v[1] is not task}
+            if self._merged is not None and self._merged[1] is task:
+                self._merged = None
+
+
+async def _shielded(task: asyncio.Future[T]) -> T:
+    """Await a shared task: a request cancelled meanwhile leaves it running for the others."""
+    return await asyncio.shield(task)
 
 
 def _render_root(names: list[str], content_type: str) -> Rendered:

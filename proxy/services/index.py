@@ -9,7 +9,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from proxy import render
+from proxy import compression, render
 from proxy.models import PrivateProject
 from proxy.negotiate import JSON_V1, TEXT_HTML
 from proxy.pagefiles import RenderedPages
@@ -20,15 +20,39 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
-    """A page as sent: bytes plus the validator that lets clients revalidate cheaply."""
+    """A page as sent: its bytes and, when that pays, a gzip copy, each with its own strong ETag
+    (RFC 9110 8.8.3: representations that differ in content coding differ in validator)."""
 
     body: bytes
     content_type: str
     etag: str
+    gzip: bytes | None = None
+    gzip_etag: str = ""
+
+    @property
+    def weight(self) -> int:
+        """Bytes held in memory."""
+        return len(self.body) + len(self.gzip or b"")
+
+
+def _etag(body: bytes) -> str:
+    return f'"{hashlib.sha256(body).hexdigest()[:32]}"'
 
 
 def rendered(body: bytes, content_type: str) -> Rendered:
-    return Rendered(body, content_type, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
+    """The page ``body`` with its validator and its gzip copy, compressed now. Blocking for a big
+    page (about 35 ms per MB): run it in the executor."""
+    return rendered_as(body, content_type, compression.gzipped(body))
+
+
+def rendered_as(body: bytes, content_type: str, packed: bytes | None) -> Rendered:
+    """The page ``body`` with the gzip copy ``packed`` made earlier (None: it does not pay)."""
+    return Rendered(body, content_type, _etag(body), packed, _etag(packed) if packed is not None else "")
+
+
+def _kind(content_type: str) -> str:
+    """Name of a page's rendering in ``pagefiles``; its gzip copy is ``<kind>-gzip``."""
+    return "json" if content_type == JSON_V1 else "html"
 
 
 def _render(project: PrivateProject, content_type: str) -> bytes:
@@ -72,25 +96,41 @@ class IndexService:
         return stamp, project
 
     async def page(self, name: str, content_type: str) -> Rendered | None:
-        """The project's simple page in ``content_type``, rendered once per index change: kept in
-        memory, and on disk so that a restart or another worker reads it instead of rendering."""
+        """The project's simple page in ``content_type``, rendered and compressed once per index
+        change: kept in memory, and on disk so that a restart or another worker reads it instead."""
         stamp = self._storage.index_stamp(name)
         if stamp is None:
             return None
         cached = self._pages.get((name, content_type))
         if cached is not None and cached[0] == stamp:
             return cached[1]
-        kind = "json" if content_type == JSON_V1 else "html"
-        body = await self._run(self._files.read, name, stamp.token, kind)
-        if body is None:
+        page = await self._run(self._stored, name, stamp.token, content_type)
+        if page is None:
             loaded = await self._load(name)
             if loaded is None:
                 return None
             stamp, project = loaded
-            body = await self._run(_render, project, content_type)
-            await self._run(self._files.write, name, stamp.token, kind, body)
-        page = rendered(body, content_type)
+            page = await self._run(self._render_and_store, project, stamp.token, content_type)
         self._pages[(name, content_type)] = (stamp, page)
+        return page
+
+    def _stored(self, name: str, token: str, content_type: str) -> Rendered | None:
+        """The page as rendered on disk for this index version; a missing gzip copy is made again."""
+        kind = _kind(content_type)
+        body = self._files.read(name, token, kind)
+        if body is None:
+            return None
+        packed = self._files.read(name, token, f"{kind}-gzip")
+        if packed is None and (packed := compression.gzipped(body)) is not None:
+            self._files.write(name, token, f"{kind}-gzip", packed)
+        return rendered_as(body, content_type, packed)
+
+    def _render_and_store(self, project: PrivateProject, token: str, content_type: str) -> Rendered:
+        page = rendered(_render(project, content_type), content_type)
+        kind = _kind(content_type)
+        if page.gzip is not None:  # first: a reader that finds the page finds its copy too
+            self._files.write(project.name, token, f"{kind}-gzip", page.gzip)
+        self._files.write(project.name, token, kind, page.body)
         return page
 
     async def prerender(self, name: str) -> None:

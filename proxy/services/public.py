@@ -87,7 +87,7 @@ class PublicIndex:
             _RECORD_BUDGET, lambda r: 1000 + _FILE_WEIGHT * (len(r.page.files) if r.page else 0)
         )
         self._rendered: LruCache[tuple[str, str, str], Rendered] = LruCache(
-            rendered_budget, lambda r: len(r.body) + 200
+            rendered_budget, lambda r: r.weight + 200
         )
         self._retry_at: dict[Hashable, float] = {}
         self._flights = SingleFlight()
@@ -272,7 +272,7 @@ def _log_store_failure(task: asyncio.Future[None]) -> None:
 
 
 def _render(record: CachedPage, content_type: str) -> Rendered:
-    """Blocking (a big page takes milliseconds): run in the executor."""
+    """The page and its gzip copy. Blocking (a big page takes milliseconds): run in the executor."""
     assert record.page is not None
     model = render.proxied_index_page(record.page)
     body = render.project_json(model) if content_type == JSON_V1 else render.project_html(model)

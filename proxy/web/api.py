@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from proxy.names import normalize
+from proxy.web import redirects
 from proxy.web.keys import JSON_API, SETTINGS
 from proxy.web.simple import source_headers
 
@@ -23,7 +24,7 @@ async def project_json(request: web.Request) -> web.Response:
     if raw != name:
         route = "json_version" if version else "json_project"
         parts = {"project": name, **({"version": version} if version else {})}
-        raise web.HTTPMovedPermanently(request.app.router[route].url_for(**parts))
+        raise redirects.moved(request, route, **parts)
     body, source, cache = await request.app[JSON_API].document(name, version, repository_base_url(request))
     headers = {"Cache-Control": "max-age=0, must-revalidate",
                **source_headers(source.value, cache.value if cache else None)}

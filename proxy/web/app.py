@@ -40,6 +40,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[middlewares.request_context, middlewares.domain_errors])
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app.on_response_prepare.append(middlewares.add_request_id)
     app.cleanup_ctx.append(_executor)
     app.cleanup_ctx.append(_auth_executor)
     app.cleanup_ctx.append(_services)
@@ -61,6 +62,11 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/pypi/{project}/json/", api.project_json)
     router.add_get("/pypi/{project}/{version}/json", api.project_json, name="json_version")
     router.add_get("/pypi/{project}/{version}/json/", api.project_json)
+    # After the JSON API's routes, which these would shadow: /pypi/<p>/json is not a release.
+    router.add_get("/pypi/{project}/", ui.release, name="release_project")
+    router.add_get("/pypi/{project}", ui.release)
+    router.add_get("/pypi/{project}/{version}/", ui.release, name="release_version")
+    router.add_get("/pypi/{project}/{version}", ui.release)
     router.add_get("/-/health", ops.health, name="health")
     router.add_get("/-/metrics", ops.metrics, name="metrics")
     router.add_get("/", ui.home, name="ui_home")
@@ -68,6 +74,8 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/-/projects/{project}/", ui.project, name="ui_project")
     router.add_get("/-/projects/{project}", ui.project)
     router.add_get("/-/status", ui.status, name="ui_status")
+    router.add_get("/help/", ui.help_page, name="ui_help")
+    router.add_get("/help", ui.help_page)
 
 
 async def _executor(app: web.Application) -> AsyncIterator[None]:
@@ -133,8 +141,9 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
             upstreams = Upstreams(index, files, downloader, wheel_metadata, upstream_settings.list_projects,
                                   upstream.health, masked(upstream.base))
             log.info("upstream_ready", url=masked(upstream.base), reserved=list(upstream_settings.reserved))
-        app[CATALOG] = Catalog(app[INDEX], app[STORAGE], upstreams, upstream_settings.reserved, executor)
-        app[JSON_API] = JsonApiService(app[CATALOG], executor)
+        app[CATALOG] = catalog = Catalog(app[INDEX], app[STORAGE], upstreams, upstream_settings.reserved, executor)
+        stack.push_async_callback(catalog.close)
+        app[JSON_API] = JsonApiService(catalog, executor)
         yield
 
 

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 import structlog
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
 
 from proxy.names import check_safe_filename, content_type_for, normalize
 from proxy.services.downloads import CHUNK, Download
+from proxy.web import redirects
 from proxy.web.keys import CATALOG, EXECUTOR
 from proxy.web.simple import source_headers
 
@@ -27,9 +28,7 @@ async def distribution(request: web.Request) -> web.StreamResponse:
     raw_project, filename = request.match_info["project"], request.match_info["filename"]
     name = normalize(raw_project)
     if raw_project != name:
-        raise web.HTTPMovedPermanently(
-            request.app.router["file"].url_for(project=name, filename=filename)
-        )
+        raise redirects.moved(request, "file", project=name, filename=filename)
     check_safe_filename(filename)
     catalog = request.app[CATALOG]
     with catalog.pinned(name, filename):  # not evicted from the cache while being sent
@@ -40,19 +39,37 @@ async def distribution(request: web.Request) -> web.StreamResponse:
             **source_headers(served.source.value, served.cache.value if served.cache else None),
         }
         if served.path is not None:
-            response = _SentInHandler(served.path, headers=headers)
-            try:
-                await response.prepare(request)  # sends the whole file (sendfile)
-            except ConnectionError:
-                log.info("client_went_away", filename=filename)
-            return response
+            return await send_file(request, served.path, headers)
         assert served.download is not None
         return await follow(request, served.download, headers)
 
 
-class _SentInHandler(web.FileResponse):
-    """A FileResponse sent while the handler still runs (so the cache pin covers the sending);
-    aiohttp's own prepare after the handler returns is then a no-op."""
+async def send_file(request: web.Request, path: Path, headers: dict[str, str]) -> web.StreamResponse:
+    """A complete, verified file, sent now (sendfile, Range, conditional GET)."""
+    response = _SentInHandler(path, headers=headers)
+    try:
+        await response.prepare(request)
+    except ConnectionError:
+        log.info("client_went_away", filename=path.name)
+    return response
+
+
+class ExactFile(web.FileResponse):
+    """A FileResponse that sends this file's own bytes, whatever the request's Accept-Encoding.
+
+    aiohttp's looks for a ``<file>.gz`` / ``<file>.br`` neighbour and sends that instead, with
+    Content-Encoding: next to a cached ``legacy-1.0.tar`` that is ``legacy-1.0.tar.gz``, another
+    distribution. A distribution is served as the bytes the listing hashes (STANDARDS H5).
+    """
+
+    def _get_file_path_stat_encoding(self, accept_encoding: str) -> tuple[Path | None, os.stat_result, None]:
+        path, st, _ = super()._get_file_path_stat_encoding("")  # accepts no coding: the file itself
+        return path, st, None
+
+
+class _SentInHandler(ExactFile):
+    """Sent while the handler still runs (so the cache pin covers the sending); aiohttp's own
+    prepare after the handler returns is then a no-op."""
 
     async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
         if self.prepared:
@@ -67,8 +84,11 @@ async def follow(request: web.Request, download: Download, headers: dict[str, st
     file as complete: with a Content-Length it gets too few bytes, when chunked no final chunk.
     """
     await download.started  # an upstream error here is still a clean 502/504
-    if request.method == "HEAD":
-        return web.FileResponse(await download.result, headers=headers)
+    if request.method == "HEAD" or (download.expected_size is None and request.version < HttpVersion11):
+        # HTTP/1.0 has no chunks: without a length its response ends by closing the connection,
+        # as a broken one does, so the client could not tell a corrupt file from a complete one
+        # (H5). It gets the file once verified; a failed download is then a clean 502.
+        return await send_file(request, await download.result, headers)
     loop = asyncio.get_running_loop()
     executor = request.app[EXECUTOR]
     handle = await _open_following(download, executor)

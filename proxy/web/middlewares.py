@@ -41,21 +41,28 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return web.Response(status=status, reason=_reason_phrase(message), text=message + "\n", headers=headers)
 
 
+def request_id_of(request: BaseRequest) -> str:
+    """This request's id: the client's X-Request-ID when sane, else a new random one (kept)."""
+    request_id = request.get(REQUEST_ID)
+    if request_id is None:
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else os.urandom(8).hex()
+        request[REQUEST_ID] = request_id
+    return request_id
+
+
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bind a request id (taken from X-Request-ID when sane) to every log line of this request."""
-    incoming = request.headers.get("X-Request-ID", "")
-    request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else os.urandom(8).hex()
-    request[REQUEST_ID] = request_id
+    """Bind the request id to every log line of this request."""
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=request_id)
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        exc.headers["X-Request-ID"] = request_id
-        raise
-    response.headers["X-Request-ID"] = request_id
-    return response
+    structlog.contextvars.bind_contextvars(request_id=request_id_of(request))
+    return await handler(request)
+
+
+async def add_request_id(request: web.Request, response: StreamResponse) -> None:
+    """``on_response_prepare``: the id goes on every response as its headers are sent, also on those
+    a handler sends itself (files, sliced pages) and on aiohttp's own (404, 405, 500)."""
+    response.headers["X-Request-ID"] = request_id_of(request)
 
 
 @web.middleware
@@ -123,6 +130,7 @@ class AccessLogger(AbstractAccessLogger):
             ms=round(duration * 1000, 2),
             cache=cache,
             source=response.headers.get("X-Proxy-Source"),
+            encoding=response.headers.get("Content-Encoding"),
             remote=request.remote,
         )
         if isinstance(request, web.Request):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from proxy import compression
 from proxy.names import normalize
 from proxy.negotiate import choose_content_type
 from proxy.services.catalog import ServedPage
+from proxy.services.index import Rendered
+from proxy.web import redirects
 from proxy.web.keys import CATALOG
 
 # Pages change whenever someone publishes; clients revalidate each time (a 304 is cheap),
@@ -19,25 +22,45 @@ PAGE_CACHE_CONTROL = "max-age=0, must-revalidate, public"
 SLICE = 64 * 1024
 
 
+# Every page is negotiated by format (PEP 691) and by content coding: caches must key on both.
+VARY = "Accept, Accept-Encoding"
+
+
+def representations(page: Rendered, accept_encoding: str | None) -> list[tuple[bytes, str, str | None]]:
+    """(body, ETag, Content-Encoding) of the page's representations this request may get, best first:
+    the gzip copy when there is one and it is accepted, then the plain bytes (always acceptable)."""
+    plain = (page.body, page.etag, None)
+    if page.gzip is not None and compression.accepts_gzip(accept_encoding):
+        return [(page.gzip, page.gzip_etag, compression.GZIP), plain]
+    return [plain]
+
+
 async def page_response(request: web.Request, served: ServedPage) -> web.StreamResponse:
-    page = served.page
+    """A rendered page, gzip-coded when accepted. A 304 answers an If-None-Match naming any
+    representation this request may get (a cache revalidating the plain copy it holds gets a 304
+    for it, with that copy's ETag); otherwise the best one is sent. HEAD sends its headers."""
+    choices = representations(served.page, request.headers.get("Accept-Encoding"))
     headers = {
-        "ETag": page.etag,
-        "Vary": "Accept",
+        "Vary": VARY,
         "Cache-Control": PAGE_CACHE_CONTROL,
         **source_headers(served.source.value, served.cache.value if served.cache else None),
     }
-    if etag_matches(request.headers.get("If-None-Match"), page.etag):
-        return web.Response(status=304, headers=headers)
-    headers["Content-Type"] = page.content_type
-    if len(page.body) <= SLICE or request.method == "HEAD":
-        return web.Response(body=page.body, headers=headers)
+    if_none_match = request.headers.get("If-None-Match")
+    for _, etag, _ in choices:
+        if etag_matches(if_none_match, etag):
+            return web.Response(status=304, headers={**headers, "ETag": etag})
+    body, etag, coding = choices[0]
+    headers.update({"ETag": etag, "Content-Type": served.page.content_type})
+    if coding is not None:
+        headers["Content-Encoding"] = coding
+    if len(body) <= SLICE or request.method == "HEAD":
+        return web.Response(body=body, headers=headers)
     response = web.StreamResponse(headers=headers)
-    response.content_length = len(page.body)
+    response.content_length = len(body)
     await response.prepare(request)
-    body = memoryview(page.body)
-    for start in range(0, len(body), SLICE):
-        await response.write(body[start:start + SLICE])
+    view = memoryview(body)
+    for start in range(0, len(view), SLICE):
+        await response.write(view[start:start + SLICE])
     await response.write_eof()
     return response
 
@@ -65,10 +88,10 @@ async def project(request: web.Request) -> web.StreamResponse:
     name = normalize(raw)
     if raw != name or not request.path.endswith("/"):
         # PEP 503: clients may request any spelling; the canonical URL is normalised with a slash.
-        raise web.HTTPMovedPermanently(request.app.router["simple_project"].url_for(project=name))
+        raise redirects.moved(request, "simple_project", project=name)
     content_type = choose_content_type(request.headers.get("Accept"))
     return await page_response(request, await request.app[CATALOG].page(name, content_type))
 
 
 async def root_redirect(request: web.Request) -> web.Response:
-    raise web.HTTPMovedPermanently(request.app.router["simple_root"].url_for())
+    raise redirects.moved(request, "simple_root")

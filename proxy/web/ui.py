@@ -11,8 +11,11 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from proxy import ui, uirender, uistatus
+from proxy.filecache import Key
+from proxy.models import IndexPage
 from proxy.names import matches_any, normalize
 from proxy.services import browse
+from proxy.web import redirects
 from proxy.web.keys import CATALOG, EXECUTOR, SETTINGS
 from proxy.web.ops import cache_figures, probe_writable
 
@@ -40,28 +43,37 @@ async def home(request: web.Request) -> web.Response:
     _, private = await catalog.private.project_names()
     up = catalog.upstreams
     return await _respond(
-        request, "home.html", ui.home_view, _site(request), len(private),
-        len(browse.cached_projects(up)) if up else 0, up.files.usage.total_bytes if up else 0,
-        up.files.max_size if up else None, up.url if up else None,
+        request, "home.html", _home_view, _site(request), len(private), browse.cached_keys(up),
+        up.files.usage.total_bytes if up else 0, up.files.max_size if up else None, up.url if up else None,
     )
+
+
+def _home_view(site: ui.Site, private: int, cached: list[Key], *args: Any) -> ui.HomeView:
+    """Blocking, O(cached files): runs in the executor."""
+    return ui.home_view(site, private, len(browse.cached_projects(cached)), *args)
 
 
 async def projects(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
     reserved = request.app[SETTINGS].upstream.reserved
     _, private = await catalog.private.project_names()
-    cached = browse.cached_projects(catalog.upstreams) if catalog.upstreams else set()
-    site = _site(request)
-    everything = ui.listed_projects(site, private, cached, reserved)
     query, page = request.query.get("q", ""), ui.page_number(request.query.get("page"))
-    return await _respond(request, "projects.html", ui.projects_view, site, everything, query, page, reserved)
+    return await _respond(request, "projects.html", _projects_view, _site(request), private,
+                          browse.cached_keys(catalog.upstreams), reserved, query, page)
+
+
+def _projects_view(site: ui.Site, private: list[str], cached: list[Key], reserved: tuple[str, ...],
+                   query: str, page: int) -> ui.ProjectsView:
+    """Blocking, O(projects + cached files): runs in the executor."""
+    everything = ui.listed_projects(site, private, browse.cached_projects(cached), reserved)
+    return ui.projects_view(site, everything, query, page, reserved)
 
 
 async def project(request: web.Request) -> web.Response:
     raw = request.match_info["project"]
     name = normalize(raw)
     if raw != name or not request.path.endswith("/"):
-        raise web.HTTPMovedPermanently(request.app.router["ui_project"].url_for(project=name))
+        raise redirects.moved(request, "ui_project", project=name)
     catalog, site = request.app[CATALOG], _site(request)
     private = await catalog.private.project(name)
     if private is not None:
@@ -72,8 +84,29 @@ async def project(request: web.Request) -> web.Response:
     if up is None or page is None:
         return await _respond(request, "not_found.html", ui.not_found_view, site, name, status=404,
                               reserved=reserved, upstream_enabled=up is not None)
-    return await _respond(request, "project.html", ui.cached_project_view, site, page,
-                          browse.cached_files(up, name), reserved)
+    return await _respond(request, "project.html", _cached_project_view, site, page,
+                          browse.cached_keys(up), reserved)
+
+
+def _cached_project_view(site: ui.Site, page: IndexPage, cached: list[Key], reserved: bool) -> ui.ProjectView:
+    """Blocking, O(cached files): runs in the executor."""
+    return ui.cached_project_view(site, page, browse.cached_files(cached, page.name), reserved)
+
+
+async def release(request: web.Request) -> web.Response:
+    """``/pypi/<project>/`` and ``/pypi/<project>/<version>/``: the URLs the JSON API's
+    ``package_url``/``release_url`` hold and publishing tools print lead to the project's page,
+    at the release when one is named."""
+    version = request.match_info.get("version")
+    fragment = ui.release_anchor(version) if version else ""
+    name = normalize(request.match_info["project"])
+    raise redirects.found(request, "ui_project", project=name, fragment=fragment)
+
+
+async def help_page(request: web.Request) -> web.Response:
+    if not request.path.endswith("/"):
+        raise redirects.moved(request, "ui_help")
+    return await _respond(request, "help.html", ui.help_view, _site(request))
 
 
 async def status(request: web.Request) -> web.Response:

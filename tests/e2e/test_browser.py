@@ -126,3 +126,17 @@ def test_phone_without_javascript(browser: Any, server: Server, published: Dist,
     assert server.simple in page.locator("#install-line").inner_text()
     assert png_width(shoot(page, shots, "project-phone")) == PHONE["width"] * 2
     context.close()
+
+
+def test_a_release_url_opens_that_release(browser: Any, server: Server, published: Dist) -> None:
+    """The JSON API's release_url (/pypi/<p>/<v>/) leads to the project page with that release,
+    closed by default as an older one, opened; the help page explains a refused re-upload."""
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    page.goto(server.url + "/pypi/Browser_Demo/1.1.0/")
+    page.wait_for_url("**/-/projects/browser-demo/#release-1.1")
+    assert page.locator("#release-1\\.1").get_attribute("open") is not None
+    assert page.locator("#release-1\\.1 summary").inner_text().startswith("1.1.0")
+    page.goto(server.url + "/help/#file-name-reuse")
+    assert page.locator("#file-name-reuse h2").is_visible()
+    context.close()
