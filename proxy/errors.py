@@ -77,3 +77,12 @@ class InvalidUpstreamResponse(UpstreamError):
 
 class IntegrityError(UpstreamError):
     """An upstream file's bytes do not match the hash or size its listing gave; it was discarded."""
+
+
+class UpstreamCircuitOpen(UpstreamUnavailable):
+    """Upstream has been failing since ``since`` (unix time): it is not asked until a probe succeeds."""
+
+    def __init__(self, message: str, since: float | None, last_error: str | None) -> None:
+        super().__init__(message)
+        self.since = since
+        self.last_error = last_error
