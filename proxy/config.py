@@ -182,7 +182,7 @@ class UpstreamSettings:
     project_list_fresh_for: float = _setting(86400.0, _seconds)
     reserved: tuple[str, ...] = _setting((), _name_patterns)
     # Resilience (issue 11): bounds on what a slow or failing upstream can cost a client.
-    stale_timeout: float = _setting(1.0, _seconds)
+    stale_timeout: float = _setting(0.5, _seconds)
     page_deadline: float = _setting(10.0, _seconds)
     project_list_deadline: float = _setting(120.0, _seconds)
     download_min_rate: int | None = _setting(1024, _optional_size)

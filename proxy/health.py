@@ -57,12 +57,20 @@ class CircuitBreaker:
         self.consecutive_failures = 0
         self.openings = 0
         self.last_error: str | None = None
+        self._answered = False
 
     @property
     def closed(self) -> bool:
         return self.state is BreakerState.CLOSED
 
+    @property
+    def answering(self) -> bool:
+        """Whether upstream is known to answer right now: its last index request in this process
+        succeeded (False before the first one)."""
+        return self._answered and self.consecutive_failures == 0
+
     def succeeded(self) -> None:
+        self._answered = True
         self.consecutive_failures = 0
         if not self.closed:
             down_s = self._clock() - (self.since or self._clock())

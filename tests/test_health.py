@@ -62,6 +62,18 @@ def test_a_late_success_while_open_closes_without_a_probe() -> None:
     assert breaker.closed
 
 
+def test_upstream_is_answering_after_a_success_until_the_next_failure() -> None:
+    """What decides whether a request for a stale page waits for upstream at all."""
+    breaker = CircuitBreaker(5, Clock())
+    assert not breaker.answering, "not known before the first answer"
+    breaker.succeeded()
+    assert breaker.answering
+    breaker.failed("refused")
+    assert not breaker.answering and breaker.closed
+    breaker.succeeded()
+    assert breaker.answering
+
+
 def test_threshold_zero_never_opens() -> None:
     breaker = CircuitBreaker(0, Clock())
     for _ in range(100):

@@ -42,12 +42,13 @@ async def index_for(upstream_settings: Callable[..., Settings], tmp_path: Path) 
     opened: list[tuple[PublicIndex, Upstream, PageCache, ThreadPoolExecutor]] = []
     loop = asyncio.get_running_loop()
 
-    async def make(clock: Clock, **upstream: Any) -> PublicIndex:
+    async def make(clock: Clock, pages: str | None = None, **upstream: Any) -> PublicIndex:
+        """``pages``: the page cache's directory name, shared by indexes given the same one."""
         settings = upstream_settings(upstream).upstream
         up = Upstream(settings, Upstream.new_session(settings))
         up.health = UpstreamHealth(breaker=CircuitBreaker(settings.breaker_threshold, clock), clock=clock)
         executor = ThreadPoolExecutor(2)
-        cache = await loop.run_in_executor(executor, PageCache, tmp_path / f"pages{len(opened)}", 2**24)
+        cache = await loop.run_in_executor(executor, PageCache, tmp_path / (pages or f"pages{len(opened)}"), 2**24)
         index = PublicIndex(up, cache, executor, settings, 2**20, clock=clock)
         opened.append((index, up, cache, executor))
         return index
@@ -88,7 +89,7 @@ async def test_a_page_is_fresh_for_fresh_for_then_revalidated(index_for: MakeInd
                                                               fake_upstream: FakeUpstream) -> None:
     """STANDARDS G3 / D2: within fresh_for upstream is not asked; after it, If-None-Match."""
     clock = Clock()
-    index = await index_for(clock, fresh_for=60)
+    index = await index_for(clock, fresh_for=60, stale_timeout=5)
     assert (await index.lookup("demo"))[1] is CacheState.MISS
     clock.now = 1059.9
     assert (await index.lookup("demo"))[1] is CacheState.HIT
@@ -114,6 +115,8 @@ async def test_upstreams_404_is_remembered_for_not_found_for(index_for: MakeInde
 
 async def test_after_a_failure_upstream_is_not_asked_for_retry_after_error(index_for: MakeIndex,
                                                                            fake_upstream: FakeUpstream) -> None:
+    """Also: once a request failed, the next ones do not wait for upstream (their refresh runs in
+    the background); a refresh that succeeds lands in the cache."""
     clock = Clock()
     index = await index_for(clock, fresh_for=10, retry_after_error=30, retries=0)
     await index.lookup("demo")
@@ -121,10 +124,17 @@ async def test_after_a_failure_upstream_is_not_asked_for_retry_after_error(index
     for now, asked in ((1010.0, 2), (1039.9, 2), (1040.0, 3)):
         clock.now = now
         assert (await index.lookup("demo"))[1] is CacheState.STALE
+        await until(lambda: page_requests(fake_upstream) == asked)
         assert page_requests(fake_upstream) == asked, now
     fake_upstream.bad.page_status = None
     clock.now = 1070.0
-    assert (await index.lookup("demo"))[1] is CacheState.REVALIDATED
+    assert (await index.lookup("demo"))[1] is CacheState.STALE  # upstream is not known to answer
+
+    async def landed() -> bool:
+        return (await index.lookup("demo"))[1] is CacheState.HIT
+
+    await until(landed)
+    assert (await index.lookup("demo"))[0].fetched_at == 1070.0
 
 
 # The stale bound -------------------------------------------------------------------------------------
@@ -172,6 +182,29 @@ async def test_while_one_refresh_is_overdue_other_stale_pages_are_answered_at_on
     await until(lambda: page_requests(fake_upstream, "dep") == 2)  # its refresh started all the same
 
 
+@pytest.mark.parametrize("before", ["nothing", "a failure"])
+async def test_nobody_waits_for_an_upstream_not_known_to_answer(index_for: MakeIndex, fake_upstream: FakeUpstream,
+                                                               before: str) -> None:
+    """Before upstream answered in this process (a restart during an outage), or after its last
+    request failed, a cached page is served at once and refreshed in the background."""
+    clock = Clock()
+    first = await index_for(clock, "pages", fresh_for=10, stale_timeout=0.5, retries=0)
+    await first.lookup("demo")
+    await first.lookup("dep")
+    await until(lambda: not first._writes)  # on disk
+    # "nothing": a new process on the same cache, as after a restart
+    index = await index_for(clock, "pages", fresh_for=10, stale_timeout=0.5, retries=0) if before == "nothing" else first
+    clock.now = 1010.0
+    if before == "a failure":
+        fake_upstream.bad.page_status = 503
+        assert (await index.lookup("demo"))[1] is CacheState.STALE
+    fake_upstream.bad.page_status = None
+    fake_upstream.bad.page_stall = "hang"
+    (_, state), waited = await timed(index.lookup("dep"))
+    assert state is CacheState.STALE and waited < 0.1
+    await until(lambda: page_requests(fake_upstream, "dep") == 2)  # refreshed in the background
+
+
 async def test_the_project_list_is_served_stale_within_the_bound(index_for: MakeIndex,
                                                                   fake_upstream: FakeUpstream) -> None:
     clock = Clock()
@@ -191,7 +224,7 @@ async def test_breaker_opens_serves_stale_without_asking_fails_cold_at_once_and_
         index_for: MakeIndex, fake_upstream: FakeUpstream) -> None:
     clock = Clock()
     index = await index_for(clock, fresh_for=10, retry_after_error=0, retries=0, breaker_threshold=2,
-                            breaker_probe_every=0.05)
+                            breaker_probe_every=0.05, stale_timeout=5)
     health = index._health
     await index.lookup("demo")
     await index.lookup("dep")
@@ -199,7 +232,7 @@ async def test_breaker_opens_serves_stale_without_asking_fails_cold_at_once_and_
     clock.now = 1010.0
     for name in ("demo", "dep"):  # failures of different projects add up
         assert (await index.lookup(name))[1] is CacheState.STALE
-    assert health.breaker.state is BreakerState.OPEN
+    await until(lambda: not health.breaker.closed)  # the second one failed in the background
     assert health.breaker.since == 1010.0 and health.breaker.openings == 1
     asked = health.fetches["page"]
 
@@ -217,7 +250,7 @@ async def test_breaker_opens_serves_stale_without_asking_fails_cold_at_once_and_
     clock.now = 1030.0
     await until(lambda: health.breaker.closed)
     assert health.breaker.since == 1030.0 and health.fetches["probe"] >= 1
-    assert (await index.lookup("demo"))[1] is CacheState.REVALIDATED
+    assert (await index.lookup("demo"))[1] is CacheState.REVALIDATED  # the probe's answer: waited for
     fake_upstream.add(Dist("never-cached", "1.0"))
     assert (await index.lookup("never-cached"))[1] is CacheState.MISS
 

@@ -4,7 +4,10 @@ Freshness rules, per project:
 - fresh (younger than ``fresh_for``, or ``not_found_for`` for a 404): served from cache;
 - older: revalidated upstream with If-None-Match / If-Modified-Since (304 renews it). The client
   waits for that at most ``stale_timeout`` seconds, then gets the cached copy while the refresh
-  goes on in the background (stale-while-revalidate) and updates the cache when it ends;
+  goes on in the background (stale-while-revalidate) and updates the cache when it ends. It does
+  not wait at all unless upstream is known to answer right now (its last index request here
+  succeeded) and no other refresh is already late: a failing or hanging upstream costs an
+  install at most one bound, once;
 - upstream fails (connection, timeout, 5xx, unreadable page): the cached page is served however
   old (stale-if-error), and upstream is not asked again for ``retry_after_error`` seconds;
 - nothing cached: the client waits for upstream, at most ``page_deadline`` seconds, and gets
@@ -108,7 +111,7 @@ class PublicIndex:
         )
         self._retry_at: dict[Hashable, float] = {}
         self._flights = SingleFlight()
-        self._overdue: set[Hashable] = set()  # refreshes running longer than stale_timeout
+        self._overdue: set[Hashable] = set()  # refreshes running longer than their wait bound
         self._writes: set[asyncio.Future[None]] = set()
         self._project_list: CachedProjectList | None = None
         self._probe: asyncio.Task[None] | None = None
@@ -183,19 +186,27 @@ class PublicIndex:
 
     async def _within_bound(self, key: Hashable, work: Callable[[], Awaitable[tuple[T, CacheState]]],
                             cached: T) -> tuple[T, CacheState]:
-        """Join or start the refresh ``key``; give it ``stale_timeout`` seconds (none while another
-        refresh is overdue: upstream is slow right now), then answer ``cached``, stale."""
-        task = self._flights.start(key, lambda: self._timed(key, work()))
-        bound = 0.0 if self._overdue else self._settings.stale_timeout
+        """Join or start the refresh ``key``; wait for it ``_stale_wait()`` seconds at most, then
+        answer ``cached``, stale (the refresh goes on)."""
+        bound = self._stale_wait()
+        task = self._flights.start(key, lambda: self._timed(key, work(), bound))
         try:
             return await asyncio.wait_for(asyncio.shield(task), bound)
         except asyncio.TimeoutError:
-            log.warning("upstream_slow_stale_served", key=str(key), waited_s=bound)
+            if bound:
+                log.warning("upstream_slow_stale_served", key=str(key), waited_s=bound)
             return cached, CacheState.STALE
 
-    async def _timed(self, key: Hashable, work: Awaitable[T]) -> T:
-        """Run ``work``, marked overdue while it runs past the stale bound."""
-        handle = asyncio.get_running_loop().call_later(self._settings.stale_timeout, self._overdue.add, key)
+    def _stale_wait(self) -> float:
+        """``stale_timeout`` while upstream answers and no refresh is late (it is slow right
+        now), else 0: nobody waits for an upstream that is not known to answer."""
+        if self._overdue or not self._breaker.answering:
+            return 0.0
+        return self._settings.stale_timeout
+
+    async def _timed(self, key: Hashable, work: Awaitable[T], bound: float) -> T:
+        """Run ``work``, marked overdue while it runs past ``bound``."""
+        handle = asyncio.get_running_loop().call_later(bound, self._overdue.add, key)
         try:
             return await work
         finally:
