@@ -37,6 +37,7 @@ import structlog
 from proxy import render
 from proxy.config import UpstreamSettings
 from proxy.errors import InvalidUpstreamResponse, ProjectNotFound, ProxyError, UpstreamCircuitOpen, UpstreamError
+from proxy.flights import SingleFlight, retrieved
 from proxy.lru import LruCache
 from proxy.negotiate import JSON_V1
 from proxy.models import IndexPage, iso_z
@@ -64,32 +65,6 @@ class CacheState(enum.Enum):
     MISS = "miss"  # fetched from upstream now
     REVALIDATED = "revalidated"  # upstream said 304
     STALE = "stale"  # upstream failed, was too slow, or is not asked (open circuit): an older copy
-
-
-class SingleFlight:
-    """Concurrent calls with one key share one owned task; cancelling a caller never cancels it."""
-
-    def __init__(self) -> None:
-        self._tasks: dict[Hashable, asyncio.Task[Any]] = {}
-
-    def start(self, key: Hashable, work: Callable[[], Awaitable[T]]) -> asyncio.Task[T]:
-        """The task in flight for ``key``, or a new one running ``work()``."""
-        task = self._tasks.get(key)
-        if task is None:
-            task = asyncio.ensure_future(work())
-            self._tasks[key] = task
-            task.add_done_callback(lambda _: self._tasks.pop(key, None))
-            task.add_done_callback(_retrieved)  # its waiters may all be gone
-        return task
-
-    async def run(self, key: Hashable, work: Callable[[], Awaitable[T]]) -> T:
-        result: T = await asyncio.shield(self.start(key, work))
-        return result
-
-    async def close(self) -> None:
-        for task in list(self._tasks.values()):
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
 
 class PublicIndex:
@@ -194,7 +169,8 @@ class PublicIndex:
             return await asyncio.wait_for(asyncio.shield(task), bound)
         except asyncio.TimeoutError:
             if bound:
-                log.warning("upstream_slow_stale_served", key=str(key), waited_s=bound)
+                log.warning("upstream_slow_stale_served", page=key[-1] if isinstance(key, tuple) else key,
+                            waited_s=bound)
             return cached, CacheState.STALE
 
     def _stale_wait(self) -> float:
@@ -295,6 +271,7 @@ class PublicIndex:
             self._probe_name = name
         if not self._breaker.closed and (self._probe is None or self._probe.done()):
             self._probe = asyncio.ensure_future(self._probe_until_closed())
+            self._probe.add_done_callback(retrieved)
 
     async def _probe_until_closed(self) -> None:
         """Ask upstream every ``breaker_probe_every`` seconds (one attempt, within the page
@@ -385,11 +362,6 @@ def _unusable_as_error(parse: Callable[..., T], *args: Any) -> T:
         raise
     except Exception as exc:  # noqa: BLE001 - e.g. RecursionError (deep JSON), ValueError (a bad URL)
         raise InvalidUpstreamResponse(f"upstream sent an unreadable page: {type(exc).__name__}: {exc}") from None
-
-
-def _retrieved(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # retrieved: a refresh whose waiters are gone must not log "never retrieved"
 
 
 def _render(record: CachedPage, content_type: str) -> Rendered:
