@@ -62,6 +62,7 @@ class Misbehaviour:
     # "hang_body" sends the headers, then nothing; "trickle" sends one byte every trickle_every s.
     page_stall: str | None = None
     file_stall: str | None = None
+    list_stall: str | None = None  # the project list (root page) only
     trickle_every: float = 0.2
     page_body: bytes | None = None  # answer every page 200 with these bytes as PEP 691 JSON (garbage)
 
@@ -162,7 +163,7 @@ class FakeUpstream:
 
     async def _root(self, request: web.Request) -> web.StreamResponse:
         if (refusal := await self._misbehave(request, self.bad.page_status, self.bad.redirect_pages_to,
-                                             self.bad.page_stall)) is not None:
+                                             self.bad.list_stall or self.bad.page_stall)) is not None:
             return refusal
         names = sorted(self.project_names.values(), key=_normalize)
         if self._wants_json(request):

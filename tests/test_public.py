@@ -217,6 +217,23 @@ async def test_the_project_list_is_served_stale_within_the_bound(index_for: Make
     assert (stale, state) == (fresh, CacheState.STALE) and 0.2 <= waited < 0.5
 
 
+async def test_a_long_project_list_refresh_does_not_make_pages_stop_waiting(
+        index_for: MakeIndex, fake_upstream: FakeUpstream) -> None:
+    """Upstream's project list is huge (PyPI's: tens of MB): its refresh running past the bound
+    says nothing about upstream being slow, so pages are still revalidated while it runs."""
+    clock = Clock()
+    index = await index_for(clock, list_projects=True, project_list_fresh_for=10, fresh_for=10,
+                            stale_timeout=0.2)
+    await index.project_list()
+    await index.lookup("demo")
+    fake_upstream.bad.list_stall = "hang"
+    clock.now = 1010.0
+    (_, state), waited = await timed(index.project_list())
+    assert state is CacheState.STALE and waited >= 0.2
+    await asyncio.sleep(0.1)  # time passes: the list's refresh runs well past the bound
+    assert (await index.lookup("demo"))[1] is CacheState.REVALIDATED
+
+
 # The circuit breaker ---------------------------------------------------------------------------------
 
 

@@ -160,11 +160,12 @@ class PublicIndex:
         return now - record.fetched_at < ttl
 
     async def _within_bound(self, key: Hashable, work: Callable[[], Awaitable[tuple[T, CacheState]]],
-                            cached: T) -> tuple[T, CacheState]:
+                            cached: T, *, telling: bool = True) -> tuple[T, CacheState]:
         """Join or start the refresh ``key``; wait for it ``_stale_wait()`` seconds at most, then
-        answer ``cached``, stale (the refresh goes on)."""
+        answer ``cached``, stale (the refresh goes on). A ``telling`` refresh that runs late
+        tells that upstream is slow right now (not so a huge project list)."""
         bound = self._stale_wait()
-        task = self._flights.start(key, lambda: self._timed(key, work(), bound))
+        task = self._flights.start(key, (lambda: self._timed(key, work(), bound)) if telling else work)
         try:
             return await asyncio.wait_for(asyncio.shield(task), bound)
         except asyncio.TimeoutError:
@@ -316,7 +317,8 @@ class PublicIndex:
             return record, CacheState.STALE
         if record is None:
             return await self._flights.run("projects", lambda: self._refresh_project_list(None))
-        return await self._within_bound("projects", lambda: self._refresh_project_list(record), record)
+        return await self._within_bound("projects", lambda: self._refresh_project_list(record), record,
+                                        telling=False)
 
     async def _load_project_list(self) -> CachedProjectList | None:
         return self._project_list or await self._run(self._cache.project_list)
