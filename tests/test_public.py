@@ -145,16 +145,16 @@ async def test_a_slow_revalidation_is_cut_short_and_lands_in_the_cache_later(
     """Stale-while-revalidate: the client waits stale_timeout, then gets the cached copy; the one
     refresh (shared by later requests) goes on and its answer becomes the cached page."""
     clock = Clock()
-    index = await index_for(clock, fresh_for=10, stale_timeout=0.2)
+    index = await index_for(clock, fresh_for=10, stale_timeout=0.6)
     first, _ = await index.lookup("demo")
     fake_upstream.add(Dist("demo", "1.1"))
-    fake_upstream.bad.delay = 0.6
+    fake_upstream.bad.delay = 1.2
     clock.now = 1010.0
     (record, state), waited = await timed(index.lookup("demo"))
     assert state is CacheState.STALE and record == first
-    assert 0.2 <= waited < 0.5
+    assert 0.6 <= waited < 1.1
     (record, state), waited = await timed(index.lookup("demo"))  # the refresh is overdue: no wait
-    assert state is CacheState.STALE and waited < 0.1
+    assert state is CacheState.STALE and waited < 0.3
 
     async def landed() -> bool:
         return (await index.lookup("demo"))[1] is CacheState.HIT
@@ -170,15 +170,15 @@ async def test_while_one_refresh_is_overdue_other_stale_pages_are_answered_at_on
         index_for: MakeIndex, fake_upstream: FakeUpstream) -> None:
     """A hanging upstream costs one stale_timeout, not one per project."""
     clock = Clock()
-    index = await index_for(clock, fresh_for=10, stale_timeout=0.3, page_deadline=5)
+    index = await index_for(clock, fresh_for=10, stale_timeout=0.6, page_deadline=5)
     await index.lookup("demo")
     await index.lookup("dep")
     fake_upstream.bad.page_stall = "hang"
     clock.now = 1010.0
     (_, state), waited = await timed(index.lookup("demo"))
-    assert state is CacheState.STALE and 0.3 <= waited < 0.6
+    assert state is CacheState.STALE and 0.6 <= waited < 1.1
     (_, state), waited = await timed(index.lookup("dep"))
-    assert state is CacheState.STALE and waited < 0.1
+    assert state is CacheState.STALE and waited < 0.3
     await until(lambda: page_requests(fake_upstream, "dep") == 2)  # its refresh started all the same
 
 
@@ -188,12 +188,12 @@ async def test_nobody_waits_for_an_upstream_not_known_to_answer(index_for: MakeI
     """Before upstream answered in this process (a restart during an outage), or after its last
     request failed, a cached page is served at once and refreshed in the background."""
     clock = Clock()
-    first = await index_for(clock, "pages", fresh_for=10, stale_timeout=0.5, retries=0)
+    first = await index_for(clock, "pages", fresh_for=10, stale_timeout=0.6, retries=0)
     await first.lookup("demo")
     await first.lookup("dep")
     await until(lambda: not first._writes)  # on disk
     # "nothing": a new process on the same cache, as after a restart
-    index = await index_for(clock, "pages", fresh_for=10, stale_timeout=0.5, retries=0) if before == "nothing" else first
+    index = await index_for(clock, "pages", fresh_for=10, stale_timeout=0.6, retries=0) if before == "nothing" else first
     clock.now = 1010.0
     if before == "a failure":
         fake_upstream.bad.page_status = 503
@@ -201,20 +201,20 @@ async def test_nobody_waits_for_an_upstream_not_known_to_answer(index_for: MakeI
     fake_upstream.bad.page_status = None
     fake_upstream.bad.page_stall = "hang"
     (_, state), waited = await timed(index.lookup("dep"))
-    assert state is CacheState.STALE and waited < 0.1
+    assert state is CacheState.STALE and waited < 0.3
     await until(lambda: page_requests(fake_upstream, "dep") == 2)  # refreshed in the background
 
 
 async def test_the_project_list_is_served_stale_within_the_bound(index_for: MakeIndex,
                                                                   fake_upstream: FakeUpstream) -> None:
     clock = Clock()
-    index = await index_for(clock, list_projects=True, project_list_fresh_for=10, stale_timeout=0.2)
+    index = await index_for(clock, list_projects=True, project_list_fresh_for=10, stale_timeout=0.6)
     fresh, state = await index.project_list()
     assert state is CacheState.MISS and fresh is not None and fresh.names == ("demo", "dep")
     fake_upstream.bad.page_stall = "trickle"
     clock.now = 1010.0
     (stale, state), waited = await timed(index.project_list())
-    assert (stale, state) == (fresh, CacheState.STALE) and 0.2 <= waited < 0.5
+    assert (stale, state) == (fresh, CacheState.STALE) and 0.6 <= waited < 1.1
 
 
 async def test_a_long_project_list_refresh_does_not_make_pages_stop_waiting(
@@ -223,13 +223,13 @@ async def test_a_long_project_list_refresh_does_not_make_pages_stop_waiting(
     says nothing about upstream being slow, so pages are still revalidated while it runs."""
     clock = Clock()
     index = await index_for(clock, list_projects=True, project_list_fresh_for=10, fresh_for=10,
-                            stale_timeout=0.2)
+                            stale_timeout=0.6)
     await index.project_list()
     await index.lookup("demo")
     fake_upstream.bad.list_stall = "hang"
     clock.now = 1010.0
     (_, state), waited = await timed(index.project_list())
-    assert state is CacheState.STALE and waited >= 0.2
+    assert state is CacheState.STALE and waited >= 0.6
     await asyncio.sleep(0.1)  # time passes: the list's refresh runs well past the bound
     assert (await index.lookup("demo"))[1] is CacheState.REVALIDATED
 
@@ -255,7 +255,7 @@ async def test_breaker_opens_serves_stale_without_asking_fails_cold_at_once_and_
 
     clock.now = 1020.0
     (_, state), waited = await timed(index.lookup("demo"))
-    assert state is CacheState.STALE and waited < 0.05
+    assert state is CacheState.STALE and waited < 0.3
     with pytest.raises(UpstreamCircuitOpen) as failure:
         await index.lookup("never-cached")
     assert failure.value.since == 1010.0 and "503" in str(failure.value.last_error)
@@ -282,7 +282,7 @@ async def test_a_stale_copy_is_revalidated_without_retries_a_cold_page_with_them
     fake_upstream.bad.page_status = 503
     clock.now = 1010.0
     (_, state), waited = await timed(index.lookup("demo"))
-    assert state is CacheState.STALE and waited < 0.15
+    assert state is CacheState.STALE and waited < 0.3
     assert page_requests(fake_upstream) == 2
     with pytest.raises(UpstreamUnavailable, match="503"):
         await index.lookup("dep")

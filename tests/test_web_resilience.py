@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,7 +39,7 @@ GARBAGE = {"garbage-json": b"<html>not json", "garbage-shape": b"[1, 2]",
            "garbage-api-version": b'{"meta": {"api-version": "2.0"}, "files": []}'}
 # Small bounds, so that no test waits long: a stall is cut at the stale bound (a copy is cached)
 # or at the page deadline (nothing is), both well below the idle read timeout.
-BOUNDS = {"stale_timeout": 0.4, "page_deadline": 1.0, "read_timeout": 4, "fresh_for": 0,
+BOUNDS = {"stale_timeout": 0.6, "page_deadline": 1.5, "read_timeout": 4, "fresh_for": 0,
           "retry_after_error": 0}
 
 
@@ -94,7 +95,7 @@ async def test_a_cached_page_is_answered_within_the_stale_bound_whatever_upstrea
     if failure in QUICK:
         assert waited < 0.3
     else:
-        assert 0.4 <= waited < 0.9  # the stale bound, not the page deadline (1 s) nor read_timeout (4 s)
+        assert 0.6 <= waited < 1.2  # the stale bound, not the page deadline (1.5 s) nor read_timeout (4 s)
 
     async def counted() -> bool:
         return bool((await health(client))["upstream"]["breaker"]["consecutive_failures"] == 1)
@@ -104,15 +105,15 @@ async def test_a_cached_page_is_answered_within_the_stale_bound_whatever_upstrea
 
 async def test_the_background_refresh_updates_the_cache_when_it_lands(
         aiohttp_client: Any, upstream_settings: MakeSettings, fake_upstream: FakeUpstream) -> None:
-    client = await start_client(aiohttp_client, upstream_settings({**BOUNDS, "stale_timeout": 0.2}))
+    client = await start_client(aiohttp_client, upstream_settings(BOUNDS))
     await get_page(client, "demo")
     fake_upstream.add(Dist("demo", "1.1"))
-    fake_upstream.bad.delay = 0.6  # slower than the bound, but it answers
+    fake_upstream.bad.delay = 1.2  # slower than the bound, but it answers
     stale, body, waited = await get_page(client, "demo")
     assert stale.headers["X-Proxy-Cache"] == "stale" and json.loads(body)["versions"] == ["1.0"]
-    assert waited < 0.5
+    assert 0.6 <= waited < 1.1
     again, body, waited = await get_page(client, "demo")  # joins the refresh in flight
-    assert again.headers["X-Proxy-Cache"] == "stale" and waited < 0.15
+    assert again.headers["X-Proxy-Cache"] == "stale" and waited < 0.3
     assert fake_upstream.requests["/simple/demo/"] == 2
 
     async def landed() -> bool:
@@ -139,7 +140,7 @@ async def test_an_uncached_page_fails_clearly_within_the_page_deadline(
     assert response.status == status
     assert body.startswith(b"Upstream ") and b"nothing is cached" in body
     if status == 504:
-        assert 1.0 <= waited < 1.8 and b"within 1 s" in body
+        assert 1.5 <= waited < 2.5 and b"within 1.5 s" in body
     else:
         assert waited < 0.5
 
@@ -179,9 +180,9 @@ async def test_breaker_opens_after_consecutive_failures_and_a_probe_closes_it(
 
     page_fetches = opened['pypi_proxy_upstream_requests_total{kind="page"}']
     stale, _, waited = await get_page(client, "dep")
-    assert stale.headers["X-Proxy-Cache"] == "stale" and waited < 0.1
-    cold, body, waited = await get_page(client, "never-cached")
-    assert cold.status == 502 and waited < 0.1
+    assert stale.headers["X-Proxy-Cache"] == "stale" and waited < 0.3
+    cold, body, waited = await get_page(client, "never-cached")  # no retries (0.6 s of pauses)
+    assert cold.status == 502 and waited < 0.3
     assert b"is failing since " + breaker["since"][:19].encode() in body
     assert (await metrics(client))['pypi_proxy_upstream_requests_total{kind="page"}'] == page_fetches
     assert fake_upstream.requests["/simple/never-cached/"] == 0
@@ -206,7 +207,7 @@ async def test_a_refusing_upstream_costs_no_retries_once_the_breaker_is_open(
     _, _, second = await get_page(client, "b")
     assert first >= 0.6 and second >= 0.6
     response, _, third = await get_page(client, "c")
-    assert response.status == 502 and third < 0.1
+    assert response.status == 502 and third < 0.3
 
 
 async def test_shutdown_does_not_wait_for_a_hanging_refresh(
@@ -232,7 +233,7 @@ async def test_the_root_page_lists_upstreams_projects_from_a_stale_list_within_t
     started = time.monotonic()
     stale = await client.get("/pypi/simple/", headers={"Accept": PIP_ACCEPT})
     assert stale.headers["X-Proxy-Cache"] == "stale" and await stale.read() == await fresh.read()
-    assert time.monotonic() - started < 0.9
+    assert time.monotonic() - started < 1.2
 
 
 # Files ---------------------------------------------------------------------------------------------------
@@ -257,7 +258,7 @@ async def test_a_stalled_download_is_abandoned_within_bounds(
             await response.read()
     else:
         assert response.status == 504
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 2.5
     body = await health(client)
     assert "download_min_rate" in body["upstream"]["last_error"] if stall == "trickle" else "timed out" in \
         body["upstream"]["last_error"]
@@ -281,16 +282,20 @@ async def test_a_full_disk_during_a_download_is_507_and_not_an_upstream_failure(
     await get_page(client, "big")
     real_write = proxy.services.downloads._write
     writes = 0
+    headers_seen = threading.Event()
 
-    def write(handle: Any, hasher: Any, chunk: bytes) -> None:
+    def write(handle: Any, hasher: Any, chunk: bytes) -> None:  # runs in the executor's thread
         nonlocal writes
         writes += 1
         if writes >= at_write:
+            if at_write > 1:  # fail once the client has the response's headers
+                assert headers_seen.wait(10)
             raise OSError(code, os.strerror(code))
         real_write(handle, hasher, chunk)
 
     monkeypatch.setattr(proxy.services.downloads, "_write", write)
     response = await client.get(f"/pypi/files/big/{wheel.filename}")
+    headers_seen.set()
     if at_write == 1:  # nothing sent yet: a clean answer
         assert response.status == 507 and "disk is full" in await response.text()
     else:  # the response had started: it breaks off
