@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchkit import plan, report, scen_http, scen_tools, tree
+from benchkit import scen_stale
 from benchkit.context import Context
 from benchkit.load import Loader
 from benchkit.procs import BenchError, install_signal_handlers
@@ -42,6 +43,7 @@ SCENARIOS: dict[str, Callable[[Context, int], None]] = {
     "herd": scen_http.herd,
     "install": scen_tools.install,
     "scale": scen_tools.scale,
+    "stale": scen_stale.stale,
 }
 PEERS = ("proxpi", "devpi")
 

@@ -105,6 +105,13 @@ def _seconds(key: str, value: Any) -> float:
     return float(value)
 
 
+def _positive_seconds(key: str, value: Any) -> float:
+    seconds = _seconds(key, value)
+    if not seconds:
+        raise ConfigError(key, "expected a number of seconds > 0")
+    return seconds
+
+
 def _count(key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(key, f"expected an integer >= 0, got {value!r}")
@@ -174,6 +181,13 @@ class UpstreamSettings:
     list_projects: bool = _setting(False, _boolean)
     project_list_fresh_for: float = _setting(86400.0, _seconds)
     reserved: tuple[str, ...] = _setting((), _name_patterns)
+    # Resilience (issue 11): bounds on what a slow or failing upstream can cost a client.
+    stale_timeout: float = _setting(0.5, _seconds)
+    page_deadline: float = _setting(10.0, _seconds)
+    project_list_deadline: float = _setting(120.0, _seconds)
+    download_min_rate: int | None = _setting(1024, _optional_size)
+    breaker_threshold: int = _setting(5, _count)
+    breaker_probe_every: float = _setting(5.0, _positive_seconds)
 
 
 @dataclass(frozen=True)

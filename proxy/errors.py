@@ -191,3 +191,12 @@ def _file_in_the_way(path: str) -> str | None:
         if os.path.lexists(candidate) and not os.path.isdir(candidate):
             return candidate
     return None
+
+
+class UpstreamCircuitOpen(UpstreamUnavailable):
+    """Upstream has been failing since ``since`` (unix time): it is not asked until a probe succeeds."""
+
+    def __init__(self, message: str, since: float | None, last_error: str | None) -> None:
+        super().__init__(message)
+        self.since = since
+        self.last_error = last_error

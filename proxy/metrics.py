@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.health import UpstreamHealth
+from proxy.health import BreakerState, UpstreamFigures
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds; from a sendfile of a cached page to a cold download of a large wheel.
@@ -82,7 +82,7 @@ def _family(name: str, kind: str, text: str, samples: Iterable[tuple[str, float]
     return lines
 
 
-def render(metrics: Metrics, upstream: UpstreamHealth | None, gauges: Mapping[str, tuple[str, float]]) -> str:
+def render(metrics: Metrics, upstream: UpstreamFigures | None, gauges: Mapping[str, tuple[str, float]]) -> str:
     """The exposition text; ``gauges`` maps a metric name to (help text, value)."""
     lines: list[str] = []
     lines += _family("pypi_proxy_requests_total", "counter", "HTTP requests by route, method and status.", (
@@ -109,15 +109,30 @@ def render(metrics: Metrics, upstream: UpstreamHealth | None, gauges: Mapping[st
         (_labels(kind=kind, outcome=outcome), count) for (kind, outcome), count in sorted(metrics.cache.items())
     ))
     if upstream is not None:
-        lines += _family("pypi_proxy_upstream_requests_total", "counter", "Requests made to the upstream index.", (
-            (_labels(kind=kind), count) for kind, count in sorted(upstream.fetches.items())
-        ))
-        lines += _family("pypi_proxy_upstream_errors_total", "counter",
-                         "Upstream requests that failed (after retries), by kind.", (
-            (_labels(kind=kind), count) for kind, count in sorted(upstream.errors.items())
-        ))
-        lines += _family("pypi_proxy_upstream_up", "gauge", "1 unless the last upstream request failed.",
-                         [("", 0 if upstream.state == "failing" else 1)])
+        lines += _upstream_lines(upstream)
     for name, (text, value) in sorted(gauges.items()):
         lines += _family(name, "gauge", text, [("", value)])
     return "\n".join(lines) + "\n"
+
+
+def _upstream_lines(upstream: UpstreamFigures) -> list[str]:
+    lines = _family("pypi_proxy_upstream_requests_total", "counter", "Requests made to the upstream index.", (
+        (_labels(kind=kind), count) for kind, count in sorted(upstream.fetches.items())
+    ))
+    lines += _family("pypi_proxy_upstream_errors_total", "counter",
+                     "Upstream requests that failed (after retries), by kind.", (
+        (_labels(kind=kind), count) for kind, count in sorted(upstream.errors.items())
+    ))
+    lines += _family("pypi_proxy_upstream_up", "gauge", "1 unless the last upstream request failed.",
+                     [("", 1 if upstream.up else 0)])
+    lines += _family("pypi_proxy_upstream_breaker_state", "gauge",
+                     "Server processes whose upstream circuit breaker is in this state (1 per process).", (
+        (_labels(state=state.value), upstream.breaker_states[state.value]) for state in BreakerState
+    ))
+    lines += _family("pypi_proxy_upstream_breaker_openings_total", "counter",
+                     "Times the upstream circuit breaker opened (upstream failing for every project).",
+                     [("", upstream.breaker_openings)])
+    lines += _family("pypi_proxy_cache_write_failures_total", "counter",
+                     "Upstream pages or files that could not be cached by a local storage failure (a full disk).",
+                     [("", upstream.storage_failures)])
+    return lines

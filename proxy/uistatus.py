@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.health import UpstreamHealth
+from proxy.health import BreakerState, UpstreamHealth
 from proxy.ui import Site, ago, human_bytes, percent, when
 
 
@@ -18,6 +18,14 @@ class UpstreamStatus:
     last_failure: str
     fetches: tuple[tuple[str, int, int], ...]  # (kind, fetches, errors)
     recent_errors: tuple[tuple[str, str, str], ...]  # (when, kind, message), newest first
+    breaker: str  # "closed", "open" or "half-open"
+    breaker_badge: str  # the badge's class: ok, failing, unknown
+    breaker_since: str
+    breaker_failures: str  # "2 of 5 consecutive failures" (before it opens)
+    breaker_openings: int
+    breaker_error: str | None
+    storage_failures: int  # caching upstream data failed locally (a full disk): not upstream's fault
+    last_storage_failure: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,15 +46,24 @@ class StatusView:
     gauges: tuple[Gauge, ...]
 
 
+_BREAKER_BADGES = {BreakerState.CLOSED: "ok", BreakerState.OPEN: "failing", BreakerState.HALF_OPEN: "unknown"}
+
+
 def upstream_status(health: UpstreamHealth, url: str, now: float) -> UpstreamStatus:
     def moment(at: float | None) -> str:
         return f"{when(at)} ({ago(at, now)})" if at is not None else "never"
 
     kinds = sorted(set(health.fetches) | set(health.errors))
+    breaker = health.breaker
+    storage = health.last_storage_failure
     return UpstreamStatus(
         url, health.state, moment(health.last_success), moment(health.last_failure),
         tuple((kind, health.fetches[kind], health.errors[kind]) for kind in kinds),
         tuple((when(e.at), e.kind, e.message) for e in reversed(health.recent_errors)),
+        breaker.state.value, _BREAKER_BADGES[breaker.state], moment(breaker.since),
+        f"{breaker.consecutive_failures} of {breaker.threshold}" if breaker.threshold else "never opens",
+        breaker.openings, breaker.last_error, health.storage_failures,
+        f"{moment(storage.at)}: {storage.message}" if storage else None,
     )
 
 

@@ -16,8 +16,8 @@ from yarl import URL
 
 from proxy import __version__
 from proxy.config import UpstreamSettings
-from proxy.errors import InvalidUpstreamResponse, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from proxy.health import UpstreamHealth
+from proxy.errors import InvalidUpstreamResponse, UpstreamTimeout, UpstreamUnavailable
+from proxy.health import CircuitBreaker, UpstreamHealth
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -32,6 +32,7 @@ MAX_PROJECT_LIST_BYTES = 512 * 1024**2
 MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _RETRY_PAUSE = 0.2  # seconds before the first retry; doubled for each next one
+_RATE_WINDOW_S = 30.0  # the download rate's window when read_timeout is 0 (no idle timeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +71,10 @@ def masked(url: URL) -> str:
 class Upstream:
     """Fetches pages (with revalidation) and streams files from the configured upstream index.
 
-    No ``raise_for_status``: 304 and 404 are normal answers here. Connection errors, timeouts and
-    5xx are retried, then raised as UpstreamUnavailable/UpstreamTimeout.
+    No ``raise_for_status``: 304 and 404 are normal answers here. Connection errors and 5xx are
+    retried, then raised as UpstreamUnavailable; timeouts and deadlines as UpstreamTimeout.
+    Every wait is bounded: the connect and idle read timeouts, a total deadline per page, and a
+    minimum rate for file bodies (a trickle of bytes never trips an idle timeout).
     """
 
     def __init__(self, settings: UpstreamSettings, session: aiohttp.ClientSession) -> None:
@@ -80,7 +83,7 @@ class Upstream:
         self.base = URL(settings.url.rstrip("/") + "/")
         self._origin = self.base.origin()
         self._authorization: str | None = None
-        self.health = UpstreamHealth()
+        self.health = UpstreamHealth(breaker=CircuitBreaker(settings.breaker_threshold))
         if settings.username or settings.password:
             token = base64.b64encode(f"{settings.username}:{settings.password}".encode()).decode()
             self._authorization = f"Basic {token}"
@@ -98,21 +101,27 @@ class Upstream:
     def project_url(self, name: str) -> URL:
         return self.base / name / ""
 
-    async def fetch_page(self, url: URL, etag: str | None = None, last_modified: str | None = None,
-                         max_bytes: int = MAX_PAGE_BYTES, kind: str = "page") -> PageAnswer:
-        """GET a simple-API page, conditionally when validators are given; 200, 304 or 404."""
+    async def fetch_page(self, url: URL, etag: str | None = None, last_modified: str | None = None, *,
+                         max_bytes: int = MAX_PAGE_BYTES, retries: int | None = None,
+                         deadline: float | None = None) -> PageAnswer:
+        """GET a simple-API page, conditionally when validators are given; 200, 304 or 404.
+
+        ``retries`` overrides the configured count; ``deadline`` (seconds, 0 or None: none) bounds
+        the whole fetch, retries and body included, so a trickling upstream cannot hold it
+        forever: past it, UpstreamTimeout. The caller counts the outcome (``health.attempt``).
+        """
         headers = {"Accept": PAGE_ACCEPT}
         if etag:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
+        fetch = self._retry(lambda: self._fetch_page_once(url, headers, max_bytes), retries)
+        if not deadline:
+            return await fetch
         try:
-            answer = await self._retry(lambda: self._fetch_page_once(url, headers, max_bytes))
-        except UpstreamError as exc:
-            self.health.failed(kind, exc)
-            raise
-        self.health.succeeded(kind)
-        return answer
+            return await asyncio.wait_for(fetch, deadline)
+        except asyncio.TimeoutError:  # wait_for's own: inner timeouts arrive as UpstreamTimeout
+            raise UpstreamTimeout(f"upstream did not send {masked(url)} within {deadline:g} s") from None
 
     async def _fetch_page_once(self, url: URL, headers: dict[str, str], max_bytes: int) -> PageAnswer:
         started = time.monotonic()
@@ -142,8 +151,13 @@ class Upstream:
                 raise InvalidUpstreamResponse(f"upstream has no file at {masked(response.url)}")
             if response.status != 200:
                 raise InvalidUpstreamResponse(f"upstream answered {response.status} for {masked(response.url)}")
-            with _mapped_errors(target):
-                yield response
+            guard = _RateGuard(response, self._settings.download_min_rate,
+                               self._settings.read_timeout or _RATE_WINDOW_S)
+            try:
+                with _mapped_errors(target):
+                    yield response
+            finally:
+                guard.cancel()
         finally:
             response.release()
 
@@ -176,15 +190,16 @@ class Upstream:
         finally:
             response.release()
 
-    async def _retry(self, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def _retry(self, attempt: Callable[[], Awaitable[T]], retries: int | None = None) -> T:
         """Retry connection errors and 5xx; a timeout is not retried (the client is waiting)."""
-        for number in range(self._settings.retries + 1):
+        retries = self._settings.retries if retries is None else retries
+        for number in range(retries + 1):
             try:
                 return await attempt()
             except UpstreamTimeout:
                 raise
             except UpstreamUnavailable as exc:
-                if number == self._settings.retries:
+                if number == retries:
                     raise
                 log.warning("upstream_retry", error=str(exc), attempt=number + 1)
                 await asyncio.sleep(_RETRY_PAUSE * 2**number)
@@ -240,6 +255,36 @@ async def _page_answer(response: aiohttp.ClientResponse, max_bytes: int) -> Page
         200, str(response.url), bytes(body), response.headers.get("Content-Type", ""),
         response.headers.get("ETag"), response.headers.get("Last-Modified"),
     )
+
+
+class _RateGuard:
+    """Abandons a response body that arrives slower than ``rate`` bytes/s, judged over each
+    ``window`` seconds (the idle read timeout catches silence; this catches a trickle). The
+    reader then gets UpstreamTimeout; no rate (None or 0) means no guard."""
+
+    def __init__(self, response: aiohttp.ClientResponse, rate: int | None, window: float) -> None:
+        self._content = response.content
+        self._quota = (rate or 0) * window
+        self._window = window
+        self._seen = self._content.total_bytes
+        self._handle: asyncio.TimerHandle | None = None
+        if self._quota:
+            self._handle = asyncio.get_running_loop().call_later(window, self._check)
+
+    def _check(self) -> None:
+        received = self._content.total_bytes - self._seen
+        if self._content.is_eof() or self._content.exception() is not None:
+            return
+        if received < self._quota:
+            self._content.set_exception(UpstreamTimeout(
+                f"upstream sent {received} bytes in {self._window:g} s, slower than download_min_rate"))
+            return
+        self._seen = self._content.total_bytes
+        self._handle = asyncio.get_running_loop().call_later(self._window, self._check)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
 
 
 @contextmanager

@@ -4,6 +4,7 @@ tests, speaking PEP 691 JSON, PEP 503 HTML or both, and able to misbehave on req
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import html
 import json
@@ -58,6 +59,13 @@ class Misbehaviour:
     redirect_pages_to: str | None = None  # absolute base URL: 302 to <base><path>
     redirect_files_to: str | None = None
     file_chunk_pause: float = 0.0  # pause between chunks of a file body (a slow download)
+    # Stalls (issue 11), for pages or files: "hang" accepts the request and never answers;
+    # "hang_body" sends the headers, then nothing; "trickle" sends one byte every trickle_every s.
+    page_stall: str | None = None
+    file_stall: str | None = None
+    list_stall: str | None = None  # the project list (root page) only
+    trickle_every: float = 0.2
+    page_body: bytes | None = None  # answer every page 200 with these bytes as PEP 691 JSON (garbage)
 
 
 @dataclass
@@ -80,6 +88,7 @@ class FakeUpstream:
     seen_urls: list[str] = field(default_factory=list)  # path and query of every request
     port: int = 0
     _runner: web.AppRunner | None = None
+    _released: asyncio.Event | None = None  # set by stop: stalled answers end
 
     # Content --------------------------------------------------------------------------------
 
@@ -119,6 +128,7 @@ class FakeUpstream:
     async def start(self) -> None:
         """Listen (again) on the same port, so a proxy configured with ``url`` finds it."""
         self.port = self.port or free_port()
+        self._released = asyncio.Event()
         app = web.Application()
         app.router.add_get("/simple/", self._root)
         app.router.add_get("/simple/{project}/", self._page)
@@ -130,6 +140,8 @@ class FakeUpstream:
 
     async def stop(self) -> None:
         """Go down: connections are refused until ``start`` again."""
+        if self._released is not None:
+            self._released.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -137,12 +149,16 @@ class FakeUpstream:
     # Handlers -------------------------------------------------------------------------------
 
     async def _misbehave(self, request: web.Request, status: int | None,
-                         redirect: str | None) -> web.Response | None:
+                         redirect: str | None, stall: str | None = None) -> web.Response | None:
         self.requests[request.path] += 1
         self.seen_urls.append(request.path_qs)
         self.seen_headers.append(dict(request.headers))
         if self.bad.delay:
             await asyncio.sleep(self.bad.delay)
+        if stall == "hang":
+            assert self._released is not None
+            await self._released.wait()
+            return web.Response(status=503, text="stopped\n")
         if redirect:
             raise web.HTTPFound(redirect + request.path_qs)
         if status is not None:
@@ -155,6 +171,8 @@ class FakeUpstream:
         return JSON_V1 in request.headers.get("Accept", "")
 
     async def _answer(self, request: web.Request, body: bytes, content_type: str) -> web.StreamResponse:
+        if self.bad.page_stall in ("hang_body", "trickle"):  # whatever the validators say
+            return await self._stalled(request, body, content_type, self.bad.page_stall)
         etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
         if request.headers.get("If-None-Match") == etag:
             return web.Response(status=304, headers={"ETag": etag})
@@ -164,7 +182,8 @@ class FakeUpstream:
                                                 "Vary": "Accept"})
 
     async def _root(self, request: web.Request) -> web.StreamResponse:
-        if (refusal := await self._misbehave(request, self.bad.page_status, self.bad.redirect_pages_to)) is not None:
+        if (refusal := await self._misbehave(request, self.bad.page_status, self.bad.redirect_pages_to,
+                                             self.bad.list_stall or self.bad.page_stall)) is not None:
             return refusal
         names = sorted(self.project_names.values(), key=_normalize)
         if self._wants_json(request):
@@ -174,8 +193,11 @@ class FakeUpstream:
         return await self._answer(request, f"<html><body>{anchors}</body></html>".encode(), "text/html")
 
     async def _page(self, request: web.Request) -> web.StreamResponse:
-        if (refusal := await self._misbehave(request, self.bad.page_status, self.bad.redirect_pages_to)) is not None:
+        if (refusal := await self._misbehave(request, self.bad.page_status, self.bad.redirect_pages_to,
+                                             self.bad.page_stall)) is not None:
             return refusal
+        if self.bad.page_body is not None:
+            return web.Response(body=self.bad.page_body, headers={"Content-Type": JSON_V1})
         name = request.match_info["project"]
         if name not in self.projects:
             return web.Response(status=404, text="Not Found\n")
@@ -238,7 +260,8 @@ class FakeUpstream:
         return web.Response(body=body, content_type="application/json")
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
-        if (refusal := await self._misbehave(request, self.bad.file_status, self.bad.redirect_files_to)) is not None:
+        if (refusal := await self._misbehave(request, self.bad.file_status, self.bad.redirect_files_to,
+                                             self.bad.file_stall)) is not None:
             return refusal
         filename = request.match_info["filename"]
         metadata = filename.endswith(".metadata")
@@ -253,6 +276,8 @@ class FakeUpstream:
             body = bytes(b ^ 0xFF for b in body)
         if self.bad.truncate_files:
             return await _truncated(request, body, "application/octet-stream")
+        if self.bad.file_stall in ("hang_body", "trickle"):
+            return await self._stalled(request, body, "application/octet-stream", self.bad.file_stall)
         whole = self.range_content.get(filename, body)
         if self.ranges and (wanted := _byte_range(request.headers.get("Range", ""), len(whole))) is not None:
             self.range_requests[request.path] += 1
@@ -272,6 +297,22 @@ class FakeUpstream:
             if self.bad.file_chunk_pause:
                 await asyncio.sleep(self.bad.file_chunk_pause)
         await response.write_eof()
+        return response
+
+    async def _stalled(self, request: web.Request, body: bytes, content_type: str, how: str) -> web.StreamResponse:
+        """Announce the whole length, then send nothing ("hang_body") or a byte at a time ("trickle")
+        until ``stop``."""
+        assert self._released is not None
+        response = web.StreamResponse(headers={"Content-Type": content_type})
+        response.content_length = len(body)
+        await response.prepare(request)
+        for position in range(len(body) if how == "trickle" else 0):
+            await response.write(body[position:position + 1])
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._released.wait(), self.bad.trickle_every)
+            if self._released.is_set():
+                break
+        await self._released.wait()
         return response
 
 

@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "proxy"
 LAYERS = {
     0: {"proxy", "proxy.errors", "proxy.models", "proxy.names", "proxy.atomic", "proxy.lru",
-        "proxy.health", "proxy.sdnotify", "proxy.runfiles", "proxy.urls"},
+        "proxy.health", "proxy.sdnotify", "proxy.runfiles", "proxy.urls", "proxy.flights"},
     1: {"proxy.config", "proxy.negotiate", "proxy.render", "proxy.distmeta", "proxy.log", "proxy.parse",
         "proxy.merge", "proxy.metrics", "proxy.requirements", "proxy.lockfiles", "proxy.targets",
         "proxy.readme", "proxy.ui", "proxy.uirender", "proxy.uistatus", "proxy.lazywheel", "proxy.jsonapi",

@@ -80,7 +80,8 @@ async def test_fresh_page_is_served_from_cache_then_revalidated_with_etag(
     aiohttp_client: Any, upstream_settings: MakeSettings, fake_upstream: FakeUpstream
 ) -> None:
     """G3 / D2: after the fresh period, If-None-Match; upstream's 304 renews the cached page."""
-    client = await proxy(aiohttp_client, upstream_settings({"fresh_for": 0}))
+    # A healthy upstream's answer is waited for (up to stale_timeout: generous here, for a loaded machine).
+    client = await proxy(aiohttp_client, upstream_settings({"fresh_for": 0, "stale_timeout": 5}))
     first, _ = await json_page(client, "demo")
     second, page = await json_page(client, "demo")
     assert first.headers["X-Proxy-Cache"] == "miss"
@@ -96,7 +97,7 @@ async def test_fresh_page_is_served_from_cache_then_revalidated_with_etag(
 async def test_new_upstream_release_shows_after_the_fresh_period(
     aiohttp_client: Any, upstream_settings: MakeSettings, fake_upstream: FakeUpstream
 ) -> None:
-    client = await proxy(aiohttp_client, upstream_settings({"fresh_for": 0}))
+    client = await proxy(aiohttp_client, upstream_settings({"fresh_for": 0, "stale_timeout": 5}))
     await json_page(client, "demo")
     fake_upstream.add(Dist("demo", "1.1"))
     response, page = await json_page(client, "demo")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,12 @@ PAGE_COLUMNS = (("rps", "req/s", "{:.0f}"), ("p50_ms", "p50 ms", "{:.2f}"), ("p9
                 ("p99_over_p50", "p99/p50", "{:.1f}"), ("status", "status", "{}"), ("type", "content type", "{}"),
                 ("encoding", "coding", "{}"), ("bytes", "bytes", "{:.0f}"), ("errors", "errors", "{:.0f}"))
 RSS = (("peak_rss_mb", "peak RSS MiB", "{:.0f}"), ("largest_process_mb", "largest process MiB", "{:.0f}"))
+STALE_COLUMNS = (("healthy_s", "healthy s", "{:.2f}"), ("refusing_s", "refusing s", "{:.2f}"),
+                 ("refusing_ratio", "× healthy", "{:.2f}×"), ("hanging_s", "hanging s", "{:.2f}"),
+                 ("hanging_ratio", "× healthy", "{:.2f}×"), ("cold_hanging_s", "hanging from start s", "{:.2f}"),
+                 ("cold_hanging_ratio", "× healthy", "{:.2f}×"), ("refusing_stale", "stale pages (refusing)", "{:.0f}"),
+                 ("hanging_stale", "stale pages (hanging)", "{:.0f}"))
+STALE_CASES = {"refusing": "refusing", "hanging": "hanging", "cold_hanging": "hanging from the proxy's start"}
 
 TABLES = (
     Table("page-big-html", "Cached page, big project, HTML", PAGE_COLUMNS + RSS, "rps"),
@@ -53,6 +60,8 @@ TABLES = (
           "seconds"),
     Table("install-uv", "Warm uv pip install --dry-run of the chain", (("seconds", "seconds", "{:.2f}"),) + RSS,
           "seconds"),
+    *(Table(f"stale-{tool}", f"{tool} dry-run of the chain, every page stale: upstream healthy, refusing, hanging",
+            STALE_COLUMNS, None) for tool in ("pip", "uv")),
     Table("scale", "Private projects at scale (proxy only)",
           (("startup_s", "start-up s", "{:.2f}"), ("root_entries", "projects listed", "{:.0f}"),
            ("first_html_ms", "first HTML ms", "{:.1f}"), ("cached_html_ms", "cached HTML ms", "{:.1f}"),
@@ -155,6 +164,7 @@ def checklist(results: Results, reference: str) -> list[dict[str, Any]]:
         item(f"warm {tool} dry-run ≤ 1.2× {reference}",
              None if mine is None or base is None else f"{mine / base:.2f}× ({mine:.2f} s vs {base:.2f} s)",
              None if mine is None or base is None else mine <= 1.2 * base)
+    _stale_items(get, item)
     first, cached = get("scale", "proxy", "first_html_ms"), get("scale", "proxy", "cached_html_ms")
     item("3,000-version page cold render < 50 ms", None if first is None else f"{first:.1f} ms",
          None if first is None else first < 50)
@@ -165,6 +175,18 @@ def checklist(results: Results, reference: str) -> list[dict[str, Any]]:
     item("10,000 private projects: start-up < 3 s", None if startup is None else f"{startup:.2f} s",
          None if startup is None else startup < 3)
     return items
+
+
+def _stale_items(get: Callable[[str, str, str], Any], item: Callable[[str, str | None, bool | None], None]) -> None:
+    """Issue 11: installs from stale pages with a failing upstream within 1.2x of a healthy one."""
+    for tool in ("pip", "uv"):
+        healthy = get(f"stale-{tool}", "proxy", "healthy_s")
+        for case, label in STALE_CASES.items():
+            seconds = get(f"stale-{tool}", "proxy", f"{case}_s")
+            known = seconds is not None and healthy is not None
+            item(f"stale pages, upstream {label}: {tool} dry-run ≤ 1.2× healthy upstream",
+                 f"{seconds / healthy:.2f}× ({seconds:.2f} s vs {healthy:.2f} s)" if known else None,
+                 seconds <= 1.2 * healthy if known else None)
 
 
 def render_checklist(items: list[dict[str, Any]]) -> str:

@@ -197,10 +197,13 @@ class Downloader:
             if not download.committed:
                 await asyncio.shield(self._run(self._cache.discard, handle, spec.project, spec.filename))
             _fail(download, exc)
-            if isinstance(exc, Exception):
+            if isinstance(exc, UpstreamError):
                 self._upstream.health.failed("file", exc)
-            log_event = log.error if isinstance(exc, IntegrityError) else log.warning
-            log_event("upstream_download_failed", project=spec.project, filename=spec.filename,
+            elif isinstance(exc, OSError):  # our disk (full, read-only, failing): not upstream's fault
+                self._upstream.health.storage_failed("file", exc)
+            log_event = log.error if isinstance(exc, (IntegrityError, OSError)) else log.warning
+            log_event("download_storage_failed" if isinstance(exc, OSError) else "upstream_download_failed",
+                      project=spec.project, filename=spec.filename,
                       url=masked(URL(spec.url, encoded=True)), error=str(exc) or type(exc).__name__)
             if not isinstance(exc, Exception):
                 raise  # cancellation (shutdown) goes on up
@@ -239,13 +242,16 @@ class Downloader:
             if length is not None and spec.size is not None and length != spec.size:
                 raise IntegrityError(f"{spec.filename}: upstream sends {length} bytes, listed {spec.size}")
             download.expected_size = spec.size if spec.size is not None else length
-            download.started.set_result(None)
             async for chunk in response.content.iter_chunked(CHUNK):
                 await self._run(_write, handle, hasher, chunk)
                 download.written += len(chunk)
                 if download.expected_size is not None and download.written > download.expected_size:
                     raise IntegrityError(f"{spec.filename}: upstream sent more than {download.expected_size} bytes")
+                if not download.started.done():  # clients start once bytes are on disk: a full
+                    download.started.set_result(None)  # disk or a silent upstream is a clean error
                 download.advanced()
+        if not download.started.done():  # an empty body
+            download.started.set_result(None)
         if download.expected_size is not None and download.written != download.expected_size:
             raise IntegrityError(
                 f"{spec.filename}: upstream sent {download.written} of {download.expected_size} bytes"
@@ -293,6 +299,6 @@ def _write(handle: BinaryIO, hasher: Any, chunk: bytes) -> None:
 def _as_domain_error(exc: BaseException) -> ProxyError:
     if isinstance(exc, ProxyError):
         return exc
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return StorageFull("The disk is full; the file could not be cached.")
     return UpstreamError(f"download abandoned: {exc!r}")

@@ -33,7 +33,7 @@ from proxy.filecache import FileCache
 from proxy.lazywheel import LazyWheelError, Span
 from proxy.names import WHEEL
 from proxy.services.downloads import Downloader, FileSpec
-from proxy.services.public import SingleFlight
+from proxy.flights import SingleFlight
 from proxy.upstream import Upstream
 from proxy.urls import METADATA_SUFFIX
 

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from proxy import metrics as prometheus
 from proxy.atomic import TEMP_PREFIX
+from proxy.health import UpstreamEvent, UpstreamHealth
 from proxy.models import iso_z
 from proxy.services.catalog import Catalog
 from proxy.web import workerstats
@@ -50,28 +51,50 @@ async def cache_figures(catalog: Catalog) -> dict[str, Any]:
     }
 
 
+def _event(event: UpstreamEvent | None) -> dict[str, Any] | None:
+    return {"at": _when(event.at), "kind": event.kind, "error": event.message} if event else None
+
+
+def upstream_health(health: UpstreamHealth, url: str) -> dict[str, Any]:
+    """The ``upstream`` part of /-/health: the last answers, and the circuit breaker."""
+    last_error = health.recent_errors[-1] if health.recent_errors else None
+    breaker = health.breaker
+    return {
+        "url": url,
+        "state": health.state,
+        "last_success": _when(health.last_success),
+        "last_failure": _when(health.last_failure),
+        "last_error": last_error.message if last_error else None,
+        "breaker": {
+            "state": breaker.state.value,
+            "since": _when(breaker.since),
+            "consecutive_failures": breaker.consecutive_failures,
+            "threshold": breaker.threshold,
+            "openings": breaker.openings,
+            "last_error": breaker.last_error,
+        },
+    }
+
+
 async def health(request: web.Request) -> web.Response:
     """200 when storage is writable, else 503; upstream trouble is reported but is not unhealthy:
-    cached pages and files are still served."""
+    cached pages and files are still served. So are failures to cache upstream data locally
+    (``storage.cache_write_failures``, e.g. a full disk), which are never counted against upstream."""
     app = request.app
     loop = asyncio.get_running_loop()
     error = await loop.run_in_executor(app[EXECUTOR], probe_writable, app[SETTINGS].data_dir)
     catalog = app[CATALOG]
     upstreams = catalog.upstreams
     upstream: dict[str, Any] = {"enabled": upstreams is not None}
+    storage: dict[str, Any] = {"writable": error is None, "error": error}
     if upstreams is not None:
-        last_error = upstreams.health.recent_errors[-1] if upstreams.health.recent_errors else None
-        upstream |= {
-            "url": upstreams.url,
-            "state": upstreams.health.state,
-            "last_success": _when(upstreams.health.last_success),
-            "last_failure": _when(upstreams.health.last_failure),
-            "last_error": last_error.message if last_error else None,
-        }
+        upstream |= upstream_health(upstreams.health, upstreams.url)
+        storage |= {"cache_write_failures": upstreams.health.storage_failures,
+                    "last_cache_write_failure": _event(upstreams.health.last_storage_failure)}
     _, private_names = await catalog.private.project_names()
     body = {
         "status": "ok" if error is None else "failing",
-        "storage": {"writable": error is None, "error": error},
+        "storage": storage,
         "upstream": upstream,
         "private_projects": len(private_names),
         "cache": await cache_figures(catalog),
@@ -96,6 +119,6 @@ async def metrics(request: web.Request) -> web.Response:
         }
         if upstreams.files.max_size is not None:
             gauges["pypi_proxy_cache_file_limit_bytes"] = ("The limit of cached public files.", upstreams.files.max_size)
-    counters, health = await workerstats.combined(app)
-    text = prometheus.render(counters, health, gauges)
+    counters, upstream_figures = await workerstats.combined(app)
+    text = prometheus.render(counters, upstream_figures, gauges)
     return web.Response(body=text.encode(), headers={**NO_STORE, "Content-Type": prometheus.CONTENT_TYPE})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,18 +20,19 @@ import structlog
 from aiohttp import web
 
 from proxy.atomic import TEMP_PREFIX
-from proxy.health import UpstreamHealth
+from proxy.health import UpstreamFigures, UpstreamHealth
 from proxy.metrics import Metrics
 from proxy.runfiles import SNAPSHOT_PATTERN, run_dir, snapshot_path
 from proxy.web.keys import CATALOG, EXECUTOR, METRICS, SETTINGS
 
 log = structlog.get_logger(__name__)
 SNAPSHOT_EVERY_S = 1.0
+LIVE_SNAPSHOT_S = 5 * SNAPSHOT_EVERY_S  # a worker whose snapshot is older is taken as gone
 
 
 def _snapshot(metrics: Metrics, health: UpstreamHealth | None) -> dict[str, Any]:
-    upstream = {"fetches": dict(health.fetches), "errors": dict(health.errors)} if health else None
-    return {"metrics": metrics.to_json(), "upstream": upstream}
+    upstream = health.figures().to_json() if health else None
+    return {"metrics": metrics.to_json(), "upstream": upstream, "at": time.time()}
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
@@ -56,28 +58,24 @@ def own_snapshot_path(data_dir: Path) -> Path:
     return snapshot_path(data_dir)
 
 
-async def combined(app: web.Application) -> tuple[Metrics, UpstreamHealth | None]:
-    """This process's counters plus every other worker's last snapshot."""
+async def combined(app: web.Application) -> tuple[Metrics, UpstreamFigures | None]:
+    """This process's counters plus every other worker's last snapshot. Breaker states are per
+    process: those of workers that stopped writing snapshots (gone) are left out."""
     own_metrics, upstreams = app[METRICS], app[CATALOG].upstreams
-    own_health = upstreams.health if upstreams else None
+    figures = upstreams.health.figures() if upstreams else None
     if app[SETTINGS].server.workers <= 1:
-        return own_metrics, own_health
+        return own_metrics, figures
     data_dir = app[SETTINGS].data_dir
     others = await asyncio.get_running_loop().run_in_executor(
         app[EXECUTOR], _read_others, run_dir(data_dir), own_snapshot_path(data_dir))
     total = Metrics()
     total.add(own_metrics.to_json())
-    health = UpstreamHealth() if own_health else None
-    if health and own_health:
-        health.fetches.update(own_health.fetches)
-        health.errors.update(own_health.errors)
-        health.last_success, health.last_failure = own_health.last_success, own_health.last_failure
+    now = time.time()
     for other in others:
         total.add(other["metrics"])
-        if health and other.get("upstream"):
-            health.fetches.update(other["upstream"]["fetches"])
-            health.errors.update(other["upstream"]["errors"])
-    return total, health
+        if figures is not None and other.get("upstream"):
+            figures.add(other["upstream"], live=now - other.get("at", 0.0) < LIVE_SNAPSHOT_S)
+    return total, figures
 
 
 async def snapshots(app: web.Application) -> AsyncIterator[None]:
