@@ -359,8 +359,12 @@ class NotFoundView:
     reason: str
 
 
-def not_found_view(site: Site, name: str, *, reserved: bool, upstream_enabled: bool) -> NotFoundView:
-    if reserved:
+def not_found_view(site: Site, name: str, *, reserved: bool, upstream_enabled: bool,
+                   valid: bool = True) -> NotFoundView:
+    if not valid:
+        reason = ("This is not a valid project name (ASCII letters, digits, '.', '-' and '_', starting and "
+                  "ending with a letter or digit): no project can have it.")
+    elif reserved:
         reason = "This name is reserved for private use: it has no release yet and is never looked up upstream."
     elif upstream_enabled:
         reason = ("No private project has this name, and its upstream listing is not cached. "

@@ -166,9 +166,20 @@ class Upstream:
 
         None when upstream ignores ranges (answers 200 with the whole file: nothing more is read);
         InvalidUpstreamResponse for any other answer or a malformed Content-Range. Credentials
-        and redirects are handled as in ``open_file``.
+        and redirects are handled as in ``open_file``. Bounded like a page: at most ``max_bytes``,
+        within ``page_deadline`` (UpstreamTimeout past it), so a trickling upstream cannot hold it.
         """
-        target = URL(url, encoded=True)
+        deadline = self._settings.page_deadline
+        reading = self._read_range(URL(url, encoded=True), range_header, max_bytes)
+        if not deadline:
+            return await reading
+        try:
+            return await asyncio.wait_for(reading, deadline)
+        except asyncio.TimeoutError:  # wait_for's own: inner timeouts arrive as UpstreamTimeout
+            raise UpstreamTimeout(f"upstream did not send a range of {masked(URL(url, encoded=True))} "
+                                  f"within {deadline:g} s") from None
+
+    async def _read_range(self, target: URL, range_header: str, max_bytes: int) -> RangeAnswer | None:
         headers = {"Accept-Encoding": "identity", "Range": range_header}
         response = await self._retry(lambda: self._open(target, headers, same_origin=False, raw=True))
         try:

@@ -399,6 +399,7 @@ INVALID_NAMES = [  # around the reserved name "internal-tool": an upstream that 
     "internal-tool;x", "internal-tool%20", "%20internal-tool", "-internal-tool", "internal-tool-",
     "internal%E2%80%90tool",  # U+2010 hyphen
     "internal-%C5%BFtool",  # U+017F long s: case-folds to "s" under re.IGNORECASE without re.ASCII
+    "internal-tool%E2%84%AA",  # U+212A Kelvin sign: lower() makes it "k", a valid name it must not become
     "internal-tool%00", "internal%09tool", "internal-tool%3Cscript%3E", "requests-lite;x",
 ]
 
@@ -407,7 +408,8 @@ INVALID_NAMES = [  # around the reserved name "internal-tool": an upstream that 
 async def test_l2_invalid_names_get_404_without_asking_upstream(
         aiohttp_client: Any, upstream_settings: MakeSettings, fake_upstream: FakeUpstream, name: str) -> None:
     client = await start_client(aiohttp_client, upstream_settings({"reserved": ["internal-tool"]}))
-    for path in (f"/pypi/simple/{name}/", f"/pypi/files/{name}/internal_tool-1.0.tar.gz", f"/pypi/{name}/json"):
+    for path in (f"/pypi/simple/{name}/", f"/pypi/files/{name}/internal_tool-1.0.tar.gz", f"/pypi/{name}/json",
+                 f"/-/projects/{name}/", f"/pypi/{name}/"):
         response = await client.get(path, allow_redirects=True)
         assert response.status == 404, path
     assert sum(fake_upstream.requests.values()) == 0, fake_upstream.requests

@@ -199,3 +199,19 @@ async def test_the_api_version_is_what_the_page_fulfils(proxy: TestClient, fake_
 async def test_last_serial_is_kept(proxy: TestClient, fake_upstream: FakeUpstream) -> None:
     fake_upstream.project_keys["demo"] = {"meta": {"api-version": "1.4", "_last-serial": 31337}}
     assert (await page(proxy, "demo"))["meta"] == {"api-version": "1.4", "_last-serial": 31337}
+
+
+@pytest.mark.parametrize("stall", ["hang", "trickle"])
+async def test_b7_a_stalled_upstream_cannot_hold_a_metadata_read(
+        aiohttp_client: Any, upstream_settings: Callable[..., Settings], fake_upstream: FakeUpstream,
+        stall: str) -> None:
+    """Reading ranges is bounded like a page (page_deadline): a hanging or trickling upstream gives
+    a clean 504, not a request held forever."""
+    fake_upstream.add(BIG, metadata=False)
+    proxy = await start_client(aiohttp_client, upstream_settings(
+        {"page_deadline": 1, "read_timeout": 1, "retries": 0}))
+    await page(proxy, "big")
+    fake_upstream.bad.file_stall = stall
+    fake_upstream.bad.trickle_every = 0.05
+    response = await proxy.get(META_URL)
+    assert response.status == 504, await response.text()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.names import normalize
+from proxy.names import validate_project_name
 from proxy.web import redirects
 from proxy.web.keys import JSON_API, SETTINGS
 from proxy.web.simple import source_headers
@@ -20,7 +20,7 @@ def repository_base_url(request: web.Request) -> str:
 async def project_json(request: web.Request) -> web.Response:
     raw = request.match_info["project"]
     version = request.match_info.get("version")
-    name = normalize(raw)
+    name = validate_project_name(raw)
     if raw != name:
         route = "json_version" if version else "json_project"
         parts = {"project": name, **({"version": version} if version else {})}

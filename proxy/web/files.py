@@ -14,7 +14,7 @@ from aiohttp import HttpVersion11, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
 
-from proxy.names import check_safe_filename, content_type_for, normalize
+from proxy.names import check_safe_filename, content_type_for, validate_project_name
 from proxy.services.downloads import CHUNK, Download
 from proxy.web import redirects
 from proxy.web.keys import CATALOG, EXECUTOR
@@ -26,7 +26,7 @@ IMMUTABLE = "max-age=31536000, immutable, public"
 
 async def distribution(request: web.Request) -> web.StreamResponse:
     raw_project, filename = request.match_info["project"], request.match_info["filename"]
-    name = normalize(raw_project)
+    name = validate_project_name(raw_project)
     if raw_project != name:
         raise redirects.moved(request, "file", project=name, filename=filename)
     check_safe_filename(filename)

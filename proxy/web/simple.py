@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from proxy import compression
-from proxy.names import normalize
+from proxy.names import validate_project_name
 from proxy.negotiate import choose_content_type
 from proxy.services.catalog import ServedPage
 from proxy.services.index import Rendered
@@ -85,7 +85,7 @@ async def root(request: web.Request) -> web.StreamResponse:
 
 async def project(request: web.Request) -> web.StreamResponse:
     raw = request.match_info["project"]
-    name = normalize(raw)
+    name = validate_project_name(raw)
     if raw != name or not request.path.endswith("/"):
         # PEP 503: clients may request any spelling; the canonical URL is normalised with a slash.
         raise redirects.moved(request, "simple_project", project=name)

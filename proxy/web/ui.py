@@ -13,7 +13,7 @@ from aiohttp import web
 from proxy import ui, uirender, uistatus
 from proxy.filecache import Key
 from proxy.models import IndexPage
-from proxy.names import matches_any, normalize
+from proxy.names import is_valid_project_name, matches_any, normalize, validate_project_name
 from proxy.services import browse
 from proxy.web import redirects
 from proxy.web.keys import CATALOG, EXECUTOR, SETTINGS
@@ -71,10 +71,13 @@ def _projects_view(site: ui.Site, private: list[str], cached: list[Key], reserve
 
 async def project(request: web.Request) -> web.Response:
     raw = request.match_info["project"]
+    catalog, site = request.app[CATALOG], _site(request)
+    if not is_valid_project_name(raw):
+        return await _respond(request, "not_found.html", ui.not_found_view, site, raw, status=404,
+                              reserved=False, upstream_enabled=catalog.upstreams is not None, valid=False)
     name = normalize(raw)
     if raw != name or not request.path.endswith("/"):
         raise redirects.moved(request, "ui_project", project=name)
-    catalog, site = request.app[CATALOG], _site(request)
     private = await catalog.private.project(name)
     if private is not None:
         return await _respond(request, "project.html", ui.private_project_view, site, private)
@@ -99,7 +102,7 @@ async def release(request: web.Request) -> web.Response:
     at the release when one is named."""
     version = request.match_info.get("version")
     fragment = ui.release_anchor(version) if version else ""
-    name = normalize(request.match_info["project"])
+    name = validate_project_name(request.match_info["project"])
     raise redirects.found(request, "ui_project", project=name, fragment=fragment)
 
 
