@@ -155,7 +155,7 @@ class UploadService:
                 raise UploadRejected("Missing required field 'content' (the file, with its filename).")
             await self._run(staged.finish)
             stored, display_name = self._check_form(identity, form, project, version, staged)
-            metadata = await self._run(distmeta.extract_metadata, staged.path, stored.packagetype)
+            metadata = await self._run(distmeta.extract_metadata, staged.path, stored.packagetype, True)
             info = await self._run(_release_info, metadata, stored, project, version)
             stored = _with_metadata(stored, metadata, info.requires_python)
             created = await self._run(
