@@ -189,3 +189,16 @@ async def test_m2_limits_leave_real_uploads_alone(client: TestClient, settings: 
     status, _, text = await post(client, multipart(*fields_for("acme", "1.0", data), *extra,
                                                    ("content", data, dist.sdist_filename)))
     assert status == 200, text
+
+
+@pytest.mark.parametrize("disposition", [
+    pytest.param("form-data;", id="trailing-semicolon"),  # what the fuzzer found: a 500 under -W error
+    pytest.param("form-data; name", id="parameter-without-value"),
+    pytest.param('form-data; name="a"; name="b"', id="repeated-parameter"),
+    pytest.param("not a token; name=x", id="bad-type"),
+])
+async def test_malformed_content_disposition_is_400(client: TestClient, settings: Settings, disposition: str) -> None:
+    """Found by tests/test_fuzz_upload.py: aiohttp warns about a malformed Content-Disposition
+    (and reads the part as nameless); where warnings are errors, the warning escaped as a 500."""
+    body = f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n\r\nvalue\r\n--{BOUNDARY}--\r\n".encode()
+    await refused(client, settings, body, 400, "Malformed multipart body")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam
 
 from proxy.auth import Identity
 from proxy.errors import ProxyError, UploadRejected
@@ -109,6 +110,10 @@ async def _read_form(request: web.Request, service: UploadService, identity: Ide
             form.add(part.name, value)
             if part.name == "name" and form.authorized is None:
                 await service.authorize(identity, form, value)  # before the file is read
+    except (BadContentDispositionHeader, BadContentDispositionParam) as exc:
+        # aiohttp warns and reads the part as nameless (refused above); where warnings are
+        # errors (-W error, as the tests run), the warning arrives here instead.
+        raise UploadRejected(f"Malformed multipart body: bad Content-Disposition {str(exc)[:200]!r}.") from None
     except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:
         raise UploadRejected(f"Malformed multipart body: {exc}".strip()) from None
 
