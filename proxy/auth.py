@@ -74,10 +74,19 @@ class Identity:
         project = normalize(project)  # the patterns are normalised: "Acme_Tools" is "acme-tools"
         return _patterns_allow(self.user_projects, project) and _patterns_allow(self.token_projects, project)
 
+    @property
+    def who(self) -> str:
+        return f"token {self.token_id} of {self.user!r}" if self.token_id else f"user {self.user!r}"
+
     def require_upload(self, project: str) -> None:
         if not self.may_upload(project):
-            who = f"token {self.token_id} of {self.user!r}" if self.token_id else f"user {self.user!r}"
-            raise Forbidden(f"The {who} is not allowed to upload to project {project!r}.")
+            raise Forbidden(f"The {self.who} is not allowed to upload to project {project!r}.")
+
+    def grants_explicitly(self, project: str) -> bool:
+        """Whether the user's or the token's project list names ``project`` itself, not through
+        a pattern: what making private a name that upstream serves requires."""
+        project = normalize(project)
+        return any(project in (patterns or ()) for patterns in (self.user_projects, self.token_projects))
 
 
 class AuthStore:
@@ -248,6 +257,11 @@ def parse_basic_auth(header: str) -> tuple[str, str]:
 
 def _as_tuple(value: Sequence[str] | None) -> tuple[str, ...] | None:
     return None if value is None else tuple(value)
+
+
+def token_id_of(token: str) -> str | None:
+    """The id part of an API token (not secret: ``token list`` shows it), None if it has none."""
+    return _split_token(token)[0]
 
 
 def _split_token(token: str) -> tuple[str | None, str]:

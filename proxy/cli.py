@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     _common(remove)
 
+    release = commands.add_parser(
+        "release-name", help="make a private name public again: upstream's project is served from then on")
+    release.add_argument("project")
+    release.add_argument("--force", action="store_true", help="delete the project's files with it (asks first)")
+    release.add_argument("--yes", action="store_true", help="with --force: do not ask for confirmation")
+    _common(release)
+
     cache = commands.add_parser("cache", help="cached public files").add_subparsers(dest="action", required=True)
     _common(cache.add_parser("stats", help="sizes of private storage and of the caches"))
     prune = cache.add_parser("prune", help="evict least recently used cached files beyond a size")
@@ -93,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(prune)
     check = commands.add_parser("check", help="re-hash every stored file; exit 1 on any problem")
     check.add_argument("--repair", action="store_true",
-                       help="move bad cached files to cache/quarantine so they are fetched again "
-                            "(private files are only reported)")
+                       help="move bad cached files to cache/quarantine so they are fetched again, and private "
+                            "files no index lists to private-quarantine (listed private files are only reported)")
     _common(check)
     warmcli.register(commands)
     return parser
@@ -103,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 CONFIG_ENV = "PYPI_PROXY_CONFIG"
 # Commands that write to the data directory (checked writable first); "user add" also creates it.
 _WRITERS = {("user", "add"), ("user", "remove"), ("token", "create"), ("token", "revoke"), ("yank", None),
-            ("unyank", None), ("remove", None), ("cache", "prune")}
+            ("unyank", None), ("remove", None), ("cache", "prune"), ("release-name", None)}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -146,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
         writes = (args.command, action) in _WRITERS or (args.command == "check" and args.repair)
         check_data_dir(settings.data_dir, create=(args.command, action) == ("user", "add"), write=writes)
         handler = {"user": _user, "token": _token, "yank": _yank, "unyank": _yank, "remove": _remove,
-                   "cache": _cache, "check": _check}
+                   "release-name": _release_name, "cache": _cache, "check": _check}
         return handler[args.command](args, settings)
     except ConfigError as exc:
         return _fail(f"configuration error: {exc}", 2)
@@ -297,4 +304,24 @@ def _remove(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     storage.remove_files(name, chosen)
     print(f"removed {len(chosen)} file(s); the name {name!r} stays private")
+    return 0
+
+
+def _release_name(args: argparse.Namespace, settings: Settings) -> int:
+    """L10: the one way a name stops being private; refused while files remain, unless --force."""
+    storage = PrivateStorage(settings.data_dir)
+    name = normalize(args.project)
+    project = storage.load(name)
+    if project is None:
+        raise ProxyError(f"No private project {name!r}.")
+    files = sorted(f.filename for f in project.files)
+    if files and not args.force:
+        raise ProxyError(f"Private project {name!r} still has {len(files)} file(s): remove them first, or pass "
+                         "--force to delete them with the name.")
+    if files and not args.yes and not _confirm(
+            f"Delete {', '.join(files)} for good and serve upstream's {name!r} instead? [y/N] "):
+        print("nothing changed")
+        return 1
+    storage.release(name, with_files=bool(files))
+    print(f"released {name!r}: {len(files)} file(s) deleted; upstream's project of that name is served again")
     return 0

@@ -164,6 +164,14 @@ class StorageSettings:
 @dataclass(frozen=True)
 class UploadSettings:
     max_file_size: int = _setting(100 * 1024**2, _size)
+    # Failed logins allowed a minute (also as a burst), per client address and per user name.
+    failed_logins_per_address: int = _setting(10, _count)
+    failed_logins_per_user: int = _setting(30, _count)
+    # Who may make private a name that upstream serves: "any" (anyone allowed to upload under
+    # that name) or "grant" (only users or tokens whose project list names it exactly).
+    claim_public_names: str = _setting("any", _choice("any", "grant"))
+    # Seconds a staged upload may sit idle in <data_dir>/tmp before it is swept away.
+    staged_max_age: float = _setting(900.0, _seconds)
 
 
 @dataclass(frozen=True)

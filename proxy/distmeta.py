@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
 import re
-import tarfile
-import zipfile
-import zlib
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import BytesParser
@@ -16,65 +12,27 @@ from pathlib import Path
 from packaging.metadata import _EMAIL_TO_RAW_MAPPING, InvalidMetadata, Metadata, RawMetadata, parse_email
 from packaging.version import Version
 
+from proxy import archives, wheelzip
 from proxy.errors import UploadRejected
 from proxy.models import ReleaseInfo
 from proxy.names import SDIST, WHEEL, normalize
 
-MAX_METADATA_BYTES = 16 * 1024 * 1024
 _METADATA_VERSION = re.compile(r"(\d+)\.(\d+)")
 _SUPPORTED_MAJOR_VERSIONS = (1, 2)
 
 
-def extract_metadata(path: Path, packagetype: str) -> bytes:
+def extract_metadata(path: Path, packagetype: str, strict: bool = False) -> bytes:
     """The raw core-metadata file of a distribution; UploadRejected when it is not a valid one.
 
     PEP 658 requires serving the archive's own file byte for byte, so nothing is rebuilt.
+    Reading is bounded whatever the archive claims (:mod:`proxy.archives`, :mod:`proxy.wheelzip`); ``strict`` holds
+    a wheel to the upload rules too (sdists always are: only uploads are read here).
     """
     if packagetype == WHEEL:
-        return _wheel_metadata(path)
+        return wheelzip.wheel_metadata(path, strict)
     if packagetype == SDIST:
-        return _sdist_metadata(path)
+        return archives.sdist_metadata(path)
     raise UploadRejected(f"Unknown type of file {packagetype!r}.")
-
-
-def _wheel_metadata(path: Path) -> bytes:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            candidates = [
-                info for info in archive.infolist()
-                if info.filename.count("/") == 1
-                and info.filename.endswith(".dist-info/METADATA")
-            ]
-            if len(candidates) != 1:
-                raise UploadRejected("Invalid wheel: expected exactly one top-level *.dist-info/METADATA.")
-            if candidates[0].file_size > MAX_METADATA_BYTES:
-                raise UploadRejected("Invalid wheel: METADATA is too large.")
-            return archive.read(candidates[0])
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-        raise UploadRejected(f"Invalid wheel: not a valid zip archive ({exc}).") from None
-
-
-def _sdist_metadata(path: Path) -> bytes:
-    found: bytes | None = None
-    try:
-        # Read the whole stream, as warehouse does: PKG-INFO usually comes first, so stopping
-        # there would accept (and serve) a truncated or corrupt sdist.
-        with gzip.open(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r:") as archive:
-            for member in archive:
-                parts = member.name.split("/")
-                if found is None and len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
-                    if member.size > MAX_METADATA_BYTES:
-                        raise UploadRejected("Invalid sdist: PKG-INFO is too large.")
-                    extracted = archive.extractfile(member)
-                    assert extracted is not None  # a regular file always has content
-                    found = extracted.read()
-            while stream.read(1024 * 1024):  # to the gzip trailer: its CRC and length are checked
-                pass
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise UploadRejected(f"Invalid sdist: not a valid .tar.gz archive ({exc}).") from None
-    if found is None:
-        raise UploadRejected("Invalid sdist: no top-level PKG-INFO found.")
-    return found
 
 
 def parse_metadata(raw: bytes) -> Message:

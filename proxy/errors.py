@@ -29,6 +29,15 @@ class ProjectNotFound(ProxyError):
     """No such project (or version, or file) is known."""
 
 
+class ProjectNotEmpty(ProxyError):
+    """A private project still has ``files`` files where the operation needs none."""
+
+    def __init__(self, project: str, files: int) -> None:
+        super().__init__(f"Private project {project!r} still has {files} file(s).")
+        self.project = project
+        self.files = files
+
+
 class Unauthenticated(ProxyError):
     """No credentials, or credentials that do not match (HTTP 401)."""
 
@@ -68,6 +77,16 @@ class FileExists(UploadRejected):
         super().__init__(f"File already exists{detail}. See /help/#file-name-reuse for more information.")
         self.filename = filename
         self.existing = existing
+
+
+class TooManyAttempts(ProxyError):
+    """Too many failed logins from one client address or for one user name: refused without
+    checking the credentials; ``retry_after`` is whole seconds until one more is allowed (HTTP 429)."""
+
+    def __init__(self, what: str, retry_after: int) -> None:
+        super().__init__(f"Too many failed logins {what}; try again in {retry_after} s.")
+        self.what = what
+        self.retry_after = retry_after
 
 
 class StorageFull(ProxyError):

@@ -18,7 +18,7 @@ from proxy.distmeta import extract_metadata
 from proxy.errors import CorruptStorage, ProxyError
 from proxy.filecache import FileCache, Key
 from proxy.models import PrivateProject
-from proxy.names import WHEEL
+from proxy.names import WHEEL, normalize
 from proxy.pagecache import PageCache
 from proxy.services.downloads import expected_digest
 from proxy.storage import INDEX_NAME, PrivateStorage
@@ -59,13 +59,21 @@ def private_names(storage: PrivateStorage) -> set[str]:
     return {d.name for d in _project_dirs(storage.root) if (d / INDEX_NAME).exists()}
 
 
-def check_private(storage: PrivateStorage, report: CheckReport) -> None:
+def check_private(storage: PrivateStorage, report: CheckReport, repair: bool = False) -> None:
     """Every file the indexes list exists with its size and sha256; every file on disk is listed.
-    Private files are only ever reported, never moved or deleted."""
+
+    A listed file that is missing or damaged is only reported: it is what clients were promised,
+    and only a backup can restore it. With ``repair``, files no index lists (what a crash between
+    placing a file and writing its index leaves) are moved to ``private-quarantine/<project>/``,
+    never deleted: see ``PrivateStorage.quarantine_unlisted``.
+    """
     for directory in _project_dirs(storage.root):
         index = directory / INDEX_NAME
         if not index.exists():
-            report.problems.append(Problem(directory, "project directory without an index"))
+            moved = _quarantine_private(storage, directory.name) if repair else {}
+            report.problems.append(Problem(directory, "project directory without an index",
+                                           f"its {len(moved)} file(s) moved to {storage.quarantine_root / directory.name}"
+                                           if repair else ""))
             continue
         try:
             project = storage.load(directory.name)
@@ -83,9 +91,19 @@ def check_private(storage: PrivateStorage, report: CheckReport) -> None:
                 report.problems.append(Problem(path, f"size {path.stat().st_size}, index says {size}"))
             elif _digest(path, "sha256") != sha256:
                 report.problems.append(Problem(path, "sha256 does not match the index"))
-        for path in sorted(directory.iterdir()):
-            if path.name != INDEX_NAME and not path.name.startswith(TEMP_PREFIX) and path.name not in expected:
-                report.problems.append(Problem(path, "file not listed in the project's index"))
+        unlisted = [path for path in sorted(directory.iterdir())
+                    if path.name != INDEX_NAME and not path.name.startswith(TEMP_PREFIX) and path.name not in expected]
+        moved = _quarantine_private(storage, directory.name) if repair and unlisted else {}
+        for path in unlisted:
+            done = f"moved to {moved[path]}" if path in moved else ""
+            report.problems.append(Problem(path, "file not listed in the project's index", done))
+
+
+def _quarantine_private(storage: PrivateStorage, project: str) -> dict[Path, Path]:
+    """What was moved where; nothing when the directory is not one storage would have made."""
+    if normalize(project) != project:
+        return {}
+    return dict(storage.quarantine_unlisted(project))
 
 
 def _expected_private(project: PrivateProject) -> dict[str, tuple[int | None, str]]:
@@ -156,7 +174,7 @@ def _quarantine(files: FileCache, key: Key) -> Path:
 def check(data_dir: Path, repair: bool = False) -> CheckReport:
     report = CheckReport()
     storage = PrivateStorage(data_dir)
-    check_private(storage, report)
+    check_private(storage, report, repair)
     files = FileCache(data_dir)
     if files.root.is_dir():
         pages = PageCache(data_dir / "cache" / "pages", size_limit=2**62)

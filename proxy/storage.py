@@ -5,12 +5,17 @@ Layout under ``<data_dir>/private``::
     <project>/project.json            the project's index: files, digests, yank state, releases
     <project>/<filename>              the distribution, immutable once listed
     <project>/<filename>.metadata     its core metadata (PEP 658), the archive's own bytes
-    .projects                         replaced whenever a project appears, so readers notice
+    .projects                         replaced whenever a project appears or goes, so readers notice
 
-``project.json`` is written last, atomically: a crash leaves the old index or the new one,
-and a file that is on disk but not in the index is never served. All calls block; the server
-runs them in its executor. Writers hold a per-project ``flock``, so the CLI and any number of
-server processes can write at once.
+and beside it ``<data_dir>/private-quarantine/<project>/<filename>``: files found in a project's
+directory but not in its index, moved there by ``check --repair``.
+
+``project.json`` is written last, atomically: it is the commit. A crash leaves the old index or
+the new one, and a file that is on disk but not in the index is never served; an exception
+before the index is written removes what was placed, and only a crash can leave such a file
+behind (``check`` reports it, ``check --repair`` moves it to the quarantine). All calls block;
+the server runs them in its executor. Writers hold a per-project ``flock``, so the CLI and any
+number of server processes can write at once.
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from proxy.atomic import TEMP_PREFIX, locked, move_into_place, write_atomic
-from proxy.errors import CorruptStorage, FileExists, ProjectNotFound, describe_corruption
+from proxy.atomic import TEMP_PREFIX, fsync_dir, locked, move_into_place, write_atomic
+from proxy.errors import CorruptStorage, FileExists, ProjectNotEmpty, ProjectNotFound, describe_corruption
 from proxy.models import PrivateProject, ReleaseInfo, StoredFile, utc_now
 from proxy.names import check_safe_filename, normalize
 
@@ -33,6 +38,7 @@ INDEX_NAME = "project.json"
 PROJECTS_STAMP = ".projects"
 NAMES_FORMAT = 1
 NAMES_LOCK = ".projects.lock"
+QUARANTINE = "private-quarantine"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +70,7 @@ class PrivateStorage:
         self._root_text = str(self.root)
         self.temp_dir = data_dir / "tmp"
         self.locks_dir = data_dir / "locks"
+        self.quarantine_root = data_dir / QUARANTINE
 
     def prepare(self) -> None:
         for directory in (self.root, self.temp_dir, self.locks_dir):
@@ -195,11 +202,22 @@ class PrivateStorage:
                 return False
             directory = self.project_dir(project)
             directory.mkdir(parents=True, exist_ok=True)
-            write_atomic(directory / f"{stored.filename}.metadata", metadata)
-            move_into_place(staged, directory / stored.filename)
+            placed = [directory / f"{stored.filename}.metadata", directory / stored.filename]
             base = current or PrivateProject(name=project, display_name=display_name)
-            # E6: upload-time is the server's clock when the file becomes visible.
-            self._write_index(base.with_file(replace(stored, upload_time=utc_now()), info))
+            try:
+                write_atomic(placed[0], metadata)
+                move_into_place(staged, placed[1])
+                # E6: upload-time is the server's clock when the file becomes visible.
+                self._write_index(base.with_file(replace(stored, upload_time=utc_now()), info))
+            except BaseException:
+                # Nothing lists them (the filename was free): leave the project as it was.
+                for path in placed:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                if current is None:
+                    with contextlib.suppress(OSError):
+                        directory.rmdir()
+                raise
             if current is None:
                 self._add_name(project, display_name)
             return True
@@ -223,12 +241,78 @@ class PrivateStorage:
                     path.unlink()
         return updated
 
+    def quarantine_unlisted(self, project: str) -> list[tuple[Path, Path]]:
+        """Move every file of the project's directory that its index does not list (what a crash
+        in ``commit_file`` leaves; all of them when there is no index) to
+        ``private-quarantine/<project>/``, under the project's lock so that no upload is half
+        done meanwhile. A directory left empty without an index is removed. Returns
+        ``(from, to)`` for each file moved; CorruptStorage when the index cannot be read."""
+        moved = []
+        with self._locked(project):
+            current = self.load(project)
+            listed = listed_files(current) if current is not None else set()
+            directory = self.project_dir(project)
+            for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+                if entry.name == INDEX_NAME or entry.name.startswith(TEMP_PREFIX) or entry.name in listed:
+                    continue
+                target = _free_path(self.quarantine_root / directory.name / entry.name)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                move_into_place(Path(entry.path), target)
+                moved.append((Path(entry.path), target))
+            if current is None:
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+        return moved
+
+    def release(self, project: str, with_files: bool = False) -> PrivateProject:
+        """Make ``project`` public again: its index goes first (from then on the name is served from
+        upstream), then its files; anything unlisted left in its directory goes to the quarantine.
+        ProjectNotFound when it is not private, ProjectNotEmpty when it has files and not
+        ``with_files``. Returns the index as it was."""
+        with self._locked(project):
+            current = self.load(project)
+            if current is None:
+                raise ProjectNotFound(f"No private project {project!r}.")
+            if current.files and not with_files:
+                raise ProjectNotEmpty(project, len(current.files))
+            self.index_path(project).unlink()
+            fsync_dir(self.project_dir(project))
+            for filename in listed_files(current):
+                with contextlib.suppress(FileNotFoundError):
+                    self.file_path(project, filename).unlink()
+        self._remove_name(project)
+        self.quarantine_unlisted(project)
+        return current
+
+    def _remove_name(self, project: str) -> None:
+        with locked(self.locks_dir / NAMES_LOCK):
+            names = self._read_names()
+            if names is None:
+                names = self._scan_names()
+            names.pop(project, None)
+            self._write_names(names)
+
     def _write_index(self, project: PrivateProject) -> None:
         data = json.dumps(project.to_json(), indent=1, sort_keys=True).encode()
         write_atomic(self.index_path(project.name), data)
 
     def _locked(self, project: str) -> contextlib.AbstractContextManager[None]:
         return locked(self.locks_dir / f"{check_safe_filename(normalize(project))}.lock")
+
+
+def listed_files(project: PrivateProject) -> set[str]:
+    """Every file the index lists in the project's directory: distributions and their metadata."""
+    names = {stored.filename for stored in project.files}
+    return names | {f"{stored.filename}.metadata" for stored in project.files if stored.metadata_sha256}
+
+
+def _free_path(path: Path) -> Path:
+    """``path``, or ``path.1``, ``path.2``... when it is taken (an earlier quarantine)."""
+    candidate, number = path, 0
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.name}.{number}")
+    return candidate
 
 
 def _refuse_duplicate(existing: StoredFile, new: StoredFile) -> None:

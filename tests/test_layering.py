@@ -16,7 +16,7 @@ LAYERS = {
     1: {"proxy.config", "proxy.negotiate", "proxy.render", "proxy.distmeta", "proxy.log", "proxy.parse",
         "proxy.merge", "proxy.metrics", "proxy.requirements", "proxy.lockfiles", "proxy.targets",
         "proxy.readme", "proxy.ui", "proxy.uirender", "proxy.uistatus", "proxy.lazywheel", "proxy.jsonapi",
-        "proxy.compression"},
+        "proxy.compression", "proxy.archives", "proxy.wheelzip", "proxy.ratelimit"},
     2: {"proxy.pagefiles", "proxy.storage", "proxy.auth", "proxy.datadir", "proxy.pagecache", "proxy.filecache",
         "proxy.upstream"},
     3: {"proxy.services", "proxy.services.index", "proxy.services.upload", "proxy.services.public",

@@ -57,8 +57,10 @@ async def test_check_passes_on_an_intact_data_dir(filled: Settings, capsys: pyte
     assert "checked 2 private and 4 cached files: 0 problems" in out
 
 
-async def test_check_reports_every_problem_and_repair_moves_only_cached_files(
+async def test_check_reports_every_problem_and_repair_never_touches_listed_private_files(
         filled: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    """Bad cached files go to cache/quarantine, an unlisted private file to private-quarantine
+    (issue 12 L6); a listed private file, damaged or missing, is only reported."""
     rotten = bytes(b ^ 1 for b in MINE.wheel())  # same size, other bytes
     private(filled, MINE.wheel_filename).write_bytes(rotten)
     private(filled, MINE.wheel_filename + ".metadata").unlink()
@@ -80,12 +82,14 @@ async def test_check_reports_every_problem_and_repair_moves_only_cached_files(
     assert code == 1, "problems found are still reported with --repair"
     assert not cached(filled, "demo", DEMO_WHEEL).exists()
     assert (filled.data_dir / "cache" / "quarantine" / "demo" / DEMO_WHEEL).read_bytes() == b"corrupt"
-    assert private(filled, MINE.wheel_filename).read_bytes() == rotten, "private files are never moved"
-    assert private(filled, "stray-1.0.tar.gz").exists()
+    assert private(filled, MINE.wheel_filename).read_bytes() == rotten, "listed private files are never moved"
+    assert not private(filled, "stray-1.0.tar.gz").exists()
+    quarantined = filled.data_dir / "private-quarantine" / "mine" / "stray-1.0.tar.gz"
+    assert quarantined.read_bytes() == b"?"
+    assert f"stray-1.0.tar.gz: file not listed in the project's index (moved to {quarantined})" in out
 
     private(filled, MINE.wheel_filename).write_bytes(MINE.wheel())
     private(filled, MINE.wheel_filename + ".metadata").write_bytes(MINE.metadata())
-    private(filled, "stray-1.0.tar.gz").unlink()
     code, out = await cli(capsys, "check", "--data-dir", data)
     assert code == 0, out
 

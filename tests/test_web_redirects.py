@@ -89,7 +89,8 @@ async def test_release_urls_of_the_json_api_lead_to_the_release(client: TestClie
 async def test_the_duplicate_upload_message_links_to_help(client: TestClient, published: Dist,
                                                           upload: Uploader) -> None:
     """A3: "File already exists ... See /help/#file-name-reuse": that page and section exist."""
-    response = await upload(DIST, content=DIST.wheel() + b"different bytes")
+    rebuilt = Dist("Foo_Bar", "1.0", summary="rebuilt")  # same filename, other bytes
+    response = await upload(rebuilt)
     assert response.status == 400
     match = re.search(r"See (\S+) for more information", await response.text())
     assert match is not None

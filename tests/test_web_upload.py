@@ -500,11 +500,14 @@ BURST = 32
 
 
 async def test_a_burst_of_bad_logins_does_not_starve_file_and_page_io(
-        aiohttp_client: Any, settings: Settings, auth: AuthStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        aiohttp_client: Any, make_settings: Any, auth: AuthStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 11 D: scrypt checks get a pool of their own. Each check is held at a gate here (an
     arbitrarily slow scrypt), so a burst of 32 fills every thread that checks passwords; a
     download and a page read of a cold app must still complete while all 32 wait. With one
-    shared pool they queue behind the checks and never finish (the 30 s bound only ends a failure)."""
+    shared pool they queue behind the checks and never finish (the 30 s bound only ends a failure).
+    The failed-login limits are off here: with them, most of the burst never reaches scrypt
+    (tests/test_login_limits.py)."""
+    settings = make_settings(upload={"failed_logins_per_address": 0, "failed_logins_per_user": 0})
     first = await start_client(aiohttp_client, settings)
     assert (await first.post("/pypi/", data=upload_form(DIST), headers=basic("alice", PASSWORD))).status == 200
     client = await start_client(aiohttp_client, settings)  # cold: reads the index through its executor
@@ -520,12 +523,12 @@ async def test_a_burst_of_bad_logins_does_not_starve_file_and_page_io(
     all_submitted = asyncio.Event()
     real_authenticate = UploadService.authenticate
 
-    async def counted(self: UploadService, authorization: str | None) -> Identity:
+    async def counted(self: UploadService, authorization: str | None, address: str | None = None) -> Identity:
         nonlocal submitted
         submitted += 1
         if submitted == BURST:
             all_submitted.set()
-        return await real_authenticate(self, authorization)
+        return await real_authenticate(self, authorization, address)
 
     monkeypatch.setattr(AuthStore, "authenticate", held_check)
     monkeypatch.setattr(UploadService, "authenticate", counted)

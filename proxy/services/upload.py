@@ -11,15 +11,27 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 import structlog
 
 from proxy import distmeta
-from proxy.auth import AuthStore, Identity, parse_basic_auth
-from proxy.errors import InvalidName, StorageFull, Unauthenticated, UploadRejected
+from proxy.atomic import sweep_temp_files
+from proxy.auth import TOKEN_USER, AuthStore, Identity, parse_basic_auth, token_id_of
+from proxy.config import UploadSettings
+from proxy.errors import (
+    Forbidden,
+    InvalidName,
+    ProjectNotFound,
+    StorageFull,
+    Unauthenticated,
+    UploadRejected,
+    UpstreamError,
+)
 from proxy.models import ReleaseInfo, StoredFile, utc_now
 from proxy.names import SDIST, WHEEL, parse_dist_filename, parse_version, validate_project_name
+from proxy.ratelimit import LoginLimiter
+from proxy.services.catalog import Catalog
 from proxy.storage import PrivateStorage
 
 T = TypeVar("T")
@@ -57,12 +69,17 @@ class StagedFile:
             hasher.update(chunk)
 
     def finish(self) -> None:
-        """Blocking: flush and fsync, so a later rename is durable."""
+        """Blocking: flush and fsync, so a later rename is durable. UploadRejected (408) when the
+        file was swept away meanwhile: the upload sat idle longer than staged uploads may."""
         if self._handle is None:
             self._handle = open(self.path, "xb")
         self._handle.flush()
         os.fsync(self._handle.fileno())
+        swept = os.fstat(self._handle.fileno()).st_nlink == 0
         self._handle.close()
+        if swept:
+            raise UploadRejected("The upload stalled for longer than this server keeps a partial upload; "
+                                 "nothing was stored. Upload again.", status=408)
 
     def discard(self) -> None:
         """Blocking: close and delete, whatever state it is in."""
@@ -82,6 +99,7 @@ class UploadForm:
     fields: dict[str, list[str]] = field(default_factory=dict)
     filename: str | None = None
     staged: StagedFile | None = None
+    authorized: str | None = None  # the normalised name the uploader was found allowed to use
 
     def add(self, name: str, value: str) -> None:
         self.fields.setdefault(name, []).append(value)
@@ -97,17 +115,49 @@ class UploadForm:
         return value
 
 
+class PublicNames(Protocol):
+    """Whether upstream serves a project of that name (the catalog answers; a stub in tests)."""
+
+    async def served_upstream(self, name: str) -> bool: ...
+
+
+class CatalogNames:
+    """PublicNames asked of the catalog, read-only: a name that is reserved, or looked up with
+    upstream off, is served by nobody; an upstream that cannot say refuses the claim (503)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    async def served_upstream(self, name: str) -> bool:
+        try:
+            upstreams = self._catalog.upstream_for(name)
+            await upstreams.index.lookup(name)
+        except ProjectNotFound:
+            return False
+        except UpstreamError as exc:
+            raise UploadRejected(
+                f"Cannot tell whether upstream serves a project named {name!r} ({exc}), and a name that it "
+                "serves may only be made private with an explicit grant; try again later.", status=503,
+            ) from None
+        return True
+
+
 class UploadService:
     """Uploads: ``executor`` runs file I/O; ``auth_executor``, a pool of its own, the deliberately
-    slow scrypt checks, so that a burst of bad passwords cannot starve file and page I/O."""
+    slow scrypt checks, so that a burst of bad passwords cannot starve file and page I/O;
+    ``limiter`` refuses guessing before scrypt runs; ``public`` says which names upstream
+    serves (None: no name is served upstream)."""
 
-    def __init__(self, storage: PrivateStorage, auth: AuthStore, executor: Executor, max_file_size: int,
-                 auth_executor: Executor) -> None:
+    def __init__(self, storage: PrivateStorage, auth: AuthStore, executor: Executor, settings: UploadSettings,
+                 auth_executor: Executor, public: PublicNames | None = None) -> None:
         self.storage = storage
         self.auth = auth
         self.executor = executor
         self.auth_executor = auth_executor
-        self.max_file_size = max_file_size
+        self.settings = settings
+        self.max_file_size = settings.max_file_size
+        self.public = public
+        self.limiter = LoginLimiter(settings.failed_logins_per_address, settings.failed_logins_per_user)
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         try:
@@ -118,15 +168,33 @@ class UploadService:
                 raise StorageFull("The server's storage is full; nothing was stored. Try again later.") from exc
             raise
 
-    async def authenticate(self, authorization: str | None) -> Identity:
+    async def authenticate(self, authorization: str | None, address: str | None = None) -> Identity:
+        """The uploader, from HTTP basic credentials; Unauthenticated, or TooManyAttempts (without
+        checking the credentials) when ``address`` or the user name failed too often lately."""
         if not authorization:
             raise Unauthenticated("Authentication required to upload.")
         try:
             user, password = parse_basic_auth(authorization)
         except ValueError:
             raise Unauthenticated("Malformed Authorization header: HTTP basic auth expected.") from None
+        subject = user if user != TOKEN_USER else (f"{TOKEN_USER}:{token_id_of(password)}"
+                                                   if token_id_of(password) else None)
+        attempt = await self.limiter.acquire(address, subject)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.auth_executor, self.auth.authenticate, user, password)
+        try:
+            identity = await loop.run_in_executor(self.auth_executor, self.auth.authenticate, user, password)
+        except Unauthenticated:
+            self.limiter.failed(attempt)
+            log.warning("login_failed", user=user, address=address)
+            raise
+        except asyncio.CancelledError:  # given up while the check ran: it was paid for all the same
+            self.limiter.failed(attempt)
+            raise
+        except BaseException:  # not the client's failure (a damaged auth.json)
+            self.limiter.succeeded(attempt)
+            raise
+        self.limiter.succeeded(attempt)
+        return identity
 
     def new_staged_file(self) -> StagedFile:
         return StagedFile(self.storage.new_temp_path(), self.max_file_size)
@@ -137,9 +205,31 @@ class UploadService:
     async def discard(self, staged: StagedFile) -> None:
         await self._run(staged.discard)
 
-    def check_permission(self, identity: Identity, name: str) -> None:
-        """Fail early, before the body is read, when the name field came first."""
-        identity.require_upload(_validated_name(name))
+    async def sweep_staged(self) -> int:
+        """Remove staged uploads idle for longer than ``staged_max_age``; how many were removed."""
+        return await self._run(sweep_temp_files, self.storage.temp_dir, self.settings.staged_max_age)
+
+    async def authorize(self, identity: Identity, form: UploadForm, name: str) -> str:
+        """The normalised project ``name``, once ``identity`` may upload to it: Forbidden when its
+        scope does not allow it, or when it would make private a name upstream serves without the
+        explicit grant ``claim_public_names = "grant"`` requires. Checked as soon as the name
+        field arrives, before the file is read, and remembered in ``form``."""
+        project = _validated_name(name)
+        if form.authorized == project:
+            return project
+        identity.require_upload(project)
+        if self.settings.claim_public_names == "grant" and self.public is not None \
+                and not identity.grants_explicitly(project):
+            # Once private, the name is the uploaders' already (one stat: as cheap as a thread hop).
+            if self.storage.index_stamp(project) is None and await self.public.served_upstream(project):
+                log.warning("claim_refused", project=project, user=identity.user, token=identity.token_id)
+                raise Forbidden(
+                    f"Upstream serves a project named {project!r}: making it private would hide it from every "
+                    f"user of this index, so the {identity.who} needs an explicit grant for it (a user or token "
+                    f"created with --project {project}), not a pattern; see [upload] claim_public_names."
+                )
+        form.authorized = project
+        return project
 
     async def upload(self, identity: Identity, form: UploadForm) -> bool:
         """Validate and store; True when stored, False when the identical file was already there."""
@@ -148,14 +238,13 @@ class UploadService:
             action = form.require(":action")
             if action != "file_upload":
                 raise UploadRejected(f"Unsupported :action {action!r}: only file_upload is supported.")
-            project = _validated_name(form.require("name"))
-            identity.require_upload(project)
+            project = await self.authorize(identity, form, form.require("name"))
             version = _validated_version(form.require("version"))
             if staged is None or not form.filename:
                 raise UploadRejected("Missing required field 'content' (the file, with its filename).")
             await self._run(staged.finish)
             stored, display_name = self._check_form(identity, form, project, version, staged)
-            metadata = await self._run(distmeta.extract_metadata, staged.path, stored.packagetype)
+            metadata = await self._run(distmeta.extract_metadata, staged.path, stored.packagetype, True)
             info = await self._run(_release_info, metadata, stored, project, version)
             stored = _with_metadata(stored, metadata, info.requires_python)
             created = await self._run(

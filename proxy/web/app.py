@@ -25,7 +25,7 @@ from proxy.services.downloads import Downloader
 from proxy.services.index import IndexService
 from proxy.services.jsonapi import JsonApiService
 from proxy.services.public import PublicIndex
-from proxy.services.upload import UploadService
+from proxy.services.upload import CatalogNames, UploadService
 from proxy.services.wheelmeta import WheelMetadata
 from proxy.storage import PrivateStorage
 from proxy.upstream import Upstream, masked
@@ -45,6 +45,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_auth_executor)
     app.cleanup_ctx.append(_services)
     app.cleanup_ctx.append(_catalog)
+    app.cleanup_ctx.append(upload.staged_sweeper)
     app.cleanup_ctx.append(workerstats.snapshots)
     add_routes(app.router)
     return app
@@ -106,7 +107,6 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[STORAGE] = storage
     app[AUTH] = auth
     app[INDEX] = IndexService(storage, app[EXECUTOR], RenderedPages(settings.data_dir))
-    app[UPLOADS] = UploadService(storage, auth, app[EXECUTOR], settings.upload.max_file_size, app[AUTH_EXECUTOR])
     log.info("storage_ready", data_dir=str(settings.data_dir))
     yield
 
@@ -144,6 +144,9 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         app[CATALOG] = catalog = Catalog(app[INDEX], app[STORAGE], upstreams, upstream_settings.reserved, executor)
         stack.push_async_callback(catalog.close)
         app[JSON_API] = JsonApiService(catalog, executor)
+        # Uploads ask the catalog whether upstream serves a name before it is made private.
+        app[UPLOADS] = UploadService(app[STORAGE], app[AUTH], executor, settings.upload, app[AUTH_EXECUTOR],
+                                     CatalogNames(catalog))
         yield
 
 

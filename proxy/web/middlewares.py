@@ -19,6 +19,7 @@ from proxy.errors import (
     NotAcceptable,
     ProjectNotFound,
     StorageFull,
+    TooManyAttempts,
     Unauthenticated,
     UploadRejected,
     UpstreamError,
@@ -74,6 +75,8 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return error_response(401, str(exc), {"WWW-Authenticate": REALM})
     except Forbidden as exc:
         return error_response(403, str(exc))
+    except TooManyAttempts as exc:
+        return error_response(429, str(exc), {"Retry-After": str(exc.retry_after)})
     except UploadRejected as exc:
         return error_response(exc.status, exc.reason)
     except StorageFull as exc:
