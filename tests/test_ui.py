@@ -9,7 +9,7 @@ import pytest
 from proxy import ui, uistatus
 from proxy.health import UpstreamHealth
 from proxy.models import IndexFile, IndexPage, PrivateProject, ReleaseInfo, StoredFile
-from proxy.readme import render_description
+from proxy.readme import Shown, render_description
 
 SITE = ui.site_for(None, "http", "pkgs:8080")
 MOMENT = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
@@ -79,7 +79,7 @@ def test_private_project_view() -> None:
                                                   project_urls=(("Docs", "https://d.example"), ("Evil", "javascript:x"))),
                   ReleaseInfo("2.0")),
     )
-    view = ui.private_project_view(SITE, project)
+    view = ui.private_project_view(SITE, project, Shown(render_description("*hi*", "text/markdown")))
     assert [r.version for r in view.releases] == ["2.0", "1.10", "1.0"]
     assert view.releases[0].yanked and view.releases[1].current
     assert view.install_line == "pip install My_Pkg==1.10 --index-url http://pkgs:8080/pypi/simple/"
