@@ -293,7 +293,8 @@ def _private_row(site: Site, project: PrivateProject, stored: StoredFile) -> Fil
 PLAIN_NOTES = {
     readme.TOO_LARGE: "Shown as plain text: this description is longer than this server renders.",
     readme.TOO_SLOW: "Shown as plain text: rendering this description took longer than this server allows.",
-    readme.TOO_MUCH_MEMORY: "Shown as plain text: rendering this description needed more memory than this server allows.",
+    readme.TOO_MUCH_MEMORY: ("Shown as plain text: rendering this description needed more memory than this "
+                             "server allows."),
     readme.NOT_READY: "Shown as plain text for now: this description is being rendered.",
 }
 

@@ -74,5 +74,5 @@ def test_renderer_process_speaks_its_protocol_and_sanitises(text: str, content_t
 
 def test_renderer_process_reports_running_out_of_memory() -> None:
     """Its address space is limited by the kernel (RLIMIT_AS); a text needing more is exit 3."""
-    result = child("x" * 64 * 1024**2, "text/plain", memory=160 * 1024**2)
+    result = child("x" * 96 * 1024**2, "text/plain", memory=160 * 1024**2)
     assert result.stdout == READY and result.returncode == OUT_OF_MEMORY, result.stderr

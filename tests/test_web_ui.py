@@ -262,8 +262,8 @@ async def test_a_large_description_is_shown_plain_without_a_render(aiohttp_clien
 
 async def test_a_render_over_the_time_budget_is_shown_plain(aiohttp_client: Any, make_settings: MakeSettings,
                                                             auth: AuthStore) -> None:
-    client = await start_client(aiohttp_client, make_settings(descriptions={"render_timeout": 0.5}))
-    await publish(client, Described("slowdoc", "1.0", description=rst(256 * 1024)))  # ~4 s of docutils
+    client = await start_client(aiohttp_client, make_settings(descriptions={"render_timeout": 1.0}))
+    await publish(client, Described("slowdoc", "1.0", description=rst(384 * 1024)), kind="sdist")  # ~7 s of docutils
     await publish(client, Described("quickdoc", "1.0", description=rst(1024)))
     for _ in range(2):
         page = await html(client, "/-/projects/slowdoc/")

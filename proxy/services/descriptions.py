@@ -11,6 +11,7 @@ outcome is kept too, so it costs one render at most.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import signal
@@ -153,7 +154,10 @@ class Descriptions:
 
     def _keep(self, key: str, rendered: _Rendered) -> Shown:
         """Blocking: the render's outcome, written to disk (a failure to write is only logged)."""
-        shown = Shown(Markup(rendered.html.decode("utf-8"))) if rendered.html is not None else Shown(None, rendered.reason)
+        if rendered.html is None:
+            shown = Shown(None, rendered.reason)
+        else:
+            shown = Shown(Markup(rendered.html.decode("utf-8")))  # sanitised by readme_renderer (nh3)
         try:
             if shown.html is not None:
                 self._files.write(key, shown.html)
@@ -182,8 +186,7 @@ class Descriptions:
         try:
             return await self._exchange(process, payload)
         finally:
-            if process.returncode is None:
-                process.kill()
+            _kill(process)
             await process.wait()
             self.rendering -= 1
 
@@ -194,7 +197,7 @@ class Descriptions:
         except asyncio.TimeoutError:
             raise RendererFailed("the renderer did not start in time") from None
         if ready != READY:
-            process.kill()
+            _kill(process)
             errors = await _read_kept(process.stderr, _KEPT_STDERR)
             log.error("description_renderer_failed", stage="start", stderr=errors.decode("utf-8", "replace"))
             raise RendererFailed("the renderer did not start")
@@ -220,6 +223,12 @@ class Descriptions:
         await self._flights.close()
 
 
+def _kill(process: asyncio.subprocess.Process) -> None:
+    """SIGKILL, unless it has exited already (it may have, between any check and this)."""
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
+
+
 def _request(text: str, content_type: str | None) -> bytes:
     """The renderer's input (``readmechild``). O(len(text)): executor."""
     return json.dumps({"text": text, "content_type": content_type}).encode("ascii")
@@ -240,7 +249,7 @@ async def _read_capped(process: asyncio.subprocess.Process, stream: asyncio.Stre
     while chunk := await stream.read(256 * 1024):
         data += chunk
         if len(data) > cap:
-            process.kill()
+            _kill(process)
             return None
     return bytes(data)
 
