@@ -20,10 +20,9 @@ READY = b"ready\n"
 
 
 def main(argv: list[str]) -> int:
-    memory, cpu = int(argv[1]), int(argv[2])
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    _limit(resource.RLIMIT_AS, int(argv[1]))
     # A backstop only (the parent kills at its deadline): a child whose parent died still stops.
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+    _limit(resource.RLIMIT_CPU, int(argv[2]))
     from proxy.readme import render_description
 
     # docutils and readme_renderer import and set up most of themselves on a first render: do
@@ -39,6 +38,20 @@ def main(argv: list[str]) -> int:
     except MemoryError:
         return OUT_OF_MEMORY
     return 0
+
+
+def _limit(kind: int, value: int) -> None:
+    """Lower a resource limit to ``value`` (never above the hard limit already set, e.g. by
+    systemd's LimitAS=). Where the kernel or a seccomp filter refuses (glibc calls prlimit64,
+    which systemd's @system-service allows, but a bare setrlimit is in @resources, which our
+    unit denies), say so on stderr, which the server logs, and go on: the time budget holds."""
+    _, hard = resource.getrlimit(kind)
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+    try:
+        resource.setrlimit(kind, (value, value))
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"resource limit {kind} not applied: {exc}\n")
 
 
 if __name__ == "__main__":

@@ -46,9 +46,15 @@ def test_shown_markup_is_the_rendering_or_the_text_escaped(shown: readme.Shown, 
     assert shown.markup("a <b> & c") == expected
 
 
-def child(text: str, content_type: str | None, memory: int = 1024**3) -> subprocess.CompletedProcess[bytes]:
-    process = subprocess.Popen([sys.executable, "-m", "proxy.readmechild", str(memory), "60"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def child(text: str, content_type: str | None, memory: int = 1024**3,
+          hard_limit: int | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run readmechild as the server does; ``hard_limit``: an RLIMIT_AS set before it starts."""
+    command = [sys.executable, "-m", "proxy.readmechild", str(memory), "60"]
+    if hard_limit is not None:  # set in a Python that then execs the child: no preexec_fn
+        command = [sys.executable, "-c", "import os, resource, sys; "
+                   f"resource.setrlimit(resource.RLIMIT_AS, ({hard_limit}, {hard_limit})); "
+                   "os.execv(sys.executable, sys.argv[1:])", *command]
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdout is not None
     ready = process.stdout.readline()
     out, err = process.communicate(json.dumps({"text": text, "content_type": content_type}).encode(), timeout=60)
@@ -76,3 +82,11 @@ def test_renderer_process_reports_running_out_of_memory() -> None:
     """Its address space is limited by the kernel (RLIMIT_AS); a text needing more is exit 3."""
     result = child("x" * 96 * 1024**2, "text/plain", memory=160 * 1024**2)
     assert result.stdout == READY and result.returncode == OUT_OF_MEMORY, result.stderr
+
+
+def test_renderer_process_keeps_a_lower_hard_limit() -> None:
+    """A hard limit set around the server (systemd's LimitAS=) is kept, not an error: the child
+    asks for 1 GiB, gets the 512 MiB it may have, and renders."""
+    result = child("*hi*", "text/markdown", memory=1024**3, hard_limit=512 * 1024**2)
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout == READY + readme.render_description("*hi*", "text/markdown").encode()

@@ -211,6 +211,8 @@ class Descriptions:
             return _Rendered(None, TOO_SLOW)
         status = await process.wait()
         if status == 0 and html is not None:
+            if errors:  # e.g. a resource limit it could not apply
+                log.warning("description_renderer_warning", stderr=errors.decode("utf-8", "replace"))
             return _Rendered(html)
         if html is None or status in (OUT_OF_MEMORY, -signal.SIGKILL, -signal.SIGABRT):
             return _Rendered(None, TOO_MUCH_MEMORY)  # MemoryError, the OOM killer, a failed allocation
