@@ -212,6 +212,21 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True)
+class DescriptionSettings:
+    """Long descriptions (core metadata's Description): the upload cap and the rendering budget."""
+
+    # Largest accepted on upload, in UTF-8 bytes; None: no limit (warehouse has none).
+    max_size: int | None = _setting(1024**2, _optional_size)
+    # Larger ones are shown as plain text, never rendered.
+    render_max_size: int = _setting(512 * 1024, _size)
+    # Seconds one render may take, and address space its process may use; beyond: plain text.
+    render_timeout: float = _setting(5.0, _positive_seconds)
+    render_memory: int = _setting(1024**3, _size)
+    # Rendered descriptions kept in memory per server process (least recently used go first).
+    cache_memory: int = _setting(16 * 1024**2, _size)
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -219,6 +234,7 @@ class Settings:
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    descriptions: DescriptionSettings = field(default_factory=DescriptionSettings)
 
     @property
     def data_dir(self) -> Path:

@@ -13,10 +13,10 @@ from markupsafe import Markup
 from packaging.utils import canonicalize_version
 from packaging.version import InvalidVersion, Version
 
-from proxy.models import IndexPage, PrivateProject, StoredFile, version_key
+from proxy.models import IndexPage, PrivateProject, ReleaseInfo, StoredFile, version_key
 from proxy.names import matches_any, normalize
 from proxy.parse import version_from_filename
-from proxy.readme import render_description
+from proxy import readme
 from proxy.jsonapi import current_version, from_private
 from proxy.render import file_path
 
@@ -262,6 +262,7 @@ class ProjectView:
     facts: tuple[tuple[str, str], ...] = ()
     links: tuple[tuple[str, str], ...] = ()
     requires: tuple[str, ...] = ()
+    description_note: str = ""  # why the description is shown as plain text, when it is
 
 
 def _kind(filename: str) -> str:
@@ -289,9 +290,26 @@ def _private_row(site: Site, project: PrivateProject, stored: StoredFile) -> Fil
     )
 
 
-def private_project_view(site: Site, project: PrivateProject) -> ProjectView:
-    """A private project: every release newest first, the current release's metadata and readme.
-    Renders the description (docutils can take a while): call it off the event loop."""
+PLAIN_NOTES = {
+    readme.TOO_LARGE: "Shown as plain text: this description is longer than this server renders.",
+    readme.TOO_SLOW: "Shown as plain text: rendering this description took longer than this server allows.",
+    readme.TOO_MUCH_MEMORY: ("Shown as plain text: rendering this description needed more memory than this "
+                             "server allows."),
+    readme.NOT_READY: "Shown as plain text for now: this description is being rendered.",
+}
+
+
+def current_release(project: PrivateProject) -> ReleaseInfo | None:
+    """The release whose metadata and description the project page shows (F2's choice).
+    O(files): call it off the event loop."""
+    chosen = current_version(from_private(project))
+    return project.release(chosen) if chosen else None
+
+
+def private_project_view(site: Site, project: PrivateProject, description: readme.Shown) -> ProjectView:
+    """A private project: every release newest first, the current release's metadata, and its
+    description as ``description`` says (rendered by ``services.descriptions``, or plain).
+    O(files + description): call it off the event loop."""
     chosen = current_version(from_private(project))
     releases = tuple(
         Release(version, tuple(_private_row(site, project, f) for f in sorted(project.files, key=lambda f: f.filename)
@@ -309,9 +327,9 @@ def private_project_view(site: Site, project: PrivateProject) -> ProjectView:
     links = _safe_links([("Home page", info.home_page or ""), *info.project_urls] if info else [])
     return ProjectView(
         site, project.name, project.display_name, PRIVATE, chosen, _install_line(site, project.display_name, chosen),
-        info.summary if info else "",
-        render_description(info.description, info.description_content_type) if info else Markup(""),
+        info.summary if info else "", description.markup(info.description) if info else Markup(""),
         releases, tuple(facts), links, info.requires_dist if info else (),
+        PLAIN_NOTES.get(description.plain_reason, "") if info and info.description.strip() else "",
     )
 
 

@@ -6,10 +6,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from proxy import ui, uistatus
+from proxy import readme, ui, uistatus
 from proxy.health import UpstreamHealth
 from proxy.models import IndexFile, IndexPage, PrivateProject, ReleaseInfo, StoredFile
-from proxy.readme import render_description
+from proxy.readme import Shown, render_description
 
 SITE = ui.site_for(None, "http", "pkgs:8080")
 MOMENT = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
@@ -79,7 +79,7 @@ def test_private_project_view() -> None:
                                                   project_urls=(("Docs", "https://d.example"), ("Evil", "javascript:x"))),
                   ReleaseInfo("2.0")),
     )
-    view = ui.private_project_view(SITE, project)
+    view = ui.private_project_view(SITE, project, Shown(render_description("*hi*", "text/markdown")))
     assert [r.version for r in view.releases] == ["2.0", "1.10", "1.0"]
     assert view.releases[0].yanked and view.releases[1].current
     assert view.install_line == "pip install My_Pkg==1.10 --index-url http://pkgs:8080/pypi/simple/"
@@ -131,3 +131,21 @@ def test_descriptions_are_safe(text: str, content_type: str | None, expected: st
 
 def test_empty_description() -> None:
     assert render_description("  \n", "text/markdown") == ""
+
+
+@pytest.mark.parametrize(("reason", "note"), [
+    (readme.TOO_LARGE, "longer than this server renders"),
+    (readme.TOO_SLOW, "took longer than this server allows"),
+    (readme.TOO_MUCH_MEMORY, "needed more memory than this server allows"),
+    (readme.NOT_READY, "for now"),
+])
+def test_a_description_shown_plain_says_why(reason: str, note: str) -> None:
+    """M1: a description that is not rendered is the text escaped, with a note saying why."""
+    project = PrivateProject("doc", "doc", files=(stored("doc-1.0-py3-none-any.whl", "1.0"),),
+                             releases=(ReleaseInfo("1.0", description="*a* <b>",
+                                                   description_content_type="text/x-rst"),))
+    view = ui.private_project_view(SITE, project, readme.Shown(None, reason))
+    assert view.description == '<pre class="plain-description">*a* &lt;b&gt;</pre>'
+    assert note in view.description_note
+    rendered = ui.private_project_view(SITE, project, readme.Shown(render_description("*a* <b>", "text/x-rst")))
+    assert "<em>a</em>" in rendered.description and rendered.description_note == ""

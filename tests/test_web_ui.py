@@ -5,20 +5,26 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from proxy.auth import AuthStore
 from proxy.config import Settings
+from proxy.services.descriptions import Descriptions
 from proxy.storage import PrivateStorage
 from tests.builders import Dist
 from tests.conftest import PASSWORD, basic, start_client, upload_form
+from proxy.web.keys import DESCRIPTIONS
 from tests.fakeupstream import FakeUpstream
+from tests.test_descriptions import rst, until
 
 MakeSettings = Callable[..., Settings]
 DEMO_WHEEL = "demo-1.0-py3-none-any.whl"
 EVIL = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+PLAIN = '<pre class="plain-description">'  # a description shown as text, not rendered
 
 
 async def publish(client: TestClient, dist: Dist, kind: str = "wheel", user: str = "alice") -> None:
@@ -162,20 +168,109 @@ async def test_package_html_is_shown_as_text_never_run(client: TestClient) -> No
     assert "<script>alert" not in missing
 
 
+@dataclass
+class Described(Dist):
+    """A distribution whose description has the Description-Content-Type ``content_type``."""
+
+    content_type: str = "text/x-rst"
+
+    def metadata(self) -> bytes:
+        return super().metadata().replace(b"Description-Content-Type: text/markdown",
+                                          f"Description-Content-Type: {self.content_type}".encode())
+
+
+def descriptions(client: TestClient) -> Descriptions:
+    assert client.app is not None
+    return client.app[DESCRIPTIONS]
+
+
 async def test_plain_and_rst_descriptions(client: TestClient) -> None:
-    class Described(Dist):
-        content_type = "text/plain"
-
-        def metadata(self) -> bytes:
-            return super().metadata().replace(b"text/markdown", self.content_type.encode())
-
-    await publish(client, Described("plain", "1.0", description="*not emphasis* <b>x</b>\n"))
+    await publish(client, Described("plain", "1.0", description="*not emphasis* <b>x</b>\n", content_type="text/plain"))
     page = await html(client, "/-/projects/plain/")
     assert '<pre class="plain-description">*not emphasis* &lt;b&gt;x&lt;/b&gt;</pre>' in page
-    rst = Described("rst", "1.0", description="Title\n=====\n\nSome **strong** text.\n")
-    rst.content_type = "text/x-rst"
-    await publish(client, rst)
+    assert 'class="note"' not in page  # plain by its content type: nothing to explain
+    await publish(client, Described("rst", "1.0", description="Title\n=====\n\nSome **strong** text.\n"))
     assert "<strong>strong</strong>" in await html(client, "/-/projects/rst/")
+
+
+@pytest.mark.parametrize(("content_type", "description"), [
+    ("text/x-rst", f"Hello *there* {EVIL}\n\nA `click <javascript:alert(3)>`_ link.\n"),
+    ("text/markdown", f"Hello *there* {EVIL}\n\n[click](javascript:alert(3)) <b onclick=x>bold</b>\n"),
+])
+async def test_rendered_descriptions_are_sanitised(client: TestClient, content_type: str, description: str) -> None:
+    """Rendered in the renderer process, still through readme_renderer's nh3 clean-up."""
+    await publish(client, Described("evil", "1.0", description=description, content_type=content_type))
+    page = await html(client, "/-/projects/evil/")
+    assert "<em>there</em>" in page and PLAIN not in page
+    assert "<script>alert" not in page and "onerror=alert(1)>" not in page
+    assert "javascript:" not in page and "onclick" not in page
+
+
+async def test_a_description_renders_once_across_views(aiohttp_client: Any, settings: Settings,
+                                                     client: TestClient) -> None:
+    """M1: views of a release's description after the first cost no render, concurrent first
+    views share one, and a restart (or another worker) reads it from disk."""
+    text = rst(64 * 1024)  # ~1 s of docutils: the repro's kind of text, smaller
+    await publish(client, Described("bigdoc", "1.0", description=text))
+    pages = await asyncio.gather(*(html(client, "/-/projects/bigdoc/") for _ in range(10)))
+    pages += [await html(client, "/-/projects/bigdoc/") for _ in range(5)]
+    assert descriptions(client).renders == 1
+    assert all("<em>emphasis</em>" in page and PLAIN not in page for page in pages)
+    await publish(client, Described("bigdoc", "1.1", description=text))  # the same text again
+    assert "<em>emphasis</em>" in await html(client, "/-/projects/bigdoc/")
+    assert descriptions(client).renders == 1
+    restarted = await start_client(aiohttp_client, settings)
+    assert "<em>emphasis</em>" in await html(restarted, "/-/projects/bigdoc/")
+    assert descriptions(restarted).renders == 0
+
+
+async def test_health_is_answered_while_a_description_renders(aiohttp_client: Any, make_settings: MakeSettings,
+                                                              auth: AuthStore) -> None:
+    """M1: the render runs in another process, so the server's loop (and GIL) stay free."""
+    client = await start_client(aiohttp_client, make_settings(
+        descriptions={"max_size": "2 MiB", "render_max_size": "2 MiB", "render_timeout": 600}))
+    # an sdist: compressed, where the test builder stores a wheel's METADATA uncompressed
+    await publish(client, Described("bigdoc", "1.0", description=rst(1024 * 1024)), kind="sdist")  # ~20 s of docutils
+    view = asyncio.ensure_future(client.get("/-/projects/bigdoc/"))
+    try:
+        await until(lambda: descriptions(client).rendering == 1)
+        health = await client.get("/-/health")
+        assert health.status == 200
+        assert descriptions(client).rendering == 1  # answered during the render, not after it
+    finally:
+        await descriptions(client).close()  # kills the renderer: the view shows the text plain
+        response = await view
+    page = await response.text()
+    assert response.status == 200 and "Shown as plain text for now" in page
+
+
+async def test_a_large_description_is_shown_plain_without_a_render(aiohttp_client: Any,
+                                                                   make_settings: MakeSettings,
+                                                                   auth: AuthStore) -> None:
+    """M1's repro: 2 MiB of reStructuredText (accepted here: as if uploaded before the cap) is
+    above render_max_size, so it is shown escaped and plain, and nothing renders it."""
+    client = await start_client(aiohttp_client, make_settings(descriptions={"max_size": "4 MiB"}))
+    text = rst(2 * 1024 * 1024) + "<b>not bold</b>\n"
+    await publish(client, Described("bigdoc", "1.0", description=text), kind="sdist")
+    for _ in range(3):
+        page = await html(client, "/-/projects/bigdoc/")
+        assert "longer than this server renders" in page
+        assert '<pre class="plain-description">Title\n=====\n\nSome *emphasis*' in page
+        assert "&lt;b&gt;not bold&lt;/b&gt;" in page and "<em>" not in page
+    assert descriptions(client).renders == 0
+
+
+async def test_a_render_over_the_time_budget_is_shown_plain(aiohttp_client: Any, make_settings: MakeSettings,
+                                                            auth: AuthStore) -> None:
+    client = await start_client(aiohttp_client, make_settings(descriptions={"render_timeout": 1.0}))
+    await publish(client, Described("slowdoc", "1.0", description=rst(384 * 1024)), kind="sdist")  # ~7 s of docutils
+    await publish(client, Described("quickdoc", "1.0", description=rst(1024)))
+    for _ in range(2):
+        page = await html(client, "/-/projects/slowdoc/")
+        assert "took longer than this server allows" in page
+        assert '<pre class="plain-description">Title\n=====\n\nSome *emphasis*' in page
+    assert descriptions(client).renders == 1  # the outcome is kept: one budget spent, not one per view
+    assert "<em>emphasis</em>" in await html(client, "/-/projects/quickdoc/")  # the same budget suffices
 
 
 async def test_unknown_project_is_a_styled_404(client: TestClient) -> None:

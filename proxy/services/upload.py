@@ -149,7 +149,8 @@ class UploadService:
     serves (None: no name is served upstream)."""
 
     def __init__(self, storage: PrivateStorage, auth: AuthStore, executor: Executor, settings: UploadSettings,
-                 auth_executor: Executor, public: PublicNames | None = None) -> None:
+                 auth_executor: Executor, public: PublicNames | None = None,
+                 max_description_size: int | None = None) -> None:
         self.storage = storage
         self.auth = auth
         self.executor = executor
@@ -158,6 +159,7 @@ class UploadService:
         self.max_file_size = settings.max_file_size
         self.public = public
         self.limiter = LoginLimiter(settings.failed_logins_per_address, settings.failed_logins_per_user)
+        self.max_description_size = max_description_size  # UTF-8 bytes; None: no limit
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         try:
@@ -245,7 +247,7 @@ class UploadService:
             await self._run(staged.finish)
             stored, display_name = self._check_form(identity, form, project, version, staged)
             metadata = await self._run(distmeta.extract_metadata, staged.path, stored.packagetype, True)
-            info = await self._run(_release_info, metadata, stored, project, version)
+            info = await self._run(_release_info, metadata, stored, project, version, self.max_description_size)
             stored = _with_metadata(stored, metadata, info.requires_python)
             created = await self._run(
                 self.storage.commit_file, staged.path, stored, metadata, info, display_name, project
@@ -318,12 +320,18 @@ def _validated_version(version: str) -> str:
     return version
 
 
-def _release_info(metadata: bytes, stored: StoredFile, project: str, version: str) -> ReleaseInfo:
+def _release_info(metadata: bytes, stored: StoredFile, project: str, version: str,
+                  max_description: int | None) -> ReleaseInfo:
     """Validate the archive's core metadata and read the release's ``info`` from it. CPU-bound
     for a large METADATA (up to 16 MiB): run in the executor."""
     core = distmeta.read_core_metadata(metadata, stored.packagetype)
     distmeta.check_metadata_identity(core, project, version)
-    return distmeta.release_info(core, stored.version)
+    info = distmeta.release_info(core, stored.version)
+    size = len(info.description.encode("utf-8"))
+    if max_description is not None and size > max_description:  # warehouse has no such cap: see config
+        raise UploadRejected(f"Description too large: {size} bytes (UTF-8). "
+                             f"Limit for this server is {max_description} bytes.")
+    return info
 
 
 def _with_metadata(stored: StoredFile, metadata: bytes, requires_python: str | None) -> StoredFile:

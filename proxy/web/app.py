@@ -16,11 +16,13 @@ from proxy import uirender
 from proxy.atomic import sweep_temp_files
 from proxy.auth import AuthStore
 from proxy.config import Settings
+from proxy.descfiles import RenderedDescriptions
 from proxy.filecache import CachedEntry, FileCache
 from proxy.metrics import Metrics
 from proxy.pagecache import PageCache
 from proxy.pagefiles import RenderedPages
 from proxy.services.catalog import Catalog, Upstreams
+from proxy.services.descriptions import Budget, Descriptions
 from proxy.services.downloads import Downloader
 from proxy.services.index import IndexService
 from proxy.services.jsonapi import JsonApiService
@@ -31,6 +33,7 @@ from proxy.storage import PrivateStorage
 from proxy.upstream import Upstream, masked
 from proxy.web import api, files, middlewares, ops, simple, ui, upload, workerstats
 from proxy.web.keys import AUTH, AUTH_EXECUTOR, CATALOG, EXECUTOR, INDEX, JSON_API, METRICS, SETTINGS, STORAGE, UPLOADS
+from proxy.web.keys import DESCRIPTIONS
 
 log = structlog.get_logger(__name__)
 AUTH_THREADS = 2  # each scrypt check holds ~16 MiB while it runs
@@ -44,6 +47,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_executor)
     app.cleanup_ctx.append(_auth_executor)
     app.cleanup_ctx.append(_services)
+    app.cleanup_ctx.append(_descriptions)
     app.cleanup_ctx.append(_catalog)
     app.cleanup_ctx.append(upload.staged_sweeper)
     app.cleanup_ctx.append(workerstats.snapshots)
@@ -111,6 +115,20 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def _descriptions(app: web.Application) -> AsyncIterator[None]:
+    """Rendered descriptions of private releases. Renderer processes are started per render
+    (none while idle); closing kills those in flight."""
+    settings = app[SETTINGS]
+    files = RenderedDescriptions(settings.data_dir)
+    if removed := await asyncio.get_running_loop().run_in_executor(app[EXECUTOR], files.sweep):
+        log.warning("temp_files_swept", count=removed)
+    limits = settings.descriptions
+    budget = Budget(limits.render_max_size, limits.render_timeout, limits.render_memory)
+    app[DESCRIPTIONS] = descriptions = Descriptions(files, app[EXECUTOR], budget, limits.cache_memory)
+    yield
+    await descriptions.close()
+
+
 async def _catalog(app: web.Application) -> AsyncIterator[None]:
     """The merged index; with upstream on, its HTTP session, page cache and file cache too."""
     settings = app[SETTINGS]
@@ -146,7 +164,7 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         app[JSON_API] = JsonApiService(catalog, executor)
         # Uploads ask the catalog whether upstream serves a name before it is made private.
         app[UPLOADS] = UploadService(app[STORAGE], app[AUTH], executor, settings.upload, app[AUTH_EXECUTOR],
-                                     CatalogNames(catalog))
+                                     CatalogNames(catalog), max_description_size=settings.descriptions.max_size)
         yield
 
 

@@ -10,6 +10,7 @@ from proxy.auth import AuthStore
 from proxy.config import Settings
 from proxy.metrics import Metrics
 from proxy.services.catalog import Catalog
+from proxy.services.descriptions import Descriptions
 from proxy.services.index import IndexService
 from proxy.services.jsonapi import JsonApiService
 from proxy.services.upload import UploadService
@@ -25,4 +26,5 @@ CATALOG = web.AppKey("catalog", Catalog)
 JSON_API = web.AppKey("json_api", JsonApiService)
 UPLOADS = web.AppKey("uploads", UploadService)
 METRICS = web.AppKey("metrics", Metrics)
+DESCRIPTIONS = web.AppKey("descriptions", Descriptions)
 REQUEST_ID = web.RequestKey("request_id", str)

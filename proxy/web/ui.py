@@ -12,11 +12,12 @@ from aiohttp import web
 
 from proxy import ui, uirender, uistatus
 from proxy.filecache import Key
-from proxy.models import IndexPage
+from proxy.models import IndexPage, PrivateProject
 from proxy.names import is_valid_project_name, matches_any, normalize, validate_project_name
+from proxy.readme import RENDERED_EMPTY, Shown
 from proxy.services import browse
 from proxy.web import redirects
-from proxy.web.keys import CATALOG, EXECUTOR, SETTINGS
+from proxy.web.keys import CATALOG, DESCRIPTIONS, EXECUTOR, SETTINGS
 from proxy.web.ops import cache_figures, probe_writable
 
 HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
@@ -24,7 +25,7 @@ HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
 
 async def _respond(request: web.Request, template: str, build: Callable[..., Any], *args: Any,
                    status: int = 200, **kwargs: Any) -> web.Response:
-    """Build the view and render it in the executor: docutils and big listings take milliseconds."""
+    """Build the view and render it in the executor: big listings take milliseconds."""
     environment = aiohttp_jinja2.get_env(request.app)
 
     def render() -> str:
@@ -80,7 +81,8 @@ async def project(request: web.Request) -> web.Response:
         raise redirects.moved(request, "ui_project", project=name)
     private = await catalog.private.project(name)
     if private is not None:
-        return await _respond(request, "project.html", ui.private_project_view, site, private)
+        description = await _description(request, private)
+        return await _respond(request, "project.html", ui.private_project_view, site, private, description)
     reserved = matches_any(name, request.app[SETTINGS].upstream.reserved)
     up = catalog.upstreams
     page = await up.index.cached_page(name) if up else None
@@ -89,6 +91,14 @@ async def project(request: web.Request) -> web.Response:
                               reserved=reserved, upstream_enabled=up is not None)
     return await _respond(request, "project.html", _cached_project_view, site, page,
                           browse.cached_keys(up), reserved)
+
+
+async def _description(request: web.Request, project: PrivateProject) -> Shown:
+    """The current release's description, rendered once (by another process) and kept."""
+    info = await asyncio.get_running_loop().run_in_executor(request.app[EXECUTOR], ui.current_release, project)
+    if info is None:
+        return RENDERED_EMPTY
+    return await request.app[DESCRIPTIONS].shown(info.description, info.description_content_type)
 
 
 def _cached_project_view(site: ui.Site, page: IndexPage, cached: list[Key], reserved: bool) -> ui.ProjectView:
