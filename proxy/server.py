@@ -21,7 +21,7 @@ from proxy.datadir import check_data_dir
 from proxy.errors import CannotListen
 from proxy.log import configure_logging
 from proxy.sdnotify import notify
-from proxy.supervisor import SETTINGS_ENV
+from proxy.supervisor import SETTINGS_FD_ENV, settings_handoff
 from proxy.web.app import create_app, runner_options
 
 log = structlog.get_logger(__name__)
@@ -34,11 +34,14 @@ def serve(settings: Settings) -> None:
     probe_listen(settings.server.host, settings.server.port)
     if settings.server.workers > 1:
         # Become the slim supervisor: same PID (systemd's notify socket keeps trusting it), a
-        # fresh interpreter without the application loaded.
-        os.environ[SETTINGS_ENV] = json.dumps(settings_to_mapping(settings))
+        # fresh interpreter without the application loaded. The settings (secrets included) go
+        # through a descriptor, never the environment (issue 12, L7).
+        handoff = settings_handoff(json.dumps(settings_to_mapping(settings)))
+        os.set_inheritable(handoff, True)
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execv(sys.executable, [sys.executable, "-m", "proxy.supervisor"])
+        os.execve(sys.executable, [sys.executable, "-m", "proxy.supervisor"],
+                  {**os.environ, SETTINGS_FD_ENV: str(handoff)})
     configure_logging(settings.logging.level, settings.logging.format)
     asyncio.run(_serve(settings, on_ready=lambda: notify(_status(settings))))
 
