@@ -35,6 +35,10 @@ log = structlog.get_logger(__name__)
 # sendfile would let the next accepted connection reuse its number: wait this long before doing it.
 ABORT_AFTER_S = 5.0
 SEND_CHECKS_PER_TIMEOUT = 4
+# At the cap, a request the client has held up for this long (a body behind body_min_rate, a
+# response it took nothing of) may be closed to make room, before its own deadline.
+STALLED_S = 1.0
+RESCAN_S = 0.1  # after finding no stalled connection, refuse without looking again for this long
 
 # Linux's struct tcp_info (linux/tcp.h); fields are only ever appended, so offsets are stable.
 _TCP_INFO = getattr(socket, "TCP_INFO", None)
@@ -63,8 +67,9 @@ class GuardedServer(Server):
     """aiohttp's low-level Server, making GuardedRequestHandlers and capping open connections.
 
     ``max_connections``: None for no cap. At the cap a new connection closes the one that has
-    waited longest for a request (an idle keep-alive or a head still arriving); when every
-    connection has a request in progress the new one is closed at once, before it is read:
+    waited longest for a request (an idle keep-alive or a head still arriving), else one whose
+    client holds its request up (``stalled``); when every connection is making progress the new
+    one is closed at once, before it is read:
     answering 503 would mean reading its request first (else the close resets the connection
     and the answer is lost), spending on it the descriptor and time the cap is there to save.
     Clients retry a refused connection (pip five times, uv three).
@@ -83,6 +88,7 @@ class GuardedServer(Server):
         self._handler_options = {k: v for k, v in kwargs.items()
                                  if k not in ("loop", "request_factory", "handler_cancellation")}
         self._notices = RateLimit(REPEAT_INTERVAL_S)
+        self._rescan_at = 0.0
 
     def __call__(self) -> RequestHandler:
         return GuardedRequestHandler(self, loop=self._handler_loop, **self._handler_options)
@@ -91,7 +97,7 @@ class GuardedServer(Server):
         """Count a new connection in, making room at the cap; False: refuse it."""
         cap = self.max_connections
         if cap is not None and len(self.open) >= cap:
-            victim = next((h for h in self.idle if h.waiting_for_request), None)
+            victim = self._victim()
             if victim is None:
                 self.notice("connection_refused", "max_connections", open=len(self.open))
                 return False
@@ -99,6 +105,19 @@ class GuardedServer(Server):
         self.open.add(handler)
         self.waiting(handler)
         return True
+
+    def _victim(self) -> GuardedRequestHandler | None:
+        for handler in self.idle:
+            if handler.waiting_for_request:
+                return handler
+        now = self._handler_loop.time()
+        if now < self._rescan_at:  # a flood of connections must not cost a scan each
+            return None
+        for handler in self.open:
+            if handler.stalled(now):
+                return handler
+        self._rescan_at = now + RESCAN_S
+        return None
 
     def waiting(self, handler: GuardedRequestHandler) -> None:
         """``handler`` begins to wait for a request: it goes last in the eviction order."""
@@ -132,10 +151,12 @@ class GuardedRequestHandler(RequestHandler):
         self._head_timer: asyncio.TimerHandle | None = None
         self._body: StreamReader | None = None
         self._body_bytes = 0
+        self._body_window_start = 0.0
         self._body_timer: asyncio.TimerHandle | None = None
         self._send_timer: asyncio.TimerHandle | None = None
         self._acked = -1
         self._progress_at = self._loop.time()
+        self._send_stalled = False  # at the last send check: bytes waited, none taken since the one before
         self._hung_up = False
 
     @property
@@ -143,6 +164,14 @@ class GuardedRequestHandler(RequestHandler):
         """No request in progress: idle between requests or receiving a head (as aiohttp's own
         ``_process_keepalive`` decides it may close)."""
         return self._waiter is not None and not self._waiter.done()
+
+    def stalled(self, now: float) -> bool:
+        """The client has held this request up for STALLED_S at least: the body's current window
+        is behind body_min_rate, or the response waited for it through the last send check."""
+        if self._body_timer is not None:  # a body is being read, its window running
+            elapsed = now - self._body_window_start
+            return elapsed >= STALLED_S and self._body_bytes < max(1.0, self._limits.body_min_rate * elapsed)
+        return self._send_stalled and now - self._progress_at >= STALLED_S
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if not self._guard.admit(self):
@@ -235,6 +264,7 @@ class GuardedRequestHandler(RequestHandler):
     def _arm_body_check(self) -> None:
         self._cancel_body_check()
         self._body_bytes = 0
+        self._body_window_start = self._loop.time()
         if self._limits.body_idle_timeout:
             self._body_timer = self._loop.call_later(self._limits.body_idle_timeout, self._check_body)
 
@@ -274,11 +304,13 @@ class GuardedRequestHandler(RequestHandler):
             return  # not TCP on Linux: no check on this connection
         acked, waiting = progress
         now = self._loop.time()
-        if not (waiting or transport.get_write_buffer_size()) or acked != self._acked:
+        stalled = (waiting or transport.get_write_buffer_size() > 0) and acked == self._acked
+        if not stalled:
             self._acked, self._progress_at = acked, now
         elif now - self._progress_at >= self._limits.send_idle_timeout:
             self.hang_up("send_stalled")
             return
+        self._send_stalled = stalled
         self._arm_send_check()
 
     def _cancel_timers(self) -> None:

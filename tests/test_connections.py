@@ -249,28 +249,70 @@ async def test_at_max_connections_the_longest_idle_connection_makes_room(make_se
             writer.close()
 
 
-async def test_at_max_connections_with_every_request_in_progress_new_ones_are_closed_at_once(
+async def test_at_max_connections_with_every_request_progressing_new_ones_are_closed_at_once(
         make_settings: Callable[..., Settings], auth: AuthStore) -> None:
-    """(e): when every connection has a request in progress (here uploads waiting for their body),
-    a new connection is closed before anything is read, at once rather than at a deadline, and
-    twenty of them make one log line."""
-    async with serving(make_settings(server=limits(max_connections=2))) as running:
+    """(e): when every connection has a request making progress (here uploads whose body comes at
+    10 B/s, above a body_min_rate of 1), a new connection is closed before anything is read, at
+    once rather than at a deadline, and twenty of them make one log line."""
+    async with serving(make_settings(server=limits(max_connections=2, body_min_rate=1))) as running:
         busy = [await running.connect() for _ in range(2)]
-        for _, writer in busy:
-            writer.write(UPLOAD_HEAD + b"\r\n")
+        senders = [asyncio.create_task(drip(writer, UPLOAD_HEAD + b"\r\n" + b"a" * 1000, 0.001))
+                   for _, writer in busy]
         await poll(lambda: len(running.server.open) == 2
                    and not any(handler.waiting_for_request for handler in running.server.open))
+        for sender in senders:  # from the body on, 10 bytes a second
+            sender.cancel()
+        senders = [asyncio.create_task(drip(writer, b"a" * 1000, 0.1)) for _, writer in busy]
         with structlog.testing.capture_logs() as events:
             for _ in range(20):
                 reader, writer = await running.connect()
                 writer.write(b"GET /-/health HTTP/1.1\r\nHost: x\r\n\r\n")
                 assert await asyncio.wait_for(reader.read(), SLACK) == b""  # far before any deadline
                 writer.close()
+            assert not any(handler.stalled(asyncio.get_running_loop().time()) for handler in running.server.open)
         assert [e for e in events if e["event"] == "connection_refused"] == [
             {"event": "connection_refused", "log_level": "warning", "reason": "max_connections",
              "suppressed": 0, "open": 2}]
+        for sender in senders:
+            sender.cancel()
         for _, writer in busy:
             writer.close()
+
+
+async def test_at_max_connections_an_upload_behind_pace_makes_room(
+        make_settings: Callable[..., Settings], auth: AuthStore) -> None:
+    """(c) + (e), the repro's case: uploads whose body is behind body_min_rate hold every slot
+    (their own window is 30 s here); a new connection closes one of them and is served."""
+    async with serving(make_settings(server=limits(max_connections=2))) as running:
+        uploads = [await running.connect() for _ in range(2)]
+        for _, writer in uploads:
+            writer.write(UPLOAD_HEAD + b"\r\n--x\r\n")
+        await poll(lambda: len(running.server.open) == 2 and all(
+            handler.stalled(asyncio.get_running_loop().time()) for handler in running.server.open))
+        assert await get_health(running) == 200
+        done, _ = await asyncio.wait([asyncio.create_task(until_closed(reader)) for reader, _ in uploads],
+                                     timeout=SLACK, return_when=asyncio.FIRST_COMPLETED)
+        assert len(done) == 1
+        for _, writer in uploads:
+            writer.close()
+
+
+@linux_tcp_info
+async def test_at_max_connections_a_download_nobody_reads_makes_room(
+        make_settings: Callable[..., Settings], auth: AuthStore) -> None:
+    """(f) + (e): a client that took nothing of its download for a send check holds no slot
+    another client needs, before its own send_idle_timeout (8 s here)."""
+    async with serving(make_settings(server=limits(max_connections=1, send_idle_timeout=8))) as running:
+        async with aiohttp.ClientSession() as session, session.post(
+                running.url("/pypi/"), data=upload_form(BIG), headers=basic("alice", PASSWORD)) as response:
+            assert response.status == 200, await response.text()
+        await poll(lambda: not running.server.open)
+        sock = await request_with_small_window(running, f"/pypi/files/big/{BIG.wheel_filename}")
+        await poll(lambda: len(running.server.open) == 1 and all(
+            handler.stalled(asyncio.get_running_loop().time()) for handler in running.server.open))
+        assert await get_health(running) == 200
+        await poll(lambda: tcp_state(sock) in (TCP_CLOSE, TCP_CLOSE_WAIT), SLACK)
+        sock.close()
 
 
 async def test_many_slow_clients_closed_make_one_log_line(make_settings: Callable[..., Settings]) -> None:

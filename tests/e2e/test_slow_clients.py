@@ -43,7 +43,11 @@ def serve_with_open_files(home: Path, open_files: int, server: dict[str, int]) -
         yield port, log
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=40)  # requests in flight get shutdown_timeout (30 s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 async def slow_client(port: int, first: bytes, pace: float) -> float:
@@ -65,11 +69,13 @@ async def slow_client(port: int, first: bytes, pace: float) -> float:
                 await writer.drain()
 
     sending = asyncio.create_task(trickle())
-    with contextlib.suppress(ConnectionError):
-        while await reader.read(65536):
-            pass
-    sending.cancel()
-    writer.close()
+    try:
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(65536):
+                pass
+    finally:
+        sending.cancel()
+        writer.close()
     return loop.time() - start
 
 
@@ -118,6 +124,22 @@ async def test_slow_clients_at_a_low_open_file_limit_do_not_hold_the_server(
     lowered = next(line for line in lines if line["event"] == "max_connections_lowered")
     assert (lowered["max_connections"], lowered["open_file_limit"]) == (64, 256)
     assert len(others) <= 12, others
+
+
+async def test_health_answers_while_slow_uploads_hold_every_connection(tmp_path: Path) -> None:
+    """The repro's uploads, trickling a byte a second, fill the cap (64 under `ulimit -n 256`)
+    and their body window is 600 s here, so no deadline frees a slot during the test: /-/health
+    answers all the same, as at the cap an upload behind body_min_rate makes room."""
+    with serve_with_open_files(tmp_path, 256, {"body_idle_timeout": 600}) as (port, _):
+        clients = []
+        for _ in range(150):  # one at a time, so every admitted one has sent its head: none is idle
+            clients.append(asyncio.create_task(slow_client(port, REPRO_HEAD, 1.0)))
+            await asyncio.sleep(0.005)
+        await asyncio.wait_for(health_answers(port), 30)
+        assert sum(not client.done() for client in clients) >= 60  # still held
+        for client in clients:
+            client.cancel()
+        await asyncio.gather(*clients, return_exceptions=True)
 
 
 async def test_accept_failures_at_the_open_file_limit_are_logged_once_per_interval(tmp_path: Path) -> None:
