@@ -1,6 +1,7 @@
 """Slow and idle clients cannot hold the server (issue 12, M3): a deadline for each request's
 head, a minimum pace for request bodies, a stall limit for responses, and a cap on open
-connections at which the longest-idle connection makes room.
+connections at which the longest-idle connection, or one whose client holds its request up,
+makes room.
 
 aiohttp 3.14's server has one deadline of its own, ``keepalive_timeout`` (web_protocol.py:
 armed at connection start and after each response, acted on only while the handler waits for
