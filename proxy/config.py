@@ -154,6 +154,20 @@ class ServerSettings:
     shutdown_timeout: float = _setting(30.0, _seconds)
     # Server processes sharing the port (SO_REUSEPORT); 0: one per CPU.
     workers: int = _setting(1, _workers)
+    # Slow and idle clients (proxy/connections.py); 0 turns a limit off. Seconds from connecting,
+    # or from the first byte of a request, to the end of its line and headers.
+    header_timeout: float = _setting(10.0, _seconds)
+    # A request body must bring at least body_min_rate bytes per second (and one byte at least)
+    # in every window of body_idle_timeout seconds in which the server is reading it.
+    body_idle_timeout: float = _setting(20.0, _seconds)
+    body_min_rate: int = _setting(500, _count)
+    # Seconds a response may wait with no byte of it taken by the client.
+    send_idle_timeout: float = _setting(60.0, _seconds)
+    # Seconds an idle connection is kept open for the client's next request.
+    keepalive_timeout: float = _setting(75.0, _seconds)
+    # Open connections per server process; at the limit the longest-idle one makes room, else
+    # the new one is closed at once.
+    max_connections: int = _setting(1000, _count)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+from collections.abc import Callable, Hashable
 
 import structlog
 
@@ -28,10 +30,68 @@ class _StderrLogger:
     debug = info = warning = warn = error = critical = exception = fatal = log = msg
 
 
+REPEAT_INTERVAL_S = 10.0  # a repeated library warning is written at most once per this many seconds
+
+
+class RateLimit:
+    """At most one event per key every ``interval`` seconds; the others are counted.
+
+    Bounds what clients can make the server write: an event each of thousands of connections
+    triggers (an accept failing at the open-file limit, a slow client closed) costs one line per
+    interval, and that line says how many it stands for.
+    """
+
+    MAX_KEYS = 1024
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._last: dict[Hashable, tuple[float, int]] = {}  # key: (time let through, suppressed since)
+
+    def allow(self, key: Hashable) -> int | None:
+        """None: drop this one. Else let it through: the number dropped since the last one."""
+        now = self._clock()
+        last, suppressed = self._last.get(key, (float("-inf"), 0))
+        if now - last < self.interval:
+            self._last[key] = (last, suppressed + 1)
+            return None
+        if len(self._last) >= self.MAX_KEYS:  # keys are message templates: few, but never unbounded
+            self._last = {k: v for k, v in self._last.items() if now - v[0] < self.interval}
+        self._last[key] = (now, 0)
+        return suppressed
+
+
+class RepeatFilter(logging.Filter):
+    """Lets one stdlib warning or error per logger and message through every ``interval`` seconds;
+    the one let through carries ``suppressed``, how many were dropped before it.
+
+    asyncio logs "socket.accept() out of system resource" (with a traceback) for every failed
+    accept at the open-file limit, up to its backlog (100) per wake-up, and aiohttp logs
+    "Error handling request" per connection: under a flood of connections that was hundreds of
+    MB of log a minute (issue 12, M3). Our own events do not pass here (see configure_logging).
+    """
+
+    def __init__(self, interval: float = REPEAT_INTERVAL_S, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._limit = RateLimit(interval, clock)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        # asyncio's exception handler logs a ready-made text: its first line is the message.
+        suppressed = self._limit.allow((record.name, str(record.msg).partition("\n")[0]))
+        if suppressed is None:
+            return False
+        if suppressed:
+            record.suppressed = suppressed
+        return True
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", worker: int | None = None) -> None:
     """Route structlog and stdlib loggers (aiohttp's included) through one formatter.
 
     ``worker``: this server process's number, added to every event when there are several.
+    Repeated warnings of libraries are rate-limited (RepeatFilter).
     """
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
 
@@ -59,8 +119,9 @@ def configure_logging(level: str = "info", fmt: str = "auto", worker: int | None
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RepeatFilter())
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(allow=("suppressed",))],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,

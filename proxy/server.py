@@ -7,6 +7,7 @@ import asyncio
 import errno
 import json
 import os
+import resource
 import signal
 import socket
 import sys
@@ -17,14 +18,20 @@ import structlog
 from aiohttp import web
 
 from proxy.config import Settings, settings_to_mapping
+from proxy.connections import GuardedAppRunner
 from proxy.datadir import check_data_dir
 from proxy.errors import CannotListen
 from proxy.log import configure_logging
 from proxy.sdnotify import notify
-from proxy.supervisor import SETTINGS_ENV
+from proxy.supervisor import SETTINGS_FD_ENV, settings_handoff
 from proxy.web.app import create_app, runner_options
 
 log = structlog.get_logger(__name__)
+# Descriptors kept for what is not a client connection (upstream connections: aiohttp's pool of
+# 100; files being written; the caches' databases; logs), and per client connection (its socket
+# and the file it may be sending).
+FDS_RESERVED = 128
+FDS_PER_CONNECTION = 2
 
 
 def serve(settings: Settings) -> None:
@@ -34,11 +41,14 @@ def serve(settings: Settings) -> None:
     probe_listen(settings.server.host, settings.server.port)
     if settings.server.workers > 1:
         # Become the slim supervisor: same PID (systemd's notify socket keeps trusting it), a
-        # fresh interpreter without the application loaded.
-        os.environ[SETTINGS_ENV] = json.dumps(settings_to_mapping(settings))
+        # fresh interpreter without the application loaded. The settings (secrets included) go
+        # through a descriptor, never the environment (issue 12, L7).
+        handoff = settings_handoff(json.dumps(settings_to_mapping(settings)))
+        os.set_inheritable(handoff, True)
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execv(sys.executable, [sys.executable, "-m", "proxy.supervisor"])
+        os.execve(sys.executable, [sys.executable, "-m", "proxy.supervisor"],
+                  {**os.environ, SETTINGS_FD_ENV: str(handoff)})
     configure_logging(settings.logging.level, settings.logging.format)
     asyncio.run(_serve(settings, on_ready=lambda: notify(_status(settings))))
 
@@ -50,10 +60,7 @@ def _status(settings: Settings) -> str:
 async def _serve(settings: Settings, on_ready: Callable[[], Any], reuse_port: bool = False) -> None:
     host, port = settings.server.host, settings.server.port
     log.info("starting", host=host, port=port, data_dir=str(settings.data_dir))
-    runner = web.AppRunner(
-        create_app(settings), handle_signals=False, shutdown_timeout=settings.server.shutdown_timeout,
-        **runner_options(),
-    )
+    runner = make_runner(settings, connection_cap(settings.server.max_connections))
     await runner.setup()
     try:
         stop = asyncio.Event()
@@ -75,6 +82,38 @@ async def _serve(settings: Settings, on_ready: Callable[[], Any], reuse_port: bo
         # the app: downloads still running are cancelled and their temp files removed.
         await runner.cleanup()
         log.info("stopped")
+
+
+def make_runner(settings: Settings, max_connections: int | None) -> web.AppRunner:
+    """The app's runner, with the per-connection limits of ``settings.server`` (proxy.connections)."""
+    return GuardedAppRunner(
+        create_app(settings), limits=settings.server, max_connections=max_connections,
+        handle_signals=False, shutdown_timeout=settings.server.shutdown_timeout, **runner_options(),
+    )
+
+
+def connection_cap(wanted: int) -> int | None:
+    """The cap on open connections: ``wanted`` (None when 0, no cap), lowered to what the
+    open-file limit leaves room for, after raising the soft limit toward the hard one (as Go's
+    runtime does; systemd's LimitNOFILE sets both). At the limit, accepts fail with EMFILE and so
+    does opening any file: better to turn connections away than fail requests in progress."""
+    if not wanted:
+        return None
+    needed = FDS_RESERVED + FDS_PER_CONNECTION * wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+        except (OSError, ValueError):  # e.g. systemd's SystemCallFilter=~@resources
+            pass
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return wanted
+    fits = max(1, (soft - FDS_RESERVED) // FDS_PER_CONNECTION)
+    log.warning("max_connections_lowered", wanted=wanted, max_connections=fits, open_file_limit=soft,
+                hint="raise the open-file limit: LimitNOFILE= in the systemd unit, or ulimit -n")
+    return fits
 
 
 def probe_listen(host: str, port: int) -> None:

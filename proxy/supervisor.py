@@ -1,8 +1,8 @@
 """With ``workers`` > 1: a small process that starts the server processes, reports readiness to
 systemd once all listen, restarts one that dies and stops them all on SIGTERM/SIGINT.
 
-``serve`` execs into this module (same PID, so systemd keeps trusting its notifications) with
-the settings in the environment; it imports none of the server, so it costs a fresh
+``serve`` execs into this module (same PID, so systemd keeps trusting its notifications), handing
+it the settings through a descriptor; it imports none of the server, so it costs a fresh
 interpreter's memory rather than the whole application's. Caches on disk and single-flight
 downloads are shared through the file system (diskcache, flock on the part file), so any
 worker may answer any request.
@@ -25,7 +25,7 @@ from proxy.log import configure_logging
 from proxy.runfiles import clear_snapshots
 from proxy.sdnotify import notify
 
-SETTINGS_ENV = "PYPI_PROXY_SETTINGS"  # the settings as JSON (config.settings_to_mapping)
+SETTINGS_FD_ENV = "PYPI_PROXY_SETTINGS_FD"  # a descriptor to read the settings from, once
 WORKER_ENV = "PYPI_PROXY_WORKER"  # this worker's number
 READY_FD_ENV = "PYPI_PROXY_READY_FD"  # a pipe a worker writes one byte to once it listens
 READY_TIMEOUT_S = 120.0
@@ -34,8 +34,37 @@ RESTART_PAUSE_S = 1.0
 log = structlog.get_logger("proxy.supervisor")  # not __main__ when run with -m
 
 
+def settings_handoff(document: str) -> int:
+    """A descriptor of an anonymous in-memory file holding ``document`` (the settings as JSON,
+    config.settings_to_mapping), for the next program to read with ``take_settings``.
+
+    Not the environment nor the command line: /proc/<pid>/environ and cmdline show those for the
+    process's whole life, and children inherit the environment (issue 12, L7: the upstream
+    password). Non-inheritable, like every descriptor Python opens: pass it on with pass_fds or
+    os.set_inheritable.
+    """
+    fd = os.memfd_create("pypi-proxy-settings")
+    data = document.encode()
+    while data:
+        data = data[os.write(fd, data):]
+    return fd
+
+
+def take_settings() -> str:
+    """The settings document handed over with ``settings_handoff``: read from the descriptor the
+    environment names, which is then closed and the variable removed."""
+    fd = int(os.environ.pop(SETTINGS_FD_ENV))
+    try:
+        data = b""
+        while chunk := os.pread(fd, 65536, len(data)):  # pread: the offset is shared with the writer's copy
+            data += chunk
+        return data.decode()
+    finally:
+        os.close(fd)
+
+
 def main() -> None:
-    document = os.environ.pop(SETTINGS_ENV)
+    document = take_settings()
     settings = settings_from_mapping(json.loads(document))
     configure_logging(settings.logging.level, settings.logging.format)
     raise SystemExit(supervise(settings, document))
@@ -56,8 +85,14 @@ def supervise(settings: Settings, document: str) -> int:
     worker_env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}  # only we notify
 
     def start(number: int) -> subprocess.Popen[bytes]:
-        env = {**worker_env, SETTINGS_ENV: document, WORKER_ENV: str(number), READY_FD_ENV: str(ready_write)}
-        return subprocess.Popen([sys.executable, "-m", "proxy.worker"], env=env, pass_fds=(ready_write,))
+        handoff = settings_handoff(document)  # one per worker: each reads and closes its own
+        env = {**worker_env, SETTINGS_FD_ENV: str(handoff), WORKER_ENV: str(number),
+               READY_FD_ENV: str(ready_write)}
+        try:
+            return subprocess.Popen([sys.executable, "-m", "proxy.worker"], env=env,
+                                    pass_fds=(ready_write, handoff))
+        finally:
+            os.close(handoff)
 
     workers = {number: start(number) for number in range(count)}
     log.info("workers_starting", workers=count)

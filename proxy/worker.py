@@ -12,13 +12,13 @@ from proxy.config import settings_from_mapping
 from proxy.errors import ProxyError
 from proxy.log import configure_logging
 from proxy.server import run_worker
-from proxy.supervisor import READY_FD_ENV, SETTINGS_ENV, WORKER_ENV
+from proxy.supervisor import READY_FD_ENV, WORKER_ENV, take_settings
 
 log = structlog.get_logger("proxy.worker")
 
 
 def main() -> None:
-    settings = settings_from_mapping(json.loads(os.environ.pop(SETTINGS_ENV)))
+    settings = settings_from_mapping(json.loads(take_settings()))
     number = int(os.environ.pop(WORKER_ENV))
     ready_fd = int(os.environ.pop(READY_FD_ENV))
     configure_logging(settings.logging.level, settings.logging.format, worker=number)

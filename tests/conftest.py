@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.auth import AuthStore
 from proxy.config import Settings, settings_from_mapping
+from proxy.connections import GuardedAppRunner
 from proxy.web.app import create_app, runner_options
 from tests.builders import Dist
 from tests.fakeupstream import FakeUpstream
@@ -88,9 +89,21 @@ def auth(settings: Settings) -> AuthStore:
     return store
 
 
+class GuardedTestServer(TestServer):
+    """A TestServer behind the runner `serve` uses: the connection limits of settings.server."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(create_app(settings))
+        self.limits = settings.server
+
+    async def _make_runner(self, **kwargs: Any) -> GuardedAppRunner:
+        return GuardedAppRunner(self.app, limits=self.limits, max_connections=self.limits.max_connections or None,
+                                **kwargs)
+
+
 async def start_client(aiohttp_client: Any, settings: Settings) -> TestClient:
-    """The real app on loopback, with the runner options `serve` uses."""
-    server = TestServer(create_app(settings))
+    """The real app on loopback, with the runner and runner options `serve` uses."""
+    server = GuardedTestServer(settings)
     await server.start_server(**runner_options())  # TestServer ignores its constructor kwargs
     return await aiohttp_client(server)
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
 import logging
 import os
 import re
+import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,7 +18,7 @@ from aiohttp.test_utils import TestClient
 
 from proxy.auth import AuthStore
 from proxy.config import Settings
-from proxy.log import configure_logging
+from proxy.log import RepeatFilter, configure_logging
 from proxy.web.simple import SLICE
 from tests.builders import Dist
 from tests.conftest import PASSWORD, basic, start_client, upload_form
@@ -156,3 +159,57 @@ async def test_a_generated_request_id_is_the_logged_one(client: TestClient) -> N
     generated = response.headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{16}", generated)
     assert [e["path"] for e in events if e["event"] == "request" and e["request_id"] == generated] == ["/nothing/here"]
+
+
+def test_accept_failures_at_the_open_file_limit_make_one_line(
+        restore_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 12 M3: asyncio reports every accept that fails with EMFILE through its exception
+    handler, with a traceback (hundreds a second at the limit): one line gets through per
+    interval. Other library warnings still get theirs."""
+    configure_logging("info", "json")
+    loop = asyncio.new_event_loop()
+    try:
+        with socket.socket() as listening:
+            for _ in range(1000):
+                try:
+                    raise OSError(errno.EMFILE, "Too many open files")
+                except OSError as exc:  # as asyncio's accept loop hands it over, traceback and all
+                    loop.call_exception_handler({"message": "socket.accept() out of system resource",
+                                                 "exception": exc, "socket": listening})
+        logging.getLogger("aiohttp.server").error("Error handling request from %s", "127.0.0.1")
+    finally:
+        loop.close()
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [line["event"].partition("\n")[0] for line in lines] == [
+        "socket.accept() out of system resource", "Error handling request from 127.0.0.1"]
+    assert "Too many open files" in lines[0]["exception"]
+
+
+def test_repeat_filter_lets_one_through_per_interval_with_the_count() -> None:
+    now = [0.0]
+    repeats = RepeatFilter(interval=10.0, clock=lambda: now[0])
+
+    def record(message: str, level: int = logging.ERROR, name: str = "asyncio") -> logging.LogRecord:
+        return logging.LogRecord(name, level, __file__, 1, message, None, None)
+
+    accept = "socket.accept() out of system resource\nsocket: <socket fd=6>"
+    assert repeats.filter(first := record(accept))
+    assert not hasattr(first, "suppressed")
+    assert [repeats.filter(record(accept)) for _ in range(500)] == [False] * 500
+    assert repeats.filter(record("Task exception was never retrieved"))  # another message: its own budget
+    assert repeats.filter(record(accept, name="other"))  # another logger: its own budget
+    assert repeats.filter(record(accept, level=logging.INFO))  # below warning: never held back
+    now[0] = 9.9
+    assert not repeats.filter(record(accept))
+    now[0] = 10.0
+    assert repeats.filter(later := record(accept))
+    assert later.suppressed == 501  # type: ignore[attr-defined]
+
+
+def test_the_suppressed_count_is_in_the_line(restore_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "json")
+    record = logging.LogRecord("asyncio", logging.ERROR, __file__, 1, "socket.accept() failed", None, None)
+    record.suppressed = 42
+    logging.getLogger("asyncio").handle(record)
+    [line] = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert line["suppressed"] == 42 and line["event"] == "socket.accept() failed"

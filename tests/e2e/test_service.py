@@ -3,6 +3,7 @@ leaves no partial download behind (issue 4)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -182,3 +183,41 @@ def test_the_supervisor_restarts_a_worker_that_dies(tmp_path: Path, notify_socke
     finally:
         process.kill()
         process.wait()
+
+
+def test_secrets_stay_out_of_every_process_environment_and_command_line(
+        tmp_path: Path, notify_socket: tuple[str, socket.socket]) -> None:
+    """Issue 12 L7: with --workers 2, the settings reach the supervisor and each worker through
+    a descriptor read once, not the environment: the upstream password is in no
+    /proc/<pid>/environ or cmdline, no process keeps the descriptor open, and the workers
+    still have it (they send it upstream)."""
+    password = "upstream-secret-6d1f0c"
+    path, sock = notify_socket
+    fake = FakeUpstream()
+    fake.add(Dist("demo", "1.0"))
+    upstream = UpstreamThread(fake)
+    upstream.start()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[upstream]\nurl = "{fake.url}"\nusername = "proxy"\npassword = "{password}"\n')
+    url, process = serve(tmp_path, "--workers", "2", "--config", str(config), env={"NOTIFY_SOCKET": path})
+    try:
+        assert sock.recv(4096).decode().startswith("READY=1")
+        workers = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        assert len(workers) == 2
+        for pid in [str(process.pid), *workers]:
+            for name in ("environ", "cmdline"):
+                assert password.encode() not in Path(f"/proc/{pid}/{name}").read_bytes(), (pid, name)
+            held = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+            assert not [target for target in held if "pypi-proxy-settings" in target], (pid, held)
+        for _ in range(4):  # whichever worker answers
+            with urllib.request.urlopen(f"{url}/pypi/simple/demo/", timeout=10) as response:
+                assert response.status == 200
+        sent = {headers.get("Authorization") for headers in fake.seen_headers}
+        assert sent == {"Basic " + base64.b64encode(f"proxy:{password}".encode()).decode()}
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
+        process.wait()
+        upstream.stop()
+        upstream.close()
