@@ -1,7 +1,9 @@
 """What the file cache holds and how recently each file was used, shared by every server process.
 
 The figures live in the ledger (``proxy.ledger``, SQLite), reached through one thread of this
-process's own, so the event loop never waits on the database. What stays per process:
+process's own, so the event loop never waits on the database. A file is admitted before it
+lands in the cache: counted, and room made for it by evicting the least recently used files of
+every process, so the files on disk never sum to more than the limit. What stays per process:
 
 * pins: files this process is serving now; its evictions leave them alone;
 * last uses, which are only batched up in memory: a file's use is written at most once per

@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +153,25 @@ class FileCache:
                 self.part_path(project, filename).unlink()
         finally:
             os.close(part.fd)
+
+    def sweep(self, older_than_s: float = 3600.0) -> int:
+        """Remove part files crashed writers left: nobody holds their lock and they are older than
+        ``older_than_s`` (a younger one may be between a writer's open and its lock). A locked one
+        is a download in progress, however long it runs. Returns how many went."""
+        removed = 0
+        cutoff = time.time() - older_than_s
+        for path in self.temp_dir.glob(f"{TEMP_PREFIX}*"):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                if os.fstat(fd).st_mtime < cutoff and not _locked(fd):
+                    path.unlink(missing_ok=True)
+                    removed += 1
+            finally:
+                os.close(fd)
+        return removed
 
     def open_part(self, project: str, filename: str) -> int | None:
         """The part file another process is writing, opened for reading; None when there is none

@@ -148,3 +148,21 @@ def test_open_cached_gives_the_file_and_its_size(cache: FileCache) -> None:
 def test_file_cache_refuses_paths_outside_its_directory(tmp_path: Path, project: str, filename: str) -> None:
     with pytest.raises(InvalidName):
         FileCache(tmp_path).path(project, filename)
+
+
+def test_a_restart_sweeps_crashed_downloads_but_never_a_live_one(cache: FileCache) -> None:
+    """A worker (re)starting removes part files nobody writes, once old; a download that has run
+    for hours (20 GiB over a slow link) is locked by its writer and stays."""
+    live = claimed(cache)
+    live.write(b"still coming")
+    crashed = cache.part_path("demo", "crashed-1.0.tar.gz")
+    crashed.write_bytes(b"left over")
+    young = cache.part_path("demo", "young-1.0.tar.gz")  # between a writer's open and its lock
+    young.write_bytes(b"")
+    for path in (cache.part_path(*KEY), crashed):
+        os.utime(path, (1000, 1000))
+    assert cache.sweep() == 1
+    assert sorted(p.name for p in cache.temp_dir.iterdir()) == sorted([cache.part_path(*KEY).name, young.name])
+    cache.commit(live, *KEY)
+    os.close(live.read_fd)
+    assert cache.path(*KEY).read_bytes() == b"still coming"

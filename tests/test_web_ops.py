@@ -13,6 +13,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from proxy.config import Settings
+from proxy.ledger import Ledger
+from proxy.web.keys import CATALOG
 from tests.builders import Dist
 from tests.conftest import PASSWORD, basic, start_client, upload_form
 from tests.fakeupstream import FakeUpstream
@@ -192,6 +194,26 @@ async def test_a_damaged_ledger_is_rebuilt_from_the_cached_files_at_start(
     client = await start_client(aiohttp_client, settings)
     figures = (await (await client.get("/-/health")).json())["cache"]
     assert (figures["files"], figures["file_bytes"]) == on_disk(settings.data_dir) == (1, len(fake_upstream.file(DEMO_WHEEL).content))
+
+
+async def test_cache_hits_write_nothing_to_the_ledger(
+        aiohttp_client: Any, upstream_settings: MakeSettings, fake_upstream: FakeUpstream,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the hot path cheap: a hit is noted in memory, its use written at most once per
+    TOUCH_EVERY_S seconds per file, in a batch; 100 hits cost no database write here."""
+    client = await start_client(aiohttp_client, upstream_settings())
+    await client.get("/pypi/simple/demo/")
+    assert await (await client.get(f"/pypi/files/demo/{DEMO_WHEEL}")).read()
+    writes: list[str] = []
+    for name in ("record", "touch", "forget", "evict", "reconcile"):
+        real = getattr(Ledger, name)
+        monkeypatch.setattr(Ledger, name, lambda self, *a, _n=name, _r=real: writes.append(_n) or _r(self, *a))
+    for _ in range(100):
+        response = await client.get(f"/pypi/files/demo/{DEMO_WHEEL}")
+        assert response.headers["X-Proxy-Cache"] == "hit" and await response.read()
+    usage = client.server.app[CATALOG].upstreams.files.usage  # type: ignore[union-attr]
+    await usage.flush()
+    assert writes == []
 
 
 def test_metrics_of_several_workers_add_up() -> None:

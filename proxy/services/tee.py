@@ -147,18 +147,25 @@ class FileStream:
     @property
     def size(self) -> int | None:
         """The length the response may announce: the listed one, or upstream's Content-Length."""
-        return self._download.expected_size
+        return self._own_size if self._own is not None else self._download.expected_size
 
     @property
     def filename(self) -> str:
         return self._download.filename
 
     async def start(self) -> None:
-        """Wait for the first bytes (or the whole file); a download failing before them raises."""
-        await asyncio.shield(self._download.started)
+        """Wait for the first bytes (or the whole file); a download failing before them raises
+        (unless a verified copy is in the cache by then: it is read instead)."""
+        try:
+            await asyncio.shield(self._download.started)
+        except ProxyError:
+            if not await self._switch_to_cached():
+                raise
 
     async def complete(self) -> Path:
         """Wait for the whole file, verified and in the cache."""
+        if self._own is not None:
+            return self._cache.path(self._download.project, self._download.filename)
         return await asyncio.shield(self._download.result)
 
     async def read(self) -> bytes:

@@ -163,7 +163,7 @@ async def _file_cache(settings: Settings, executor: ThreadPoolExecutor, stack: c
 
 def _prepare_file_cache(files: FileCache) -> list[CachedEntry]:
     files.prepare()
-    removed = sweep_temp_files(files.temp_dir)  # young ones may belong to another live process
+    removed = files.sweep()  # a locked one, or a young one, may belong to another live process
     if removed:
         log.warning("partial_downloads_removed", count=removed)
     return files.scan()
