@@ -208,6 +208,8 @@ class UpstreamSettings:
     page_deadline: float = _setting(10.0, _seconds)
     project_list_deadline: float = _setting(120.0, _seconds)
     download_min_rate: int | None = _setting(1024, _optional_size)
+    # Largest upstream file fetched when neither the listing nor upstream gives its size (L1).
+    max_file_size: int = _setting(20 * 1024**3, _size)
     breaker_threshold: int = _setting(5, _count)
     breaker_probe_every: float = _setting(5.0, _positive_seconds)
 

@@ -117,6 +117,11 @@ class IntegrityError(UpstreamError):
     """An upstream file's bytes do not match the hash or size its listing gave; it was discarded."""
 
 
+class UpstreamFileTooLarge(UpstreamError):
+    """An upstream file is larger than this server takes for one file (``[upstream] max_file_size``,
+    or ``[cache] files_max_size`` when smaller): refused, or abandoned and discarded (HTTP 502)."""
+
+
 class CorruptStorage(ProxyError):
     """A stored file that cannot be read back. ``path`` is where it is, ``relative`` the same path
     inside the data directory (what HTTP clients are told), ``problem`` what is wrong with it and

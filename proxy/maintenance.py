@@ -7,16 +7,20 @@ file is fetched again).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from proxy.atomic import TEMP_PREFIX, move_into_place
 from proxy.distmeta import extract_metadata
-from proxy.errors import CorruptStorage, ProxyError
+from proxy.errors import CorruptStorage, DataDirUnusable, ProxyError
 from proxy.filecache import FileCache, Key
+from proxy.ledger import Ledger, Totals
 from proxy.models import PrivateProject
 from proxy.names import WHEEL, normalize
 from proxy.pagecache import PageCache
@@ -210,11 +214,32 @@ def _tree_size(root: Path) -> tuple[int, int]:
     return count, size
 
 
+@contextlib.contextmanager
+def _ledger(files: FileCache) -> Iterator[Ledger]:
+    """The ledger the servers share, corrected from a scan of the files first, so that what it
+    says (and what every server says in /-/health and /-/metrics) is what is on disk."""
+    try:
+        with Ledger(files.usage.path) as ledger:
+            ledger.reconcile(files.scan(), files.entry)
+            yield ledger
+    except sqlite3.Error as exc:
+        raise DataDirUnusable(str(files.usage.path), f"the cache's ledger cannot be used ({exc})",
+                              "remove it: a server rebuilds it from the cached files when it starts") from None
+
+
 def stats(data_dir: Path) -> CacheStats:
     storage = PrivateStorage(data_dir)
     files = FileCache(data_dir)
     private_count, private_size = _tree_size(storage.root)
-    entries = files.scan()
+    cached_projects, totals = 0, Totals(0, 0)
+    if files.root.is_dir():
+        try:
+            with _ledger(files) as ledger:
+                cached_projects, totals = ledger.projects(), ledger.totals()
+        except DataDirUnusable:  # e.g. a read-only copy of a data directory: the files say it too
+            entries = files.scan()
+            cached_projects = len({entry.key[0] for entry in entries})
+            totals = Totals(len(entries), sum(entry.size for entry in entries))
     page_bytes = 0
     if (data_dir / "cache" / "pages").is_dir():
         pages = PageCache(data_dir / "cache" / "pages", size_limit=2**62)
@@ -222,8 +247,8 @@ def stats(data_dir: Path) -> CacheStats:
         pages.close()
     return CacheStats(
         private_projects=len(private_names(storage)), private_files=private_count, private_bytes=private_size,
-        cached_projects=len({e.key[0] for e in entries}), cached_files=len(entries),
-        cached_bytes=sum(e.size for e in entries), page_cache_bytes=page_bytes,
+        cached_projects=cached_projects, cached_files=totals.files, cached_bytes=totals.bytes,
+        page_cache_bytes=page_bytes,
     )
 
 
@@ -236,12 +261,19 @@ class PruneResult:
 
 def prune(data_dir: Path, max_size: int | None) -> PruneResult:
     """Remove cached files of now-private projects, then least recently used ones beyond
-    ``max_size``. Private files are not in the file cache, so they are never candidates."""
+    ``max_size`` (by the last uses every server recorded). Private files are not in the file
+    cache, so they are never candidates. Safe beside running servers: they share the ledger."""
     files = FileCache(data_dir, max_size)
+    if not files.root.is_dir():
+        return PruneResult([], 0, 0)
     shadowed = private_names(PrivateStorage(data_dir))
-    entries = files.scan()
-    doomed = [e.key for e in entries if e.key[0] in shadowed]
-    files.usage.load(e for e in entries if e.key[0] not in shadowed)
-    doomed += files.usage.evict(max_size)
-    freed = files.remove(doomed)
-    return PruneResult(doomed, freed, files.usage.total_bytes)
+    with _ledger(files) as ledger:
+        doomed = [key for key in ledger.keys() if key[0] in shadowed]
+        ledger.forget(doomed)
+        freed = files.remove(doomed)
+        if max_size is not None:
+            # An explicit prune spares nothing: a file a server is sending stays readable to it.
+            eviction = ledger.evict(max_size, frozenset(), time.time(), files.remove)
+            doomed += eviction.keys
+            freed += eviction.freed
+        return PruneResult(doomed, freed, ledger.totals().bytes)

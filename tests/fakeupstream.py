@@ -66,6 +66,11 @@ class Misbehaviour:
     list_stall: str | None = None  # the project list (root page) only
     trickle_every: float = 0.2
     page_body: bytes | None = None  # answer every page 200 with these bytes as PEP 691 JSON (garbage)
+    # One entry used up per file request, in order: "corrupt", "truncate" or "ok" (issue 12 H1:
+    # a corrupt first download, then a good retry). Empty: the switches above decide.
+    file_plan: list[str] = field(default_factory=list)
+    file_chunk_size: int = 64 * 1024  # bytes per write of a file body (4096: a slow link's pieces)
+    endless_files: bool = False  # chunked, and never ending: bytes until stop (issue 12 L1)
 
 
 @dataclass
@@ -272,10 +277,14 @@ class FakeUpstream:
         body = found.metadata if metadata else found.content
         if body is None:
             return web.Response(status=404)
-        if self.bad.corrupt_files:
+        plan = self.bad.file_plan.pop(0) if self.bad.file_plan else None
+        if self.bad.endless_files:
+            return await self._endless(request)
+        if self.bad.corrupt_files or plan == "corrupt":
             body = bytes(b ^ 0xFF for b in body)
-        if self.bad.truncate_files:
-            return await _truncated(request, body, "application/octet-stream")
+        if self.bad.truncate_files or plan == "truncate":
+            return await _truncated(request, body, "application/octet-stream", self.bad.file_chunk_size,
+                                    self.bad.file_chunk_pause, chunked=self.bad.chunked_files)
         if self.bad.file_stall in ("hang_body", "trickle"):
             return await self._stalled(request, body, "application/octet-stream", self.bad.file_stall)
         whole = self.range_content.get(filename, body)
@@ -291,12 +300,26 @@ class FakeUpstream:
         if not self.bad.chunked_files:
             response.content_length = len(body)
         await response.prepare(request)
-        step = 64 * 1024
+        step = self.bad.file_chunk_size
         for start in range(0, len(body), step):
             await response.write(body[start:start + step])
             if self.bad.file_chunk_pause:
                 await asyncio.sleep(self.bad.file_chunk_pause)
         await response.write_eof()
+        return response
+
+    async def _endless(self, request: web.Request) -> web.StreamResponse:
+        """A chunked body that never ends (until ``stop`` or the client leaves); ``bytes_sent`` counts
+        what was written so far."""
+        assert self._released is not None
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await response.prepare(request)
+        piece = b"\x00" * self.bad.file_chunk_size
+        while not self._released.is_set():
+            await response.write(piece)
+            self.bytes_sent[request.path] += len(piece)
+            if self.bad.file_chunk_pause:
+                await asyncio.sleep(self.bad.file_chunk_pause)
         return response
 
     async def _stalled(self, request: web.Request, body: bytes, content_type: str, how: str) -> web.StreamResponse:
@@ -328,12 +351,19 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-async def _truncated(request: web.Request, body: bytes, content_type: str) -> web.StreamResponse:
-    """Announce the whole length, send half of it, and hang up."""
+async def _truncated(request: web.Request, body: bytes, content_type: str, step: int = 2**62,
+                     pause: float = 0.0, chunked: bool = False) -> web.StreamResponse:
+    """Announce the whole length (or send chunks), send half of it (``step`` bytes at a time), and
+    hang up."""
     response = web.StreamResponse(headers={"Content-Type": content_type})
-    response.content_length = len(body)
+    if not chunked:
+        response.content_length = len(body)
     await response.prepare(request)
-    await response.write(body[: len(body) // 2])
+    half = len(body) // 2
+    for start in range(0, half, step):
+        await response.write(body[start:min(half, start + step)])
+        if pause:
+            await asyncio.sleep(pause)
     assert request.transport is not None
     request.transport.close()
     return response

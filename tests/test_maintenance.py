@@ -117,10 +117,12 @@ async def test_cache_stats(filled: Settings, capsys: pytest.CaptureFixture[str])
 
 async def test_cache_prune_keeps_the_most_recently_used_and_every_private_file(
         filled: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    """Least recently used first, by the last uses the servers recorded in the shared ledger
+    (demo was fetched before dep), not by the files' atime (often not kept: noatime)."""
     demo = [cached(filled, "demo", n) for n in (DEMO_WHEEL, DEMO_WHEEL + ".metadata")]
     dep = [cached(filled, "dep", n) for n in (DEP_WHEEL, DEP_WHEEL + ".metadata")]
-    for path in demo:
-        os.utime(path, (1000, 1000))  # used long ago
+    for path in dep:
+        os.utime(path, (1000, 1000))  # what the file system says does not decide
     keep = sum(p.stat().st_size for p in dep)
     private_before = sorted(p.name for p in private(filled, "x").parent.iterdir())
 
@@ -130,6 +132,38 @@ async def test_cache_prune_keeps_the_most_recently_used_and_every_private_file(
     assert not any(p.exists() for p in demo)
     assert all(p.exists() for p in dep)
     assert sorted(p.name for p in private(filled, "x").parent.iterdir()) == private_before
+    code, out = await cli(capsys, "cache", "stats", "--data-dir", str(filled.data_dir))
+    assert "cached files: 1 projects, 2 files" in out
+
+
+async def test_cache_stats_and_the_servers_figures_agree(
+        filled: Settings, aiohttp_client: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 11 D: `cache stats` reads the ledger the servers share, corrected from the files
+    first (here a file removed behind everyone's back); a server started then says the same."""
+    cached(filled, "demo", DEMO_WHEEL).unlink()
+    sizes = [p.stat().st_size for p in (filled.data_dir / "cache" / "files").rglob("*") if p.is_file()]
+    code, out = await cli(capsys, "cache", "stats", "--data-dir", str(filled.data_dir))
+    assert code == 0
+    assert f"cached files: 2 projects, {len(sizes)} files, {sum(sizes) / 1024**2:,.1f} MiB" in out
+    client = await start_client(aiohttp_client, filled)
+    figures = (await (await client.get("/-/health")).json())["cache"]
+    assert (figures["files"], figures["file_bytes"]) == (len(sizes), sum(sizes))
+
+
+async def test_an_unusable_ledger_is_named_and_stats_still_count_the_files(
+        filled: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    """A ledger that cannot be opened (here a directory in its place; a read-only copy of a data
+    directory too): `cache stats` counts the files themselves, `cache prune` says what to do."""
+    ledger = filled.data_dir / "cache" / "usage.sqlite3"
+    for suffix in ("", "-wal", "-shm"):
+        ledger.with_name(ledger.name + suffix).unlink(missing_ok=True)
+    ledger.mkdir()
+    code, out = await cli(capsys, "cache", "stats", "--data-dir", str(filled.data_dir))
+    assert code == 0 and "cached files: 2 projects, 4 files" in out
+    code = await asyncio.to_thread(main, ["cache", "prune", "--max-size", "1", "--data-dir", str(filled.data_dir)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "usage.sqlite3: the cache's ledger cannot be used" in err and "remove it" in err
 
 
 async def test_check_verifies_extracted_metadata_against_its_cached_wheel(

@@ -1,22 +1,18 @@
 """The pure and small pieces behind the upstream fallback, tested without a server.
 
 Merging and shadowing (dependency confusion), the LRU of rendered pages, the page cache on disk,
-the file cache's commit, URL masking for logs, and the proxied page's rewritten links.
+URL masking for logs, and the proxied page's rewritten links (the file cache: test_filecache.py).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from yarl import URL
 
 from proxy import render
-from proxy.filecache import FileCache
-from proxy.errors import InvalidName
 from proxy.lru import LruCache
 from proxy.merge import Source, project_names, source_for
 from proxy.models import IndexFile, IndexPage
@@ -120,77 +116,6 @@ def test_page_cache_unreadable_or_other_format_is_a_miss(tmp_path: Path, raw: ob
     cache._cache.set("page:demo", raw)
     assert cache.page("demo") is None
     cache.close()
-
-
-# The file cache ----------------------------------------------------------------------------------------------
-
-
-def test_file_cache_commit_moves_a_complete_file_into_place(tmp_path: Path) -> None:
-    cache = FileCache(tmp_path)
-    cache.prepare()
-    handle = cache.claim("demo", "demo-1.0.tar.gz")
-    assert handle is not None
-    handle.write(b"wheel bytes")
-    assert cache.cached_size("demo", "demo-1.0.tar.gz") is None
-    final = cache.commit(handle, "demo", "demo-1.0.tar.gz")
-    assert final == tmp_path / "cache" / "files" / "demo" / "demo-1.0.tar.gz"
-    assert final.read_bytes() == b"wheel bytes"
-    assert cache.cached_size("demo", "demo-1.0.tar.gz") == len(b"wheel bytes")
-    assert list(cache.temp_dir.iterdir()) == []
-    assert handle.closed
-
-
-def test_file_cache_discard_leaves_nothing(tmp_path: Path) -> None:
-    cache = FileCache(tmp_path)
-    cache.prepare()
-    handle = cache.claim("demo", "demo-1.0.tar.gz")
-    assert handle is not None
-    handle.write(b"half")
-    cache.discard(handle, "demo", "demo-1.0.tar.gz")
-    assert list(cache.temp_dir.iterdir()) == []
-    assert not cache.root.joinpath("demo").exists()
-    assert not cache.writer_active("demo", "demo-1.0.tar.gz")
-
-
-def claim_in_another_process(data_dir: Path, key: tuple[str, str]) -> bool:
-    """Whether a separate process could claim ``key`` (flock is per open file, so it must be
-    another process, or at least another open of the file)."""
-    code = (f"import sys; from pathlib import Path; from proxy.filecache import FileCache; "
-            f"sys.exit(0 if FileCache(Path({str(data_dir)!r})).claim(*{key!r}) else 3)")
-    return subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
-
-
-def test_only_one_process_downloads_a_file_the_others_see_it_in_progress(tmp_path: Path) -> None:
-    """Single-flight across server processes (--workers): the part file's flock decides."""
-    cache = FileCache(tmp_path)
-    cache.prepare()
-    key = ("demo", "demo-1.0.tar.gz")
-    handle = cache.claim(*key)
-    assert handle is not None
-    handle.write(b"partial")
-    handle.flush()
-    assert cache.writer_active(*key)
-    assert not claim_in_another_process(tmp_path, key)
-    assert cache.part_path(*key).stat().st_size == len(b"partial")  # followers read it as it grows
-    cache.commit(handle, *key)
-    assert not cache.writer_active(*key)
-    assert claim_in_another_process(tmp_path, key)  # a new, empty part: the caller checks the cache first
-    assert cache.path(*key).read_bytes() == b"partial", "claiming again never touches the committed file"
-
-
-def test_a_part_file_left_by_a_crashed_writer_is_claimed_and_emptied(tmp_path: Path) -> None:
-    cache = FileCache(tmp_path)
-    cache.prepare()
-    cache.part_path("demo", "x.whl").write_bytes(b"left over")
-    handle = cache.claim("demo", "x.whl")
-    assert handle is not None and cache.part_path("demo", "x.whl").stat().st_size == 0
-    cache.discard(handle, "demo", "x.whl")
-
-
-@pytest.mark.parametrize(("project", "filename"), [("..", "x.whl"), ("demo", "../x.whl"), ("demo", "a/b.whl")])
-def test_file_cache_refuses_paths_outside_its_directory(tmp_path: Path, project: str, filename: str) -> None:
-    with pytest.raises(InvalidName):
-        FileCache(tmp_path).path(project, filename)
 
 
 @pytest.mark.parametrize(("hashes", "expected"), [

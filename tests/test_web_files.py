@@ -1,17 +1,25 @@
-"""Serving stored files: content types, length, ETag, Range, HEAD, and what is never served (D3)."""
+"""Serving stored files: content types, length, ETag, Range, HEAD, what is never served (D3), and
+a cached file that vanishes while being served."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from proxy.config import Settings
 from tests.builders import Dist
-from tests.conftest import Uploader
+from tests.conftest import Uploader, start_client
+from tests.fakeupstream import FakeUpstream
 
 DIST = Dist("Acme.Widget", "1.0.0")
+DEMO_WHEEL = "demo-1.0-py3-none-any.whl"
 
 
 @pytest.fixture
@@ -92,3 +100,32 @@ async def test_non_normalised_project_in_file_url_redirects(client: TestClient, 
     response = await client.get(f"/pypi/files/Acme.Widget/{published.wheel_filename}", allow_redirects=False)
     assert response.status == 301
     assert response.headers["Location"] == f"/pypi/files/acme-widget/{published.wheel_filename}"
+
+
+async def test_a_cached_file_evicted_between_look_up_and_open_is_fetched_again(
+        aiohttp_client: Any, upstream_settings: Callable[..., Settings], fake_upstream: FakeUpstream) -> None:
+    """Issue 11 D: another server process may evict a cached file the moment after this one
+    found it (pins are per process). The open then fails: that is a re-fetch, never a 500 (nor
+    aiohttp's 404 for a file the index lists). The sendfile's open runs in the loop's default
+    executor; holding its one thread keeps the request between look-up and open meanwhile."""
+    client = await start_client(aiohttp_client, upstream_settings())
+    wheel = fake_upstream.file(DEMO_WHEEL)
+    path = f"/pypi/files/demo/{DEMO_WHEEL}"
+    await client.get("/pypi/simple/demo/")
+    assert await (await client.get(path)).read() == wheel.content
+    cached = upstream_settings().data_dir / "cache" / "files" / "demo" / DEMO_WHEEL
+    loop = asyncio.get_running_loop()
+    executor = ThreadPoolExecutor(1)
+    loop.set_default_executor(executor)
+    gate = threading.Event()
+    held = loop.run_in_executor(None, gate.wait)
+    request = asyncio.ensure_future(client.get(path))
+    while executor._work_queue.qsize() == 0:  # the FileResponse's stat and open, queued
+        await asyncio.sleep(0.005)
+    cached.unlink()  # evicted by another process
+    gate.set()
+    await held
+    response = await request
+    assert response.status == 200 and response.headers["X-Proxy-Cache"] == "miss"
+    assert await response.read() == wheel.content
+    assert fake_upstream.requests[f"/files/{DEMO_WHEEL}"] == 2

@@ -1,8 +1,8 @@
 """What the web interface shows of the upstream caches, read without asking upstream anything.
 
-The file cache's usage table belongs to the event loop: ``cached_keys`` copies it there (one list
-copy, no Python-level loop); the functions over that copy are O(cached files): run them in the
-executor, as the interface's view builders are.
+The file cache's figures come from the ledger every server process shares, so each process
+shows the same (``cached_keys`` reads it in the ledger's own thread); the functions over that
+list are O(cached files): run them in the executor, as the interface's view builders are.
 """
 
 from __future__ import annotations
@@ -13,9 +13,14 @@ from proxy.filecache import Key
 from proxy.services.catalog import Upstreams
 
 
-def cached_keys(upstreams: Upstreams | None) -> list[Key]:
+async def cached_keys(upstreams: Upstreams | None) -> list[Key]:
     """(project, filename) of every cached file, as of now; empty with upstream switched off."""
-    return upstreams.files.usage.keys() if upstreams is not None else []
+    return await upstreams.files.usage.keys() if upstreams is not None else []
+
+
+async def cached_bytes(upstreams: Upstreams | None) -> int:
+    """Bytes of every cached file, as of now; 0 with upstream switched off."""
+    return (await upstreams.files.usage.totals()).bytes if upstreams is not None else 0
 
 
 def cached_projects(keys: Iterable[Key]) -> set[str]:

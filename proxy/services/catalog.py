@@ -18,9 +18,10 @@ from proxy.merge import Source
 from proxy.names import is_valid_project_name
 from proxy.negotiate import JSON_V1
 from proxy.pagecache import CachedProjectList
-from proxy.services.downloads import Download, Downloader
+from proxy.services.downloads import Downloader
 from proxy.services.index import IndexService, Rendered, rendered
 from proxy.services.public import CacheState, PublicIndex
+from proxy.services.tee import FileStream
 from proxy.services.wheelmeta import WheelMetadata
 from proxy.storage import PrivateStorage
 from proxy.urls import METADATA_SUFFIX
@@ -37,11 +38,11 @@ class ServedPage:
 
 @dataclass(frozen=True, slots=True)
 class ServedFile:
-    """A complete local file (private, or cached and verified), or a download to follow."""
+    """A complete local file (private, or cached and verified), or the verified stream of a download."""
 
     source: Source
     path: Path | None = None
-    download: Download | None = None
+    stream: FileStream | None = None
     cache: CacheState | None = None
 
 
@@ -112,8 +113,7 @@ class Catalog:
         if spec.metadata_of is not None:  # a wheel's core metadata that upstream does not offer
             path = await upstreams.wheel_metadata.path(spec)
             return ServedFile(Source.UPSTREAM, path=path, cache=CacheState.MISS)
-        return ServedFile(Source.UPSTREAM, download=await upstreams.downloader.fetch(spec),
-                          cache=CacheState.MISS)
+        return ServedFile(Source.UPSTREAM, stream=upstreams.downloader.stream(spec), cache=CacheState.MISS)
 
     def pinned(self, name: str, filename: str) -> contextlib.AbstractContextManager[None]:
         """Hold while serving a file: cache eviction leaves it alone meanwhile."""

@@ -1,15 +1,19 @@
-"""Upstream files fetched once per key, verified, cached; every waiting client follows the download.
+"""Upstream files fetched once per file, verified, cached; every waiting client follows the download.
 
-One task per (project, filename) streams the upstream body into a temp file, hashing as it goes.
-Clients read that temp file as it grows, so the first byte reaches them before the download ends,
-and a thousand clients on one cold file cost one upstream request. Each client is held back from
-the last byte until the hash and size are verified: a corrupt download never looks complete.
+One task per (project, filename), across every server process of a data directory: the process
+that takes the part file's lock streams the upstream body into it, hashing as it goes; the
+others follow that part file (``proxy.services.follow``). Clients read the file as it grows
+(``proxy.services.tee``), so the first byte reaches them before the download ends, and a
+thousand clients on one cold file cost one upstream request. A corrupt download never looks
+complete to any of them.
+
+Every download is bounded: by the listed size, else by upstream's Content-Length, else by
+``max_size`` (``[upstream] max_file_size``, or ``[cache] files_max_size`` when smaller).
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import os
 import time
@@ -17,21 +21,24 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from yarl import URL
 
-from proxy.errors import IntegrityError, ProxyError, StorageFull, UpstreamError
-from proxy.filecache import FileCache, Key
+from proxy.errors import IntegrityError, UpstreamError, UpstreamFileTooLarge
+from proxy.filecache import FileCache, Key, Part
+from proxy.services import follow
+from proxy.services.tee import CHUNK, Download, FileStream
 from proxy.upstream import Upstream, masked
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
-CHUNK = 256 * 1024
-_FOLLOW_POLL_S = 0.02  # how often a download written by another process is looked at
 # Strongest first; the listing's best one is checked (PEP 503 allows any hashlib algorithm).
 _ALGORITHMS = ("sha256", "sha512", "sha384", "blake2b", "sha3_256", "sha224", "sha1", "md5")
+_ATTEMPTS = 12  # to take or follow a download, while other processes pass between their steps
+
+__all__ = ["CHUNK", "Download", "Downloader", "FileSpec", "FileStream", "expected_digest"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,129 +65,44 @@ def expected_digest(hashes: dict[str, str]) -> tuple[str, str] | None:
     return None
 
 
-class Download:
-    """One download in progress: readers follow ``written`` and await ``result``."""
-
-    def __init__(self, spec: FileSpec, temp_path: Path) -> None:
-        self.spec = spec
-        self.temp_path = temp_path
-        self.written = 0
-        self.expected_size: int | None = spec.size
-        # Hash and size checked: readers may send the last byte while the file is being committed
-        # (fsync and rename are durability, not correctness, and cost milliseconds).
-        self.verified = False
-        self.committed = False  # renamed into the cache
-        loop = asyncio.get_running_loop()
-        self.started: asyncio.Future[None] = loop.create_future()  # set when upstream answered 200
-        self.result: asyncio.Future[Path] = loop.create_future()  # the committed file
-        self._progress = asyncio.Event()
-        for future in (self.started, self.result):
-            future.add_done_callback(_consume_exception)
-
-    def advanced(self) -> None:
-        self._progress.set()
-        self._progress = asyncio.Event()
-
-    async def wait_sendable_beyond(self, position: int) -> None:
-        """Return once more than ``position`` bytes may be sent, or the download has ended."""
-        while self.sendable() <= position and not self.result.done():
-            progress = self._progress
-            await progress.wait()
-
-    def sendable(self) -> int:
-        """Bytes a reader may send now: all but the last until the whole file is verified."""
-        if self.verified or (self.result.done() and not self.result.cancelled() and self.result.exception() is None):
-            return self.written
-        if self.expected_size is not None:  # when chunked, the withheld part is the final chunk
-            return min(self.written, self.expected_size - 1)
-        return self.written
-
-
-def _consume_exception(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()  # retrieved: a download nobody waits for must not log "never retrieved"
-
-
 class Downloader:
     """Single-flight downloads into the file cache. Tasks are owned: ``close`` awaits them all."""
 
     def __init__(self, upstream: Upstream, cache: FileCache, executor: Executor,
-                 committed: Callable[[FileSpec, Path], Awaitable[None]] | None = None) -> None:
+                 committed: Callable[[FileSpec, Path], Awaitable[None]] | None = None,
+                 max_size: int = 20 * 1024**3) -> None:
         self._upstream = upstream
         self._cache = cache
         self._executor = executor
         self._committed = committed  # called after each verified file is in the cache
-        self._inflight: dict[tuple[str, str], Download] = {}
+        self.max_size = max_size  # bytes, for a file whose size neither listing nor upstream gives
+        self._inflight: dict[Key, Download] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.upstream_requests = 0
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
+    def stream(self, spec: FileSpec) -> FileStream:
+        """A client's stream of ``spec``: of the download in flight in this process, or of a new
+        one (which follows another server process's download of the same file when there is one)."""
+        return FileStream(self._download(spec), self._cache, self._executor)
+
     async def fetch(self, spec: FileSpec) -> Download:
-        """The download of ``spec``: the one in flight in this process, or a new one, which
-        follows another server process's download of the same file when there is one."""
+        """The download of ``spec`` (await its ``result`` for the cached file)."""
+        return self._download(spec)
+
+    def _download(self, spec: FileSpec) -> Download:
         key = (spec.project, spec.filename)
         existing = self._inflight.get(key)
         if existing is not None:
             return existing
-        download = Download(spec, self._cache.part_path(*key))
+        download = Download(spec.project, spec.filename, spec.size)
         self._inflight[key] = download
-        task = asyncio.create_task(self._fetch(download), name=f"download {spec.filename}")
+        task = asyncio.create_task(self._take_or_follow(download, spec), name=f"download {spec.filename}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return download
-
-    async def _fetch(self, download: Download) -> None:
-        key = (download.spec.project, download.spec.filename)
-        try:
-            handle = await self._run(self._cache.claim, *key)
-            if handle is None:
-                await self._follow_other_process(download)
-                return
-            if self._cache.cached_size(*key) is not None:  # committed meanwhile
-                await self._run(self._cache.discard, handle, *key)
-                await self._follow_other_process(download)
-                return
-            await self._download(download, handle)
-        except BaseException as exc:
-            _fail(download, exc)
-            if not isinstance(exc, Exception):
-                raise  # cancellation (shutdown)
-            log.error("upstream_download_failed", filename=download.spec.filename, error=str(exc) or repr(exc))
-        finally:
-            self._inflight.pop(key, None)
-
-    async def _follow_other_process(self, download: Download) -> None:
-        """Track a download another server process writes: its part file grows, and it is
-        complete once renamed into the cache. Readers are held back as for our own downloads."""
-        key = (download.spec.project, download.spec.filename)
-        writer_seen_gone = False
-        while True:
-            size = self._cache.cached_size(*key)
-            if size is not None:
-                download.written = size
-                if not download.started.done():
-                    download.started.set_result(None)
-                download.result.set_result(self._cache.path(*key))
-                download.advanced()
-                self._cache.usage.record(key, size)
-                return
-            written = await self._run(_size_or_none, download.temp_path)
-            if written is not None:
-                download.written = written
-                if not download.started.done():
-                    download.started.set_result(None)
-                download.advanced()
-            if await self._run(self._cache.writer_active, *key):
-                writer_seen_gone = False
-            elif writer_seen_gone:  # twice in a row: not just between its open and its lock
-                _fail(download, UpstreamError(f"{download.spec.filename}: the download in another "
-                                              "server process failed"))
-                return
-            else:
-                writer_seen_gone = True
-            await asyncio.sleep(_FOLLOW_POLL_S)
 
     async def close(self) -> None:
         """Abandon downloads in flight (their temp files are removed) and wait for them to end."""
@@ -188,70 +110,129 @@ class Downloader:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _download(self, download: Download, handle: BinaryIO) -> None:
-        spec = download.spec
+    async def _take_or_follow(self, download: Download, spec: FileSpec) -> None:
+        """Serve the cached copy, else download the file, else follow the process that does."""
+        key = (spec.project, spec.filename)
+        try:
+            for attempt in range(_ATTEMPTS):
+                if await self._from_cache(download):
+                    return
+                part = await self._run(self._cache.claim, *key)
+                if part is not None:
+                    if self._cache.cached_size(*key) is None:
+                        await self._write(download, spec, part)
+                        return
+                    await self._run(self._cache.discard, part, *key)  # committed meanwhile
+                    os.close(part.read_fd)
+                    continue
+                fd = await self._run(self._cache.open_part, *key)
+                if fd is not None:
+                    await follow.follow(download, fd, self._cache, self._run)
+                    return
+                # Another process between creating its part file and locking it, or just done.
+                await asyncio.sleep(min(follow.FIRST_POLL_S * 2**attempt, follow.MAX_POLL_S))
+            raise UpstreamError(f"{spec.filename}: could neither download nor follow the download")
+        except BaseException as exc:
+            download.fail(exc)
+            if not isinstance(exc, Exception):
+                raise  # cancellation (shutdown)
+            log.warning("download_follow_failed", filename=spec.filename, error=str(exc) or repr(exc))
+        finally:
+            self._inflight.pop(key, None)
+            download.fd.release()  # the download's hold; readers keep theirs
+
+    async def _from_cache(self, download: Download) -> bool:
+        """Complete ``download`` from the cached file, when there is one (committed by another process)."""
+        opened = await self._run(self._cache.open_cached, download.project, download.filename)
+        if opened is None:
+            return False
+        download.fd.fd, size = opened
+        download.wrote(size)
+        download.succeed(self._cache.path(download.project, download.filename))
+        return True
+
+    async def _write(self, download: Download, spec: FileSpec, part: Part) -> None:
+        """Download into ``part``; a failure is the download's (logged here), not raised.
+
+        Once the bytes are verified, the file is admitted to the cache's accounting (room made
+        for it) before readers may send its last byte and before it lands: a client holding the
+        whole file finds the cache within its limit."""
+        download.fd.fd = part.read_fd
+        key = (spec.project, spec.filename)
         started = time.monotonic()
         try:
-            final = await self._stream(download, handle)
+            try:
+                await self._stream(download, spec, part)
+                await self._cache.usage.admit(key, download.written)
+            except BaseException:
+                await asyncio.shield(self._run(self._cache.discard, part, *key))
+                raise
+            download.verify()
+            try:
+                final, cancelled = await self._commit(part, spec)
+            except BaseException:
+                await asyncio.shield(self._cache.usage.forget(key))
+                raise
         except BaseException as exc:
-            if not download.committed:
-                await asyncio.shield(self._run(self._cache.discard, handle, spec.project, spec.filename))
-            _fail(download, exc)
-            if isinstance(exc, UpstreamError):
-                self._upstream.health.failed("file", exc)
-            elif isinstance(exc, OSError):  # our disk (full, read-only, failing): not upstream's fault
-                self._upstream.health.storage_failed("file", exc)
-            log_event = log.error if isinstance(exc, (IntegrityError, OSError)) else log.warning
-            log_event("download_storage_failed" if isinstance(exc, OSError) else "upstream_download_failed",
-                      project=spec.project, filename=spec.filename,
-                      url=masked(URL(spec.url, encoded=True)), error=str(exc) or type(exc).__name__)
+            download.fail(exc)
+            self._failed(spec, exc)
             if not isinstance(exc, Exception):
-                raise  # cancellation (shutdown) goes on up
-        else:
-            self._upstream.health.succeeded("file")
-            if self._committed is not None:  # before the result: what derives from it is ready with it
-                await self._committed(spec, final)
-            download.result.set_result(final)
-            download.advanced()
-            log.info("upstream_download", project=spec.project, filename=spec.filename,
-                     bytes=download.written, ms=round((time.monotonic() - started) * 1000, 1))
-            await self._account((spec.project, spec.filename), download.written)
-
-    async def _account(self, key: Key, size: int) -> None:
-        """Count the new file against the cache's limit; evict the least recently used beyond it."""
-        usage = self._cache.usage
-        usage.record(key, size)
-        with usage.pinned(key):  # readers waiting on the result are about to open it
-            victims = usage.evict(self._cache.max_size)
-        if not victims:
+                raise  # cancellation (shutdown)
             return
+        if cancelled:  # shutdown, but the file is kept: its readers finish
+            download.succeed(final)
+            raise asyncio.CancelledError
+        self._upstream.health.succeeded("file")
+        if self._committed is not None:  # before the result: what derives from it is ready with it
+            await self._committed(spec, final)
+        download.succeed(final)
+        log.info("upstream_download", project=spec.project, filename=spec.filename,
+                 bytes=download.written, ms=round((time.monotonic() - started) * 1000, 1))
+
+    async def _commit(self, part: Part, spec: FileSpec) -> tuple[Path, bool]:
+        """Rename the verified file into the cache; (its path, whether we were cancelled
+        meanwhile). It is kept even then (shutdown): clients may already have every byte, and a
+        half-done rename must not race a discard."""
+        commit = asyncio.ensure_future(self._run(self._cache.commit, part, spec.project, spec.filename))
         try:
-            freed = await self._run(self._cache.remove, victims)
-        except OSError as exc:
-            log.error("cache_eviction_failed", error=str(exc))
-            return
-        log.info("cache_evicted", files=len(victims), bytes=freed, cache_bytes=usage.total_bytes)
+            return await asyncio.shield(commit), False
+        except asyncio.CancelledError:
+            return await commit, True
 
-    async def _stream(self, download: Download, handle: BinaryIO) -> Path:
-        spec = download.spec
+    def _failed(self, spec: FileSpec, exc: BaseException) -> None:
+        if isinstance(exc, UpstreamError) and not isinstance(exc, UpstreamFileTooLarge):
+            self._upstream.health.failed("file", exc)
+        elif isinstance(exc, OSError):  # our disk (full, read-only, failing): not upstream's fault
+            self._upstream.health.storage_failed("file", exc)
+        if not isinstance(exc, Exception):
+            return  # cancelled: shutdown
+        log_event = log.error if isinstance(exc, (IntegrityError, OSError)) else log.warning
+        log_event("download_storage_failed" if isinstance(exc, OSError) else "upstream_download_failed",
+                  project=spec.project, filename=spec.filename,
+                  url=masked(URL(spec.url, encoded=True)), error=str(exc) or type(exc).__name__)
+
+    async def _stream(self, download: Download, spec: FileSpec, part: Part) -> None:
+        """Upstream's body into the part file, bounded and checked against the listing."""
         digest = expected_digest(spec.hashes)
         hasher = hashlib.new(digest[0]) if digest else None
+        if spec.size is not None and spec.size > self.max_size:
+            raise self._too_large(spec, f"is listed with {spec.size} bytes")
         self.upstream_requests += 1
         async with self._upstream.open_file(spec.url) as response:
             length = response.content_length
             if length is not None and spec.size is not None and length != spec.size:
                 raise IntegrityError(f"{spec.filename}: upstream sends {length} bytes, listed {spec.size}")
+            if length is not None and length > self.max_size:
+                raise self._too_large(spec, f"is {length} bytes long")
             download.expected_size = spec.size if spec.size is not None else length
+            bound = download.expected_size if download.expected_size is not None else self.max_size
             async for chunk in response.content.iter_chunked(CHUNK):
-                await self._run(_write, handle, hasher, chunk)
-                download.written += len(chunk)
-                if download.expected_size is not None and download.written > download.expected_size:
-                    raise IntegrityError(f"{spec.filename}: upstream sent more than {download.expected_size} bytes")
-                if not download.started.done():  # clients start once bytes are on disk: a full
-                    download.started.set_result(None)  # disk or a silent upstream is a clean error
-                download.advanced()
-        if not download.started.done():  # an empty body
-            download.started.set_result(None)
+                if download.written + len(chunk) > bound:
+                    if download.expected_size is not None:
+                        raise IntegrityError(f"{spec.filename}: upstream sent more than {bound} bytes")
+                    raise self._too_large(spec, f"sent more than {bound} bytes")
+                await self._run(_write, part, hasher, chunk)
+                download.wrote(download.written + len(chunk))
         if download.expected_size is not None and download.written != download.expected_size:
             raise IntegrityError(
                 f"{spec.filename}: upstream sent {download.written} of {download.expected_size} bytes"
@@ -260,45 +241,14 @@ class Downloader:
             raise IntegrityError(f"{spec.filename}: {digest[0]} does not match the listing")
         if not digest:
             log.warning("upstream_file_unverified", project=spec.project, filename=spec.filename)
-        download.verified = True
-        download.advanced()
-        # Once verified, the file is kept even if we are cancelled (shutdown) meanwhile: clients
-        # may already have every byte, and a half-done rename must not race a discard.
-        commit = asyncio.ensure_future(self._run(self._cache.commit, handle, spec.project, spec.filename))
-        try:
-            final = await asyncio.shield(commit)
-        except asyncio.CancelledError:
-            await commit
-            download.committed = True
-            raise
-        download.committed = True
-        return final
+
+    def _too_large(self, spec: FileSpec, what: str) -> UpstreamFileTooLarge:
+        return UpstreamFileTooLarge(
+            f"{spec.filename} {what}: more than the {self.max_size} bytes this server takes for one file "
+            "([upstream] max_file_size, or [cache] files_max_size when smaller)")
 
 
-def _fail(download: Download, exc: BaseException) -> None:
-    failure = _as_domain_error(exc)
-    for future in (download.started, download.result):
-        if not future.done():
-            future.set_exception(failure)
-    download.advanced()
-
-
-def _size_or_none(path: Path) -> int | None:
-    try:
-        return os.stat(path).st_size
-    except FileNotFoundError:
-        return None
-
-
-def _write(handle: BinaryIO, hasher: Any, chunk: bytes) -> None:
-    handle.write(chunk)
+def _write(part: Part, hasher: Any, chunk: bytes) -> None:
+    part.write(chunk)
     if hasher is not None:
         hasher.update(chunk)
-
-
-def _as_domain_error(exc: BaseException) -> ProxyError:
-    if isinstance(exc, ProxyError):
-        return exc
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StorageFull("The disk is full; the file could not be cached.")
-    return UpstreamError(f"download abandoned: {exc!r}")

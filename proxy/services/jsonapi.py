@@ -75,7 +75,13 @@ class JsonApiService:
             return cached
         try:
             served = await self._catalog.file(name, filename + METADATA_SUFFIX)
-            path = served.path if served.path is not None else await served.download.result  # type: ignore[union-attr]
+            path = served.path
+            if path is None:
+                assert served.stream is not None
+                try:
+                    path = await served.stream.complete()
+                finally:
+                    served.stream.close()
             raw = await asyncio.get_running_loop().run_in_executor(self._executor, Path.read_bytes, path)
         except (ProxyError, OSError) as exc:
             log.warning("json_api_metadata_unavailable", project=name, filename=filename, error=str(exc))

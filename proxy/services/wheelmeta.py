@@ -28,7 +28,7 @@ from yarl import URL
 
 from proxy import lazywheel
 from proxy.distmeta import extract_metadata
-from proxy.errors import IntegrityError, InvalidUpstreamResponse, ProxyError
+from proxy.errors import IntegrityError, InvalidUpstreamResponse, ProxyError, UpstreamUnavailable
 from proxy.filecache import FileCache
 from proxy.lazywheel import LazyWheelError, Span
 from proxy.names import WHEEL
@@ -69,20 +69,31 @@ class WheelMetadata:
         data: bytes | None = None
         if self._cache.cached_size(wheel.project, wheel.filename) is not None:
             data, source = await self._from_cached_wheel(wheel), "cached_wheel"
-        else:
+        if data is None:
             data, source = await self._from_ranges(wheel), "ranges"
             if data is None:
                 data, source = await self._from_download(wheel), "download"
-        path = await self._run(self._cache.store, spec.project, spec.filename, data)
-        self._cache.usage.record((spec.project, spec.filename), len(data))
+        path = await self._keep(spec.project, spec.filename, data)
         log.info("wheel_metadata_made", project=spec.project, filename=wheel.filename, source=source,
                  bytes=len(data))
         return path
 
-    async def _from_cached_wheel(self, wheel: FileSpec) -> bytes:
+    async def _keep(self, project: str, filename: str, data: bytes) -> Path:
+        """Store a metadata file in the cache, counted (room made for it) before it lands."""
+        await self._cache.usage.admit((project, filename), len(data))
+        try:
+            return await self._run(self._cache.store, project, filename, data)
+        except BaseException:
+            await asyncio.shield(self._cache.usage.forget((project, filename)))
+            raise
+
+    async def _from_cached_wheel(self, wheel: FileSpec) -> bytes | None:
+        """None when the wheel is not cached after all (evicted by another process meanwhile)."""
         path = self._cache.path(wheel.project, wheel.filename)
         try:
             return await self._run(extract_metadata, path, WHEEL)
+        except FileNotFoundError:
+            return None
         except ProxyError as exc:  # a verified wheel without a readable METADATA
             raise InvalidUpstreamResponse(f"{wheel.filename} has no readable core metadata: {exc}") from None
 
@@ -118,8 +129,13 @@ class WheelMetadata:
     async def _from_download(self, wheel: FileSpec) -> bytes:
         assert self.downloader is not None
         download = await self.downloader.fetch(wheel)
-        await download.result
-        return await self._from_cached_wheel(wheel)
+        path = await download.result
+        try:
+            return await self._run(extract_metadata, path, WHEEL)
+        except FileNotFoundError:  # evicted by another process the moment it was committed
+            raise UpstreamUnavailable(f"{wheel.filename} left the cache before its metadata was read") from None
+        except ProxyError as exc:
+            raise InvalidUpstreamResponse(f"{wheel.filename} has no readable core metadata: {exc}") from None
 
     async def committed(self, spec: FileSpec, path: Path) -> None:
         """Downloader hook: a verified wheel listed without metadata is in the cache; keep what
@@ -135,7 +151,6 @@ class WheelMetadata:
             if kept is not None:
                 log.error("wheel_metadata_mismatch", project=spec.project, filename=spec.filename,
                           detail="metadata read by ranges differs from the verified wheel's; replaced")
-            await self._run(self._cache.store, spec.project, filename, data)
-            self._cache.usage.record((spec.project, filename), len(data))
+            await self._keep(spec.project, filename, data)
         except (ProxyError, OSError) as exc:  # the wheel itself is fine and served; only metadata is missing
             log.warning("wheel_metadata_failed", project=spec.project, filename=spec.filename, error=str(exc))

@@ -144,15 +144,12 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
                 executor, PageCache, settings.data_dir / "cache" / "pages", settings.cache.page_cache_size
             )
             stack.push_async_callback(loop.run_in_executor, executor, pages.close)
-            files = FileCache(settings.data_dir, settings.cache.files_max_size)
-            files.usage.load(await loop.run_in_executor(executor, _prepare_file_cache, files))
-            if victims := files.usage.evict(files.max_size):  # the limit was lowered since last run
-                freed = await loop.run_in_executor(executor, files.remove, victims)
-                log.info("cache_evicted", files=len(victims), bytes=freed)
+            files = await _file_cache(settings, executor, stack)
             index = PublicIndex(upstream, pages, executor, upstream_settings, settings.cache.rendered_memory)
             stack.push_async_callback(index.close)
             wheel_metadata = WheelMetadata(upstream, files, executor)
-            downloader = Downloader(upstream, files, executor, committed=wheel_metadata.committed)
+            downloader = Downloader(upstream, files, executor, committed=wheel_metadata.committed,
+                                    max_size=min(upstream_settings.max_file_size, files.max_size or 2**63))
             wheel_metadata.downloader = downloader
             stack.push_async_callback(downloader.close)
             stack.push_async_callback(wheel_metadata.close)
@@ -168,9 +165,26 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _file_cache(settings: Settings, executor: ThreadPoolExecutor, stack: contextlib.AsyncExitStack) -> FileCache:
+    """The file cache, its shared ledger started and corrected from a scan of the files, and
+    brought under the limit (it may have been lowered since the last run)."""
+    files = FileCache(settings.data_dir, settings.cache.files_max_size)
+    loop = asyncio.get_running_loop()
+    entries = await loop.run_in_executor(executor, _prepare_file_cache, files)
+    await files.usage.start()
+    stack.push_async_callback(files.usage.close)
+    corrected = await files.usage.reconcile(entries, files.entry)
+    if corrected:
+        log.info("cache_usage_corrected", files=corrected)
+    eviction = await files.usage.evict()
+    if eviction is not None and eviction.keys:
+        log.info("cache_evicted", files=len(eviction.keys), bytes=eviction.freed, cache_bytes=eviction.remaining)
+    return files
+
+
 def _prepare_file_cache(files: FileCache) -> list[CachedEntry]:
     files.prepare()
-    removed = sweep_temp_files(files.temp_dir)  # young ones may belong to another live process
+    removed = files.sweep()  # a locked one, or a young one, may belong to another live process
     if removed:
         log.warning("partial_downloads_removed", count=removed)
     return files.scan()

@@ -40,12 +40,15 @@ def _when(moment: float | None) -> str | None:
 
 
 async def cache_figures(catalog: Catalog) -> dict[str, Any]:
+    """The caches' figures, the same whichever server process answers: the file cache's come from
+    the ledger all processes share (``proxy.ledger``), the page cache's from its diskcache."""
     upstreams = catalog.upstreams
     if upstreams is None:
         return {}
+    totals = await upstreams.files.usage.totals()
     return {
-        "files": len(upstreams.files.usage),
-        "file_bytes": upstreams.files.usage.total_bytes,
+        "files": totals.files,
+        "file_bytes": totals.bytes,
         "file_limit_bytes": upstreams.files.max_size,
         "page_cache_bytes": await upstreams.index.cache_bytes(),
     }

@@ -44,8 +44,8 @@ async def home(request: web.Request) -> web.Response:
     _, private = await catalog.private.project_names()
     up = catalog.upstreams
     return await _respond(
-        request, "home.html", _home_view, _site(request), len(private), browse.cached_keys(up),
-        up.files.usage.total_bytes if up else 0, up.files.max_size if up else None, up.url if up else None,
+        request, "home.html", _home_view, _site(request), len(private), await browse.cached_keys(up),
+        await browse.cached_bytes(up), up.files.max_size if up else None, up.url if up else None,
     )
 
 
@@ -60,7 +60,7 @@ async def projects(request: web.Request) -> web.Response:
     _, private = await catalog.private.project_names()
     query, page = request.query.get("q", ""), ui.page_number(request.query.get("page"))
     return await _respond(request, "projects.html", _projects_view, _site(request), private,
-                          browse.cached_keys(catalog.upstreams), reserved, query, page)
+                          await browse.cached_keys(catalog.upstreams), reserved, query, page)
 
 
 def _projects_view(site: ui.Site, private: list[str], cached: list[Key], reserved: tuple[str, ...],
@@ -90,7 +90,7 @@ async def project(request: web.Request) -> web.Response:
         return await _respond(request, "not_found.html", ui.not_found_view, site, name, status=404,
                               reserved=reserved, upstream_enabled=up is not None)
     return await _respond(request, "project.html", _cached_project_view, site, page,
-                          browse.cached_keys(up), reserved)
+                          await browse.cached_keys(up), reserved)
 
 
 async def _description(request: web.Request, project: PrivateProject) -> Shown:

@@ -1,9 +1,12 @@
-"""The server as systemd runs it: readiness over $NOTIFY_SOCKET, and a clean stop on SIGTERM that
-leaves no partial download behind (issue 4)."""
+"""The server as systemd runs it: readiness over $NOTIFY_SOCKET, a clean stop on SIGTERM that
+leaves no partial download behind (issue 4), and several worker processes sharing downloads and
+one cache limit (issues 5, 11 D, 12 H1)."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.client
 import json
 import os
 import signal
@@ -19,7 +22,7 @@ import pytest
 
 from tests.builders import Dist
 from tests.e2e.conftest import UpstreamThread, clean_env, free_port, tool, wait_until_serving
-from tests.fakeupstream import FakeUpstream
+from tests.fakeupstream import FakeFile, FakeUpstream
 
 pytestmark = pytest.mark.e2e
 BIG = Dist("big", "1.0", description="x" * (1024 * 1024))  # about 1 MiB of wheel, sent slowly
@@ -151,8 +154,7 @@ def test_workers_share_the_port_and_download_a_cold_file_once(
         assert process.wait(timeout=60) == 0
         assert list((tmp_path / "data" / "cache" / "tmp").iterdir()) == []
     finally:
-        process.kill()
-        process.wait()
+        kill_all(process)
         upstream.stop()
         upstream.close()
 
@@ -181,8 +183,184 @@ def test_the_supervisor_restarts_a_worker_that_dies(tmp_path: Path, notify_socke
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     finally:
-        process.kill()
-        process.wait()
+        kill_all(process)
+
+
+# --workers 2: downloads followed across processes, and one cache limit for all (issue 12 H1, 11 D)
+
+
+class Pinned:
+    """Keep-alive connections to the server, each served by one worker process for its life
+    (SO_REUSEPORT hands a connection to one process), grouped by worker."""
+
+    def __init__(self, url: str, log: Path, count: int = 16) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        ids = {}
+        self.by_worker: dict[int, list[http.client.HTTPConnection]] = {}
+        for _ in range(count):
+            connection = http.client.HTTPConnection(host, int(port), timeout=30)
+            connection.request("GET", "/-/health")
+            response = connection.getresponse()
+            response.read()
+            ids[response.getheader("X-Request-ID")] = connection
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and sum(map(len, self.by_worker.values())) < count:
+            self.by_worker = {}
+            for line in log.read_text().splitlines():
+                if '"event": "request"' in line:
+                    event = json.loads(line)
+                    if event.get("request_id") in ids:
+                        self.by_worker.setdefault(event["worker"], []).append(ids[event["request_id"]])
+            time.sleep(0.05)
+        assert set(self.by_worker) == {0, 1}, "16 connections, and all on one worker"
+
+    def close(self) -> None:
+        for connections in self.by_worker.values():
+            for connection in connections:
+                connection.close()
+
+    def get(self, worker: int, index: int, path: str) -> tuple[int, bytes]:
+        """GET on the worker's ``index``-th connection; a body cut short raises IncompleteRead."""
+        connection = self.by_worker[worker][index]
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+
+
+def workers_of(process: subprocess.Popen[bytes]) -> list[int]:
+    return [int(pid) for pid in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()]
+
+
+def kill_all(process: subprocess.Popen[bytes]) -> None:
+    """After a failure: the supervisor and its workers (killing the supervisor alone orphans them)."""
+    workers = workers_of(process) if process.poll() is None else []
+    process.kill()
+    process.wait()
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+FLAKY = FakeFile("flaky-1.0.tar.gz", bytes(range(256)) * 8192)  # 2 MiB, as shared/repro/evilup.py
+
+
+@pytest.mark.parametrize("first", ["corrupt", "truncate"])
+def test_a_worker_following_another_never_sends_a_failed_download_as_complete(
+        tmp_path: Path, notify_socket: tuple[str, socket.socket], first: str) -> None:
+    """H1 (shared/repro/h1_workers_corrupt.py): worker 0 downloads bytes that fail the listed
+    sha256 (or are cut short); worker 1 follows its part file; worker 0 retries at once, under
+    the same part file name. Worker 1 sent the failed bytes as a complete 200 (3 of 3 runs), or
+    spun at ~95% CPU forever. Now its response breaks off, and it goes quiet."""
+    fake = FakeUpstream(flavour="json")
+    fake.add_file("flaky", FLAKY)
+    fake.bad.file_plan = [first, "ok"]
+    fake.bad.file_chunk_size = len(FLAKY.content) // 20
+    fake.bad.file_chunk_pause = 0.075  # 1.5 s a download, as the repro's
+    upstream = UpstreamThread(fake)
+    upstream.start()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[upstream]\nurl = "{fake.url}"\n[logging]\nformat = "json"\n')
+    url, process = serve(tmp_path, "--config", str(config), "--workers", "2", env={"NOTIFY_SOCKET": notify_socket[0]})
+    path = f"/pypi/files/flaky/{FLAKY.filename}"
+    try:
+        assert notify_socket[1].recv(4096).decode().startswith("READY=1")  # sent once both workers listen
+        pinned = Pinned(url, tmp_path / "server.log")
+        for worker in (0, 1):
+            assert pinned.get(worker, 0, "/pypi/simple/flaky/")[0] == 200
+        outcome: dict[str, object] = {}
+
+        def fetch(label: str, worker: int) -> None:
+            try:
+                outcome[label] = pinned.get(worker, 1, path)
+            except http.client.IncompleteRead as exc:
+                outcome[label] = exc
+
+        downloading = threading.Thread(target=fetch, args=("A", 0))
+        downloading.start()
+        part = tmp_path / "data" / "cache" / "tmp"
+        deadline = time.monotonic() + 10
+        while not any(p.stat().st_size for p in part.glob("*")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        following = threading.Thread(target=fetch, args=("C", 1))
+        following.start()
+        downloading.join(30)
+        retry = pinned.get(0, 2, path)  # at once: a new part file under the same name
+        following.join(30)
+        assert not following.is_alive(), "the follower never ended"
+        assert isinstance(outcome["A"], http.client.IncompleteRead)
+        assert isinstance(outcome["C"], http.client.IncompleteRead), f"worker 1 sent {outcome['C']!r:.80}"
+        assert retry == (200, FLAKY.content)
+        assert pinned.get(1, 2, path) == (200, FLAKY.content)
+        assert fake.requests[f"/files/{FLAKY.filename}"] == 2
+        pinned.close()
+        workers = workers_of(process)
+        before = {pid: cpu_ticks(pid) for pid in workers}
+        time.sleep(2.0)  # the interval measured: a spinning follower burns about 200 ticks in it
+        spent = {pid: cpu_ticks(pid) - before[pid] for pid in workers}
+        assert max(spent.values()) < 50, f"CPU ticks per worker in 2 s of quiet: {spent}"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        kill_all(process)
+        upstream.stop()
+        upstream.close()
+
+
+def test_workers_share_one_cache_limit_and_report_the_same_figures(
+        tmp_path: Path, notify_socket: tuple[str, socket.socket]) -> None:
+    """Issue 11 D: with --workers, files_max_size held per process (disk use up to N times it)
+    and each worker reported its own cache figures. Now the limit holds for the sum, and
+    /-/health, /-/metrics and `cache stats` agree whichever worker answers."""
+    dists = [Dist(f"big{number}", "1.0", description="x" * 20_000) for number in range(6)]
+    fake = FakeUpstream()
+    for dist in dists:
+        fake.add(dist, sdist=False, metadata=False)
+    wheels = [fake.file(dist.wheel_filename).content for dist in dists]
+    limit = 2 * max(len(w) + len(d.metadata()) for w, d in zip(wheels, dists)) + 100
+    upstream = UpstreamThread(fake)
+    upstream.start()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[upstream]\nurl = "{fake.url}"\n[cache]\nfiles_max_size = {limit}\n'
+                      '[logging]\nformat = "json"\n')
+    url, process = serve(tmp_path, "--config", str(config), "--workers", "2", env={"NOTIFY_SOCKET": notify_socket[0]})
+    files = tmp_path / "data" / "cache" / "files"
+    try:
+        assert notify_socket[1].recv(4096).decode().startswith("READY=1")  # sent once both workers listen
+        pinned = Pinned(url, tmp_path / "server.log")
+        for number, dist in enumerate(dists):
+            worker = number % 2
+            assert pinned.get(worker, 0, f"/pypi/simple/big{number}/")[0] == 200
+            assert pinned.get(worker, 0, f"/pypi/files/big{number}/{dist.wheel_filename}") == (200, wheels[number])
+            metadata = pinned.get(worker, 0, f"/pypi/files/big{number}/{dist.wheel_filename}.metadata")
+            assert metadata == (200, dist.metadata())  # extracted from the wheel, kept beside it
+            size = sum(p.stat().st_size for p in files.rglob("*") if p.is_file())
+            assert size <= limit, f"after big{number}: {size} bytes cached, limit {limit}"
+        cached = [p.stat().st_size for p in files.rglob("*") if p.is_file()]
+        assert len(cached) == 4  # two wheels, each with its extracted core metadata
+        for worker in (0, 1):
+            for index in range(2):
+                status, body = pinned.get(worker, index, "/-/health")
+                figures = json.loads(body)["cache"]
+                assert (figures["files"], figures["file_bytes"]) == (len(cached), sum(cached)), f"worker {worker}"
+                status, body = pinned.get(worker, index, "/-/metrics")
+                text = body.decode()
+                assert f"pypi_proxy_cache_files {len(cached)}" in text, f"worker {worker}"
+                assert f"pypi_proxy_cache_file_bytes {sum(cached)}" in text, f"worker {worker}"
+        pinned.close()
+        stats = subprocess.run([tool("pypi-proxy"), "cache", "stats", "--data-dir", str(tmp_path / "data")],
+                               env=clean_env(tmp_path), capture_output=True, text=True, timeout=60, check=True)
+        assert f"cached files: 2 projects, {len(cached)} files" in stats.stdout
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        kill_all(process)
+        upstream.stop()
+        upstream.close()
 
 
 def test_secrets_stay_out_of_every_process_environment_and_command_line(
@@ -217,7 +395,6 @@ def test_secrets_stay_out_of_every_process_environment_and_command_line(
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     finally:
-        process.kill()
-        process.wait()
+        kill_all(process)
         upstream.stop()
         upstream.close()
