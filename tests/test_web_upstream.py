@@ -347,13 +347,15 @@ async def test_only_files_from_a_parsed_listing_are_fetched(
 async def test_files_redirected_to_another_host_are_followed_without_credentials(
     aiohttp_client: Any, upstream_settings: MakeSettings, fake_upstream: FakeUpstream
 ) -> None:
-    """G2: files live elsewhere (a CDN); basic auth for a private upstream stays on its host."""
+    """G2: files live elsewhere (a CDN); basic auth for a private upstream stays on its host. The
+    CDN is a configured file host, here on loopback, which only allow_private_file_hosts permits."""
     cdn = FakeUpstream()
     cdn.add(Dist("demo", "1.0", requires_dist=["dep>=2"]))
     await cdn.start()
     try:
         fake_upstream.bad.redirect_files_to = cdn.origin.replace("127.0.0.1", "localhost")
-        client = await proxy(aiohttp_client, upstream_settings({"username": "ci", "password": "s3cret"}))
+        client = await proxy(aiohttp_client, upstream_settings({
+            "username": "ci", "password": "s3cret", "file_hosts": ["localhost"], "allow_private_file_hosts": True}))
         response = await client.get(f"/pypi/files/demo/{DEMO_WHEEL}")
         assert await response.read() == fake_upstream.file(DEMO_WHEEL).content
         assert all("Authorization" in h for h in fake_upstream.seen_headers)

@@ -36,17 +36,23 @@ import structlog
 
 from proxy import render
 from proxy.config import UpstreamSettings
-from proxy.errors import InvalidUpstreamResponse, ProjectNotFound, ProxyError, UpstreamCircuitOpen, UpstreamError
+from proxy.errors import (
+    InvalidUpstreamResponse,
+    ProjectNotFound,
+    ProxyError,
+    UpstreamCircuitOpen,
+    UpstreamError,
+)
 from proxy.flights import SingleFlight, retrieved
 from proxy.lru import LruCache
 from proxy.negotiate import JSON_V1
-from proxy.models import IndexFile, IndexPage, iso_z
+from proxy.models import IndexPage, iso_z
 from proxy.pagecache import CachedPage, CachedProjectList, PageCache
 from proxy.parse import parse_project_list, parse_project_page
+from proxy.services import filespecs
 from proxy.services.downloads import FileSpec
 from proxy.services.index import Rendered, rendered
 from proxy.upstream import MAX_PROJECT_LIST_BYTES, PageAnswer, Upstream, masked
-from proxy.urls import METADATA_SUFFIX, PROVENANCE_SUFFIX, with_path_suffix
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -291,27 +297,12 @@ class PublicIndex:
     # Files ------------------------------------------------------------------------------------
 
     async def file_spec(self, name: str, filename: str) -> FileSpec:
-        """What to fetch for ``filename``: only URLs from a listing we parsed (never an open proxy).
-
-        Besides the listed files: ``<file>.metadata`` (PEP 658; upstream's, or for a wheel listed
-        without one, extracted by this server: ``metadata_of``) and ``<file>.provenance`` (PEP 740).
-        """
+        """What to fetch for ``filename`` of upstream project ``name`` (``filespecs.file_spec``):
+        only URLs from a listing we parsed (never an open proxy); ProjectNotFound when it lists
+        no such file, UpstreamRefused when it lists one that cannot be verified."""
         record, _ = await self.lookup(name)
         assert record.page is not None
-        if filename.endswith(METADATA_SUFFIX):
-            listed = record.page.file(filename.removesuffix(METADATA_SUFFIX))
-            if listed is not None and listed.core_metadata is not None:
-                url = with_path_suffix(listed.url, METADATA_SUFFIX)  # on the path: the query stays (H3)
-                return FileSpec(name, filename, url, dict(listed.core_metadata))
-            if listed is not None and listed.filename.endswith(".whl"):
-                return FileSpec(name, filename, listed.url, metadata_of=_listed_spec(name, listed))
-        elif filename.endswith(PROVENANCE_SUFFIX):
-            listed = record.page.file(filename.removesuffix(PROVENANCE_SUFFIX))
-            if listed is not None and listed.provenance is not None:
-                return FileSpec(name, filename, listed.provenance)
-        elif (listed := record.page.file(filename)) is not None:
-            return _listed_spec(name, listed)
-        raise ProjectNotFound(f"No file {filename!r} in project {name!r}.")
+        return filespecs.file_spec(record.page, filename, cache_unverified=self._settings.cache_unverified_files)
 
     # The root list ----------------------------------------------------------------------------
 
@@ -365,12 +356,6 @@ class PublicIndex:
             raise InvalidUpstreamResponse(f"upstream answered {answer.status} for its project list")
         names = await self._run(_unusable_as_error, parse_project_list, answer.body, answer.content_type)
         return CachedProjectList(now, tuple(names), answer.etag, answer.last_modified), CacheState.MISS
-
-
-def _listed_spec(name: str, listed: IndexFile) -> FileSpec:
-    return FileSpec(name, listed.filename, listed.url, dict(listed.hashes), listed.size,
-                    derive_metadata=listed.core_metadata is None and listed.filename.endswith(".whl"))
-
 
 
 def _unusable_as_error(parse: Callable[..., T], *args: Any) -> T:

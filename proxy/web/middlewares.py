@@ -22,6 +22,7 @@ from proxy.errors import (
     Unauthenticated,
     UploadRejected,
     UpstreamError,
+    UpstreamRefused,
     UpstreamTimeout,
 )
 from proxy.web.keys import METRICS, REQUEST_ID
@@ -84,6 +85,8 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return error_response(404, str(exc))
     except UpstreamTimeout as exc:
         return error_response(504, f"Upstream timed out and nothing is cached: {exc}")
+    except UpstreamRefused as exc:
+        return error_response(502, f"Upstream answer refused ({exc.rule}); nothing was fetched or cached: {exc}")
     except UpstreamError as exc:
         return error_response(502, f"Upstream failed and nothing is cached: {exc}")
     except CorruptStorage as exc:
