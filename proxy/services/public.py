@@ -45,9 +45,10 @@ from proxy.errors import (
 )
 from proxy.flights import SingleFlight, retrieved
 from proxy.lru import LruCache
+from proxy.names import is_valid_project_name
 from proxy.negotiate import JSON_V1
 from proxy.models import IndexPage, iso_z
-from proxy.pagecache import CachedPage, CachedProjectList, PageCache
+from proxy.pagecache import CachedPage, CachedProjectList, PageCache, upstream_id
 from proxy.parse import parse_project_list, parse_project_page
 from proxy.services import filespecs
 from proxy.services.downloads import FileSpec
@@ -81,6 +82,7 @@ class PublicIndex:
         self._health = upstream.health
         self._breaker = upstream.health.breaker
         self._cache = cache
+        self._source = upstream_id(str(upstream.base))  # records of another upstream are misses (L8)
         self._executor = executor
         self._settings = settings
         self._clock = clock
@@ -103,7 +105,7 @@ class PublicIndex:
 
     async def cached_page(self, name: str) -> IndexPage | None:
         """The listing of ``name`` as last cached, however old, without asking upstream."""
-        record = self._records.get(name) or await self._run(self._cache.page, name)
+        record = self._records.get(name) or await self._run(self._cache.page, name, self._source)
         return record.page if record is not None and record.status == 200 else None
 
     async def cache_bytes(self) -> int:
@@ -156,7 +158,7 @@ class PublicIndex:
         return record, state
 
     async def _load(self, name: str) -> CachedPage | None:
-        record = await self._run(self._cache.page, name)
+        record = await self._run(self._cache.page, name, self._source)
         if record is not None:
             self._records.put(name, record)
         return record
@@ -229,7 +231,7 @@ class PublicIndex:
             )
             now = self._clock()
             if answer.status == 404:
-                return CachedPage(404, now), CacheState.MISS
+                return CachedPage(404, now, upstream=self._source), CacheState.MISS
             if answer.status == 304:
                 if usable is None:
                     raise InvalidUpstreamResponse(f"upstream answered 304 to an unconditional request for {name!r}")
@@ -243,7 +245,7 @@ class PublicIndex:
                 page = await self._run(_unusable_as_error, parse_project_page, answer.body, answer.content_type,
                                        answer.url, name)
         content_id = hashlib.sha256(answer.body).hexdigest()[:24]
-        return CachedPage(200, now, page, answer.etag, answer.last_modified, content_id), CacheState.MISS
+        return CachedPage(200, now, page, answer.etag, answer.last_modified, content_id, self._source), CacheState.MISS
 
     def _store_later(self, store: Callable[..., None], *args: Any) -> None:
         """Persist without making the client wait; ``close`` waits for pending writes. A failure
@@ -323,7 +325,7 @@ class PublicIndex:
                                         telling=False)
 
     async def _load_project_list(self) -> CachedProjectList | None:
-        return self._project_list or await self._run(self._cache.project_list)
+        return self._project_list or await self._run(self._cache.project_list, self._source)
 
     async def _refresh_project_list(self, record: CachedProjectList | None
                                     ) -> tuple[CachedProjectList | None, CacheState]:
@@ -354,8 +356,8 @@ class PublicIndex:
             return dataclasses.replace(record, fetched_at=now), CacheState.REVALIDATED
         if answer.status != 200:
             raise InvalidUpstreamResponse(f"upstream answered {answer.status} for its project list")
-        names = await self._run(_unusable_as_error, parse_project_list, answer.body, answer.content_type)
-        return CachedProjectList(now, tuple(names), answer.etag, answer.last_modified), CacheState.MISS
+        names = await self._run(_valid_names, answer.body, answer.content_type)
+        return CachedProjectList(now, names, answer.etag, answer.last_modified, self._source), CacheState.MISS
 
 
 def _unusable_as_error(parse: Callable[..., T], *args: Any) -> T:
@@ -366,6 +368,13 @@ def _unusable_as_error(parse: Callable[..., T], *args: Any) -> T:
         raise
     except Exception as exc:  # noqa: BLE001 - e.g. RecursionError (deep JSON), ValueError (a bad URL)
         raise InvalidUpstreamResponse(f"upstream sent an unreadable page: {type(exc).__name__}: {exc}") from None
+
+
+def _valid_names(body: bytes, content_type: str) -> tuple[str, ...]:
+    """Upstream's project list, only its valid project names (STANDARDS A2): each becomes a link
+    on the root page (issue 12 L3: ``javascript:alert(1)//`` must not)."""
+    names = _unusable_as_error(parse_project_list, body, content_type)
+    return tuple(name for name in names if is_valid_project_name(name))
 
 
 def _render(record: CachedPage, content_type: str) -> Rendered:
