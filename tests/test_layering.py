@@ -24,7 +24,8 @@ LAYERS = {
         "proxy.services.wheelmeta", "proxy.services.jsonapi", "proxy.services.filespecs"},
     4: {"proxy.web", "proxy.web.keys", "proxy.web.middlewares", "proxy.web.simple", "proxy.web.files",
         "proxy.web.api", "proxy.web.upload", "proxy.web.app", "proxy.server",
-        "proxy.web.ops", "proxy.web.workerstats", "proxy.web.ui", "proxy.supervisor", "proxy.web.redirects"},
+        "proxy.web.ops", "proxy.web.workerstats", "proxy.web.ui", "proxy.supervisor", "proxy.web.redirects",
+        "proxy.web.assets"},
     5: {"proxy.cli", "proxy.__main__", "proxy.warm", "proxy.warmcli", "proxy.worker", "proxy.warmclient"},
 }
 LAYER_OF = {module: layer for layer, modules in LAYERS.items() for module in modules}

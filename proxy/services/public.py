@@ -269,7 +269,7 @@ class PublicIndex:
             return
         since = iso_z(datetime.fromtimestamp(breaker.since, timezone.utc)) if breaker.since else "recently"
         raise UpstreamCircuitOpen(
-            f"upstream {masked(self._upstream.base)} is failing since {since} ({breaker.last_error}); "
+            f"upstream {masked(self._upstream.base)} is failing since {since} ({breaker.last_error_class}); "
             f"it is not asked again until it answers a probe (every {self._settings.breaker_probe_every:g} s)",
             breaker.since, breaker.last_error,
         )

@@ -17,9 +17,10 @@ from proxy.names import is_valid_project_name, matches_any, normalize, validate_
 from proxy.services import browse
 from proxy.web import redirects
 from proxy.web.keys import CATALOG, EXECUTOR, SETTINGS
+from proxy.web.middlewares import UI_POLICY
 from proxy.web.ops import cache_figures, probe_writable
 
-HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": UI_POLICY}
 
 
 async def _respond(request: web.Request, template: str, build: Callable[..., Any], *args: Any,
