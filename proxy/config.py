@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import sys
@@ -125,6 +126,25 @@ def _name_patterns(key: str, value: Any) -> tuple[str, ...]:
     return tuple(normalize(item.strip()) for item in value)
 
 
+def _host_patterns(key: str, value: Any) -> tuple[str, ...]:
+    """Host names or fnmatch patterns ("files.pythonhosted.org", "*.cdn.example"), lower case;
+    an IPv6 address may be written in brackets."""
+    if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
+        raise ConfigError(key, f"expected a list of host names such as [\"files.pythonhosted.org\"], got {value!r}")
+    hosts = tuple(item.strip().lower().removeprefix("[").removesuffix("]") for item in value)
+    for host in hosts:
+        if re.search(r"[/\s@?#\[\]]", host) or (":" in host and not _is_ipv6(host)):
+            raise ConfigError(key, f"expected a host name without scheme, port or path, got {host!r}")
+    return hosts
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(text), ipaddress.IPv6Address)
+    except ValueError:
+        return False
+
+
 def _upstream_url(key: str, value: Any) -> str:
     url = _optional_url(key, value)
     if url is None:
@@ -212,6 +232,12 @@ class UpstreamSettings:
     max_file_size: int = _setting(20 * 1024**3, _size)
     breaker_threshold: int = _setting(5, _count)
     breaker_probe_every: float = _setting(5.0, _positive_seconds)
+    # Where files may come from (issue 12 M7, proxy/fetchpolicy.py): the index's own origin, and
+    # these hosts on public addresses; private addresses only when allowed.
+    file_hosts: tuple[str, ...] = _setting(("files.pythonhosted.org",), _host_patterns)
+    allow_private_file_hosts: bool = _setting(False, _boolean)
+    # A file listed without a hash cannot be verified: refused (502) unless this is true.
+    cache_unverified_files: bool = _setting(False, _boolean)
 
 
 @dataclass(frozen=True)

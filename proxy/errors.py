@@ -113,6 +113,17 @@ class InvalidUpstreamResponse(UpstreamError):
     """Upstream answered something that is not a simple-API page we can read."""
 
 
+class UpstreamRefused(InvalidUpstreamResponse):
+    """Upstream named something this server will not fetch (a file URL or a redirect to a host
+    not allowed, a file it cannot verify): nothing was requested there. ``rule`` names the
+    setting that governs it (``file_hosts``, ``allow_private_file_hosts``,
+    ``cache_unverified_files``) or what was wrong (``scheme``, ``same_origin``)."""
+
+    def __init__(self, message: str, rule: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
 class IntegrityError(UpstreamError):
     """An upstream file's bytes do not match the hash or size its listing gave; it was discarded."""
 

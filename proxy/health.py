@@ -8,6 +8,8 @@ upstream's fault and never count against it.
 from __future__ import annotations
 
 import enum
+import errno
+import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -17,7 +19,15 @@ from typing import Any
 
 import structlog
 
-from proxy.errors import UpstreamError
+from proxy.errors import (
+    IntegrityError,
+    InvalidUpstreamResponse,
+    UpstreamCircuitOpen,
+    UpstreamError,
+    UpstreamRefused,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 
 log = structlog.get_logger(__name__)
 # Fetches of the index itself: their outcomes drive the breaker. Files often live on another
@@ -25,11 +35,34 @@ log = structlog.get_logger(__name__)
 INDEX_KINDS = frozenset({"page", "list", "probe"})
 
 
+# Most specific first: what a failure is, in a word (``error_class``).
+_CLASSES: tuple[tuple[type[BaseException], str], ...] = (
+    (UpstreamCircuitOpen, "circuit_open"), (UpstreamTimeout, "timeout"), (UpstreamUnavailable, "unavailable"),
+    (UpstreamRefused, "refused"), (IntegrityError, "integrity"), (InvalidUpstreamResponse, "invalid_response"),
+)
+
+
+def error_class(error: BaseException) -> str:
+    """What kind of failure ``error`` is, in words safe to show anyone (issue 12 L4): no URL, host,
+    address or path, which the message (kept for the log) may hold. Upstream's: ``timeout``,
+    ``unavailable`` (unreachable, 5xx, broken off), ``refused`` (a URL or file the policy does not
+    fetch), ``integrity`` (bytes unlike the listing's), ``invalid_response``, ``circuit_open``;
+    a local storage failure: its errno, named and explained (``ENOSPC: No space left on device``)."""
+    for kind, name in _CLASSES:
+        if isinstance(error, kind):
+            return name
+    code = error.errno if isinstance(error, OSError) else None
+    if code is not None and code in errno.errorcode:
+        return f"{errno.errorcode[code]}: {os.strerror(code)}"
+    return "upstream_error" if isinstance(error, UpstreamError) else type(error).__name__
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamEvent:
     at: float  # unix time
     kind: str  # "page", "list", "probe" or "file"
-    message: str
+    message: str  # for the log: may name internal hosts and paths
+    error_class: str = "error"  # for anyone to see (``error_class``)
 
 
 class BreakerState(enum.Enum):
@@ -57,6 +90,7 @@ class CircuitBreaker:
         self.consecutive_failures = 0
         self.openings = 0
         self.last_error: str | None = None
+        self.last_error_class: str | None = None
         self._answered = False
 
     @property
@@ -77,9 +111,10 @@ class CircuitBreaker:
             self.state, self.since = BreakerState.CLOSED, self._clock()
             log.info("upstream_circuit_closed", down_s=round(down_s, 1))
 
-    def failed(self, message: str) -> None:
+    def failed(self, message: str, error_class: str = "error") -> None:
         self.consecutive_failures += 1
         self.last_error = message
+        self.last_error_class = error_class
         if self.state is BreakerState.HALF_OPEN:
             self.state = BreakerState.OPEN
         elif self.closed and self.threshold and self.consecutive_failures >= self.threshold:
@@ -123,9 +158,9 @@ class UpstreamHealth:
         self.errors[kind] += 1
         self.last_failure = self._clock()
         message = str(error) or type(error).__name__
-        self.recent_errors.append(UpstreamEvent(self.last_failure, kind, message))
+        self.recent_errors.append(UpstreamEvent(self.last_failure, kind, message, error_class(error)))
         if kind in INDEX_KINDS:
-            self.breaker.failed(message)
+            self.breaker.failed(message, error_class(error))
 
     @contextmanager
     def attempt(self, kind: str) -> Iterator[None]:
@@ -142,7 +177,8 @@ class UpstreamHealth:
     def storage_failed(self, kind: str, error: BaseException) -> None:
         """Caching upstream data failed locally (disk full, read-only, I/O error): not upstream's fault."""
         self.storage_failures += 1
-        self.last_storage_failure = UpstreamEvent(self._clock(), kind, str(error) or type(error).__name__)
+        self.last_storage_failure = UpstreamEvent(self._clock(), kind, str(error) or type(error).__name__,
+                                                  error_class(error))
 
     def figures(self) -> UpstreamFigures:
         """This process's counters and states, as /-/metrics shows them."""

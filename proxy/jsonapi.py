@@ -173,7 +173,8 @@ def _api_info(release: ReleaseInfo | None, version: str | None) -> dict[str, Any
 
 def document(project: ApiProject, chosen: str | None, release: ReleaseInfo | None, base_url: str,
              with_releases: bool) -> dict[str, Any]:
-    """The JSON API document; ``base_url`` is the absolute ``/pypi``. ``chosen`` is the release of
+    """The JSON API document; ``base_url`` is where ``/pypi`` is (``https://host/prefix/pypi``, or the
+    path ``/pypi``: never from a Host header, issue 12 L9). ``chosen`` is the release of
     ``info`` and ``urls`` (the requested one, or ``current_version``); ``with_releases`` for the
     project document (``/pypi/<p>/json``), not the release one."""
     chosen_files = project.releases.get(chosen or "", ())

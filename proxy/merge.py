@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 
-from proxy.names import matches_any, normalize
+from proxy.names import is_valid_project_name, matches_any, normalize
 
 
 class Source(enum.Enum):
@@ -29,13 +29,17 @@ def source_for(name: str, *, is_private: bool, reserved: Iterable[str], upstream
 def project_names(private: Iterable[str], public: Iterable[str], reserved: Iterable[str]) -> list[str]:
     """Private names plus upstream's, one per normalised name, private spelling first, sorted.
 
-    Upstream names matching a reserved pattern are left out: they would only answer 404.
+    Upstream names matching a reserved pattern are left out: they would only answer 404. So are
+    upstream names that are not valid project names (STANDARDS A2): the root page links each name
+    (issue 12 L3).
     """
     reserved = tuple(reserved)
     chosen: dict[str, str] = {}
     for name in private:
         chosen.setdefault(normalize(name), name)
     for name in public:
+        if not is_valid_project_name(name):
+            continue
         key = normalize(name)
         if key not in chosen and not matches_any(key, reserved):
             chosen[key] = name

@@ -17,15 +17,15 @@ class UpstreamStatus:
     last_success: str
     last_failure: str
     fetches: tuple[tuple[str, int, int], ...]  # (kind, fetches, errors)
-    recent_errors: tuple[tuple[str, str, str], ...]  # (when, kind, message), newest first
+    recent_errors: tuple[tuple[str, str, str], ...]  # (when, kind, error class), newest first
     breaker: str  # "closed", "open" or "half-open"
     breaker_badge: str  # the badge's class: ok, failing, unknown
     breaker_since: str
     breaker_failures: str  # "2 of 5 consecutive failures" (before it opens)
     breaker_openings: int
-    breaker_error: str | None
+    breaker_error: str | None  # the last failure's class
     storage_failures: int  # caching upstream data failed locally (a full disk): not upstream's fault
-    last_storage_failure: str | None
+    last_storage_failure: str | None  # when, and its class
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,8 @@ _BREAKER_BADGES = {BreakerState.CLOSED: "ok", BreakerState.OPEN: "failing", Brea
 
 
 def upstream_status(health: UpstreamHealth, url: str, now: float) -> UpstreamStatus:
+    """Upstream's part of the status page. Errors by their class only, as /-/health shows them
+    (``health.error_class``): the page answers anyone; the log has the messages."""
     def moment(at: float | None) -> str:
         return f"{when(at)} ({ago(at, now)})" if at is not None else "never"
 
@@ -59,11 +61,11 @@ def upstream_status(health: UpstreamHealth, url: str, now: float) -> UpstreamSta
     return UpstreamStatus(
         url, health.state, moment(health.last_success), moment(health.last_failure),
         tuple((kind, health.fetches[kind], health.errors[kind]) for kind in kinds),
-        tuple((when(e.at), e.kind, e.message) for e in reversed(health.recent_errors)),
+        tuple((when(e.at), e.kind, e.error_class) for e in reversed(health.recent_errors)),
         breaker.state.value, _BREAKER_BADGES[breaker.state], moment(breaker.since),
         f"{breaker.consecutive_failures} of {breaker.threshold}" if breaker.threshold else "never opens",
-        breaker.openings, breaker.last_error, health.storage_failures,
-        f"{moment(storage.at)}: {storage.message}" if storage else None,
+        breaker.openings, breaker.last_error_class, health.storage_failures,
+        f"{moment(storage.at)}: {storage.error_class}" if storage else None,
     )
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -12,11 +14,14 @@ from typing import TypeVar
 
 import aiohttp
 import structlog
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
 from proxy import __version__
 from proxy.config import UpstreamSettings
-from proxy.errors import InvalidUpstreamResponse, UpstreamTimeout, UpstreamUnavailable
+from proxy.errors import InvalidUpstreamResponse, UpstreamRefused, UpstreamTimeout, UpstreamUnavailable
+from proxy.fetchpolicy import Endpoint, FilePolicy, host_of
 from proxy.health import CircuitBreaker, UpstreamHealth
 
 log = structlog.get_logger(__name__)
@@ -64,8 +69,56 @@ def _content_range_total(value: str) -> int | None:
 
 def masked(url: URL) -> str:
     """The URL for logs: never a password, never a query string (signed URLs carry secrets)."""
-    shown = url.with_query(None).with_fragment(None)
-    return str(shown.with_password("***") if url.password else shown)
+    try:
+        shown = url.with_query(None).with_fragment(None)
+        return str(shown.with_password("***") if url.password else shown)
+    except ValueError:  # not a URL yarl can rebuild (``data:``): only its scheme is told
+        return f"{url.scheme}:…"
+
+
+def _proxy_endpoints() -> list[Endpoint]:
+    """The HTTP proxies of the environment (HTTPS_PROXY, HTTP_PROXY): connected to whatever
+    address they have, as a proxy on the local network usually has a private one."""
+    found = []
+    for scheme, value in urllib.request.getproxies().items():
+        if scheme != "no":
+            try:
+                url = URL(value if "://" in value else f"http://{value}")
+            except ValueError:
+                continue
+            if url.raw_host:
+                found.append((host_of(url), url.port or 0))
+    return found
+
+
+def file_policy(settings: UpstreamSettings) -> FilePolicy:
+    """Where this upstream's files may be fetched from (proxy.fetchpolicy)."""
+    return FilePolicy(URL(settings.url), settings.file_hosts, allow_private=settings.allow_private_file_hosts,
+                      exempt=_proxy_endpoints())
+
+
+class PolicyResolver(AbstractResolver):
+    """The connector's resolver: the addresses a name resolves to are judged by the file policy
+    when a connection is made, so the answer that is connected to is the one judged (DNS
+    rebinding). IP literals never reach a resolver: ``FilePolicy.check_url`` judges those.
+    Names are looked up with getaddrinfo in a thread (``ThreadedResolver``): /etc/hosts and the
+    system's resolver configuration apply, as for pip."""
+
+    def __init__(self, policy: FilePolicy, inner: AbstractResolver | None = None) -> None:
+        self._policy = policy
+        self._inner = inner if inner is not None else ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        try:
+            return self._policy.filter_resolved(host, port, [(r["host"], r) for r in results])
+        except UpstreamRefused:
+            log.warning("upstream_address_refused", host=host, port=port, addresses=[r["host"] for r in results])
+            raise
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 class Upstream:
@@ -82,6 +135,7 @@ class Upstream:
         self._session = session
         self.base = URL(settings.url.rstrip("/") + "/")
         self._origin = self.base.origin()
+        self._policy = file_policy(settings)
         self._authorization: str | None = None
         self.health = UpstreamHealth(breaker=CircuitBreaker(settings.breaker_threshold))
         if settings.username or settings.password:
@@ -90,12 +144,14 @@ class Upstream:
 
     @staticmethod
     def new_session(settings: UpstreamSettings) -> aiohttp.ClientSession:
+        """The one client session; its resolver enforces the file policy (``PolicyResolver``)."""
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
         )
+        connector = aiohttp.TCPConnector(resolver=PolicyResolver(file_policy(settings)))
         # trust_env: HTTPS_PROXY, HTTP_PROXY and NO_PROXY are honoured, as pip does.
         return aiohttp.ClientSession(
-            timeout=timeout, trust_env=True, headers={"User-Agent": USER_AGENT}
+            connector=connector, timeout=timeout, trust_env=True, headers={"User-Agent": USER_AGENT}
         )
 
     def project_url(self, name: str) -> URL:
@@ -218,33 +274,52 @@ class Upstream:
 
     async def _open(self, url: URL, headers: dict[str, str], *, same_origin: bool,
                     raw: bool) -> aiohttp.ClientResponse:
-        """GET following redirects by hand, so credentials go to the upstream's origin only.
+        """GET following redirects by hand, so credentials go to the upstream's origin only,
+        and every URL (the first and each redirect's) is checked before it is asked: on the
+        index's origin for pages (``same_origin``), by the file policy for files.
 
-        The caller releases the returned response. 5xx answers are raised as UpstreamUnavailable.
+        The caller releases the returned response. 5xx answers are raised as UpstreamUnavailable;
+        a URL not allowed as UpstreamRefused (logged, masked), an unreadable redirect, a loop
+        or too many as InvalidUpstreamResponse: never retried, nothing asked of that URL.
         """
         for _ in range(MAX_REDIRECTS + 1):
-            sent = dict(headers)
-            if self._authorization and url.origin() == self._origin:
-                sent["Authorization"] = self._authorization
-            with _mapped_errors(url):
-                response = await self._session.get(
-                    url, headers=sent, allow_redirects=False, auto_decompress=not raw
-                )
+            try:
+                self._check(url, same_origin)
+                sent = dict(headers)
+                if self._authorization and self._policy.is_index_origin(url):
+                    sent["Authorization"] = self._authorization
+                with _mapped_errors(url):
+                    response = await self._session.get(
+                        url, headers=sent, allow_redirects=False, auto_decompress=not raw
+                    )
+            except UpstreamRefused as exc:
+                log.warning("upstream_fetch_refused", url=masked(url), rule=exc.rule, reason=str(exc))
+                raise UpstreamRefused(f"{masked(url)}: {exc}", exc.rule) from None
             location = response.headers.get("Location")
             if response.status in _REDIRECTS and location:
                 response.release()
-                target = url.join(URL(location))
-                if same_origin and target.origin() != self._origin:
-                    raise InvalidUpstreamResponse(
-                        f"upstream redirected {masked(url)} to another host: {masked(target)}"
-                    )
-                url = target
+                url = _redirect_target(url, location)
                 continue
             if response.status >= 500:
                 response.release()
                 raise UpstreamUnavailable(f"upstream answered {response.status} for {masked(url)}")
             return response
         raise InvalidUpstreamResponse(f"more than {MAX_REDIRECTS} redirects from {masked(url)}")
+
+    def _check(self, url: URL, same_origin: bool) -> None:
+        if not same_origin:
+            self._policy.check_url(url)
+        elif not self._policy.is_index_origin(url):
+            raise UpstreamRefused(f"pages are read from the index's origin ({self._origin}) only", "same_origin")
+
+
+def _redirect_target(url: URL, location: str) -> URL:
+    """Where a redirect from ``url`` leads (RFC 9110 10.2.2: relative to ``url``); a Location
+    yarl cannot read (``http://[::1``, a port out of range) is InvalidUpstreamResponse."""
+    try:
+        return url.join(URL(location))
+    except (ValueError, TypeError) as exc:
+        raise InvalidUpstreamResponse(f"upstream redirected {masked(url)} to an unreadable URL: {exc}") from None
 
 
 async def _page_answer(response: aiohttp.ClientResponse, max_bytes: int) -> PageAnswer:

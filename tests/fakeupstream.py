@@ -91,6 +91,12 @@ class FakeUpstream:
     # PEP 708/792 keys of a project's JSON page (HTML pages get the matching <meta> tags).
     project_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
     seen_urls: list[str] = field(default_factory=list)  # path and query of every request
+    # Untrusted listings (issue 12 M7): a file's URL as listed instead of this server's own, files
+    # listed without any hash, and redirects by request path to a Location sent exactly as given.
+    file_urls: dict[str, str] = field(default_factory=dict)
+    unhashed: set[str] = field(default_factory=set)
+    unhashed_metadata: set[str] = field(default_factory=set)  # PEP 658 file offered as "true"
+    redirects: dict[str, str] = field(default_factory=dict)
     port: int = 0
     _runner: web.AppRunner | None = None
     _released: asyncio.Event | None = None  # set by stop: stalled answers end
@@ -160,6 +166,8 @@ class FakeUpstream:
         self.seen_headers.append(dict(request.headers))
         if self.bad.delay:
             await asyncio.sleep(self.bad.delay)
+        if (location := self.redirects.get(request.path)) is not None:
+            return web.Response(status=302, headers={"Location": location})
         if stall == "hang":
             assert self._released is not None
             await self._released.wait()
@@ -212,16 +220,21 @@ class FakeUpstream:
         return await self._answer(request, self._html_page(name, files), "text/html; charset=utf-8")
 
     def _file_url(self, filename: str) -> str:
+        if filename in self.file_urls:
+            return self.file_urls[filename]
         return f"{self.origin}/files/{filename}" + (f"?{self.file_query}" if self.file_query else "")
 
     def _json_page(self, name: str, files: list[FakeFile]) -> bytes:
         def entry(f: FakeFile) -> dict[str, Any]:
             meta: Any = {"sha256": hashlib.sha256(f.metadata).hexdigest()} if f.metadata else False
+            if f.metadata and f.filename in self.unhashed_metadata:
+                meta = True
             provenance = f"{self.origin}/integrity/{f.filename}/provenance" if f.filename in self.provenance else None
             return {
                 "provenance": provenance,
                 "filename": f.filename, "url": self._file_url(f.filename),
-                "hashes": {"sha256": f.sha256}, "requires-python": f.requires_python,
+                "hashes": {} if f.filename in self.unhashed else {"sha256": f.sha256},
+                "requires-python": f.requires_python,
                 "core-metadata": meta, "data-dist-info-metadata": meta,
                 "yanked": f.yanked if f.yanked else False, "size": len(f.content),
                 "upload-time": "2025-01-02T03:04:05.000000Z",
@@ -239,12 +252,17 @@ class FakeUpstream:
                 attributes += f' data-requires-python="{html.escape(f.requires_python)}"'
             if f.yanked is not None:
                 attributes += f' data-yanked="{html.escape(f.yanked)}"'
-            if f.metadata:
+            if f.metadata and f.filename in self.unhashed_metadata:
+                attributes += ' data-dist-info-metadata="true"'
+            elif f.metadata:
                 attributes += f' data-dist-info-metadata="sha256={hashlib.sha256(f.metadata).hexdigest()}"'
             if f.filename in self.provenance:
                 attributes += f' data-provenance="../../integrity/{f.filename}/provenance"'
             query = html.escape(f"?{self.file_query}") if self.file_query else ""
-            anchors.append(f'<a href="../../files/{f.filename}{query}#sha256={f.sha256}"{attributes}>{f.filename}</a>')
+            href = html.escape(self.file_urls[f.filename]) if f.filename in self.file_urls \
+                else f"../../files/{f.filename}{query}"
+            fragment = "" if f.filename in self.unhashed else f"#sha256={f.sha256}"
+            anchors.append(f'<a href="{href}{fragment}"{attributes}>{f.filename}</a>')
         keys = self.project_keys.get(name, {})
         tags = [("pypi:tracks", url) for url in keys.get("tracks", [])]
         tags += [("pypi:alternate-locations", url) for url in keys.get("alternate-locations", [])]

@@ -30,9 +30,9 @@ def test_status_shows_the_breaker_open_since_with_its_failures_and_storage_troub
     status = uistatus.upstream_status(health, "https://pypi.org/simple/", now=T0 + 120)
     assert (status.breaker, status.breaker_badge, status.breaker_openings) == ("open", "failing", 1)
     assert status.breaker_since == "2023-11-14 22:13:20 UTC (2 min ago)"
-    assert (status.breaker_failures, status.breaker_error) == ("2 of 2", "refused again")
+    assert (status.breaker_failures, status.breaker_error) == ("2 of 2", "unavailable")
     assert status.storage_failures == 1
-    assert status.last_storage_failure == "2023-11-14 22:13:20 UTC (2 min ago): [Errno 28] No space left on device"
+    assert status.last_storage_failure == "2023-11-14 22:13:20 UTC (2 min ago): ENOSPC: No space left on device"
 
     health.breaker.start_probe()
     assert uistatus.upstream_status(health, "u", now=T0).breaker_badge == "unknown"  # half-open

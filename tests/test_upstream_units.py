@@ -16,7 +16,7 @@ from proxy import render
 from proxy.lru import LruCache
 from proxy.merge import Source, project_names, source_for
 from proxy.models import IndexFile, IndexPage
-from proxy.pagecache import CachedPage, CachedProjectList, PageCache
+from proxy.pagecache import CachedPage, CachedProjectList, PageCache, upstream_id
 from proxy.services.downloads import expected_digest
 from proxy.upstream import masked
 
@@ -47,6 +47,13 @@ def test_project_names_merges_one_per_normalised_name_private_spelling_first() -
 
 def test_project_names_without_upstream_is_the_private_list() -> None:
     assert project_names(["b", "a"], [], reserved=[]) == ["a", "b"]
+
+
+def test_l3_upstream_names_that_are_not_project_names_are_left_out() -> None:
+    """L3 (STANDARDS A2): an upstream's list may name anything; the root page links each name."""
+    public = ["javascript:alert(1)//", "<script>alert(1)</script>", "a b", "-leading", "trailing-", "..", "",
+              "fo/o", "naïve", "x\ny", "data:text/html,x", "Good.Name", "ok"]
+    assert project_names(["Mine"], public, reserved=[]) == ["Good.Name", "Mine", "ok"]
 
 
 # LRU of rendered pages ------------------------------------------------------------------------------------
@@ -115,6 +122,38 @@ def test_page_cache_unreadable_or_other_format_is_a_miss(tmp_path: Path, raw: ob
     cache = PageCache(tmp_path, size_limit=2**20)
     cache._cache.set("page:demo", raw)
     assert cache.page("demo") is None
+    cache.close()
+
+
+@pytest.mark.parametrize(("stored_for", "read_for", "found"), [
+    ("https://pypi.org/simple", "https://pypi.org/simple/", True),  # the same index, however spelt
+    ("https://pypi.org/simple", "https://ci:s3cret@pypi.org/simple", True),  # credentials are not the index
+    ("https://pypi.org/simple", "https://mirror.example/simple", False),
+    ("https://pypi.org/simple", "https://pypi.org/other/simple", False),
+    ("http://10.0.0.5:3141/root/pypi/+simple", "http://10.0.0.5:3142/root/pypi/+simple", False),
+])
+def test_l8_a_record_written_for_another_upstream_is_a_miss(tmp_path: Path, stored_for: str, read_for: str,
+                                                            found: bool) -> None:
+    """L8: cached listings send downloads to the upstream they came from: after upstream.url changes
+    they must not be served, fresh or stale."""
+    cache = PageCache(tmp_path, size_limit=2**20)
+    record = CachedPage(200, 1.0, sample_page(), upstream=upstream_id(stored_for))
+    names = CachedProjectList(1.0, ("demo",), upstream=upstream_id(stored_for))
+    cache.store_page("demo", record)
+    cache.store_project_list(names)
+    assert cache.page("demo", upstream_id(read_for)) == (record if found else None)
+    assert cache.project_list(upstream_id(read_for)) == (names if found else None)
+    assert cache.page("demo") == record  # `pypi-proxy check` reads whatever is cached
+    cache.close()
+
+
+def test_l8_records_of_the_format_before_it_are_misses(tmp_path: Path) -> None:
+    """Format 1 records do not say which upstream they came from: fetched again, never trusted."""
+    cache = PageCache(tmp_path, size_limit=2**20)
+    old = {"format": 1, "status": 200, "fetched_at": 1.0, "page": sample_page().to_json(), "etag": None,
+           "last_modified": None, "content_id": "c"}
+    cache._cache.set("page:demo", json.dumps(old).encode())
+    assert cache.page("demo", upstream_id("https://pypi.org/simple")) is None
     cache.close()
 
 

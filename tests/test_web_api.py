@@ -19,7 +19,7 @@ from tests.fakeupstream import FakeUpstream
 
 
 async def test_project_json(client: TestClient, upload: Uploader) -> None:
-    """F1, F2: shape, absolute URLs, digests, newest final version as info.version."""
+    """F1, F2: shape, URLs on this server, digests, newest final version as info.version."""
     for version in ("1.0", "1.1", "2.0rc1"):
         assert (await upload(Dist("Acme.Widget", version, requires_dist=["requests>=2"]))).status == 200
     response = await client.get("/pypi/acme-widget/json")
@@ -36,10 +36,26 @@ async def test_project_json(client: TestClient, upload: Uploader) -> None:
     assert file["digests"]["sha256"] == hashlib.sha256(wheel).hexdigest()
     assert file["digests"]["md5"] == hashlib.md5(wheel).hexdigest()
     assert file["packagetype"] == "bdist_wheel"
-    assert file["url"].startswith(str(client.make_url("/pypi/files/acme-widget/")))
+    assert file["url"].startswith("/pypi/files/acme-widget/")  # L9: path-absolute without public_url
     assert file["upload_time_iso_8601"].endswith("Z")
-    download = await client.get(file["url"].removeprefix(str(client.make_url(""))))
+    download = await client.get(file["url"])
     assert await download.read() == wheel
+
+
+@pytest.mark.parametrize("path", ["/pypi/acme-widget/json", "/pypi/acme-widget/1.0/json"])
+async def test_l9_no_host_header_shapes_a_json_document(client: TestClient, upload: Uploader, path: str) -> None:
+    """L9: a shared cache in front keys a response on its URL, not on the Host header: a document
+    built from Host would send every later client to the host one client named."""
+    assert (await upload(Dist("Acme.Widget", "1.0"))).status == 200
+    bodies = set()
+    for host in (None, "evil.example", "evil.example:8080", "127.0.0.1:1"):
+        response = await client.get(path, headers={"Host": host} if host else {})
+        assert response.status == 200 and "Host" not in response.headers.get("Vary", "")
+        bodies.add(await response.read())
+    assert len(bodies) == 1 and b"evil.example" not in bodies.pop()
+    data = await (await client.get(path)).json()
+    assert data["info"]["package_url"] == "/pypi/acme-widget/" and data["info"]["release_url"] == "/pypi/acme-widget/1.0/"
+    assert data["urls"][0]["url"] == f"/pypi/files/acme-widget/{Dist('Acme.Widget', '1.0').wheel_filename}"
 
 
 async def test_version_json(client: TestClient, upload: Uploader) -> None:
@@ -72,6 +88,9 @@ async def test_public_url_setting_shapes_absolute_urls(aiohttp_client: object, m
     assert (await client.post("/pypi/", data=upload_form(dist), headers=basic("carol", PASSWORD))).status == 200
     data = await (await client.get("/pypi/thing/json")).json()
     assert data["urls"][0]["url"] == f"https://pypi.example.com/pypi/files/thing/{dist.wheel_filename}"
+    assert data["info"]["package_url"] == "https://pypi.example.com/pypi/thing/"
+    evil = await (await client.get("/pypi/thing/json", headers={"Host": "evil.example"})).json()
+    assert evil == data  # L9: the Host header does not matter
 
 
 async def test_f1_new_metadata_fields_from_an_upload(client: TestClient, upload: Uploader) -> None:
@@ -136,13 +155,13 @@ async def test_a3_public_project_json_from_the_cached_listing_and_wheel_metadata
     assert info["project_urls"] == {"Homepage": "https://example.invalid/home"}
     assert set(data["releases"]) == {"1.0", "2.0", "2.1", "3.0rc1"}
     [wheel] = [f for f in data["urls"] if f["packagetype"] == "bdist_wheel"]
-    assert wheel["url"] == str(proxy.make_url(f"/pypi/files/pub-lib/{PUBLIC.wheel_filename}"))
+    assert wheel["url"] == f"/pypi/files/pub-lib/{PUBLIC.wheel_filename}"
     assert wheel["digests"]["sha256"] == hashlib.sha256(PUBLIC.wheel()).hexdigest()
     assert (wheel["size"], wheel["python_version"], wheel["upload_time_iso_8601"]) == (
         len(PUBLIC.wheel()), "py3", "2025-01-02T03:04:05.000000Z")
     assert [f["yanked_reason"] for f in data["releases"]["2.1"]] == ["broken", "broken"]
     assert {f["packagetype"] for f in data["urls"]} == {"bdist_wheel", "sdist"}
-    download = await proxy.get(wheel["url"].removeprefix(str(proxy.make_url(""))))
+    download = await proxy.get(wheel["url"])
     assert await download.read() == PUBLIC.wheel()
 
 

@@ -168,7 +168,7 @@ async def test_breaker_opens_after_consecutive_failures_and_a_probe_closes_it(
     await until(opens)  # the last failures happen in the background: nobody waits for them
     breaker = (await health(client))["upstream"]["breaker"]
     assert breaker["state"] in ("open", "half-open") and breaker["openings"] == 1
-    assert breaker["consecutive_failures"] >= 3 and "500" in breaker["last_error"]
+    assert breaker["consecutive_failures"] >= 3 and breaker["last_error"] == "unavailable"
     assert breaker["since"].endswith("Z")
     opened = await metrics(client)
     assert opened['pypi_proxy_upstream_breaker_openings_total'] == 1
@@ -260,8 +260,7 @@ async def test_a_stalled_download_is_abandoned_within_bounds(
         assert response.status == 504
     assert time.monotonic() - started < 2.5
     body = await health(client)
-    assert "download_min_rate" in body["upstream"]["last_error"] if stall == "trickle" else "timed out" in \
-        body["upstream"]["last_error"]
+    assert body["upstream"]["last_error"] == "timeout"
     assert not list((settings.data_dir / "cache" / "files").rglob("*.whl"))
 
 
@@ -307,7 +306,7 @@ async def test_a_full_disk_during_a_download_is_507_and_not_an_upstream_failure(
     assert body["upstream"]["breaker"]["consecutive_failures"] == 0
     assert body["storage"]["cache_write_failures"] == 1
     assert body["storage"]["last_cache_write_failure"]["kind"] == "file"
-    assert os.strerror(code) in body["storage"]["last_cache_write_failure"]["error"]
+    assert body["storage"]["last_cache_write_failure"]["error"] == f"{errno.errorcode[code]}: {os.strerror(code)}"
     counted = await metrics(client)
     assert counted.get('pypi_proxy_upstream_errors_total{kind="file"}', 0) == 0
     assert counted["pypi_proxy_upstream_up"] == 1 and counted["pypi_proxy_cache_write_failures_total"] == 1

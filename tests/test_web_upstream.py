@@ -7,6 +7,8 @@ import asyncio
 import hashlib
 import json
 import os
+import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from aiohttp.test_utils import TestClient
 from proxy.config import Settings
 from tests.builders import Dist
 from tests.conftest import PASSWORD, basic, start_client, upload_form
-from tests.fakeupstream import FakeUpstream
+from tests.fakeupstream import FakeUpstream, free_port
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 PIP_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01"
@@ -239,6 +241,50 @@ async def test_root_lists_private_projects_and_optionally_upstreams(
         await client.close()
 
 
+async def test_l3_the_root_page_links_only_valid_upstream_project_names(
+    aiohttp_client: Any, upstream_settings: MakeSettings, fake_upstream: FakeUpstream,
+) -> None:
+    """L3: with list_projects, upstream's names became links on this origin as they were."""
+    hostile = ["javascript:alert(1)//", "<img src=x onerror=alert(1)>", "data:text/html,x", "a b", "-x", "..x"]
+    for flavour in ("json", "html"):
+        fake_upstream.flavour = flavour
+        fake_upstream.project_names.update({f"hostile{i}": name for i, name in enumerate(hostile)})
+        settings = upstream_settings({"list_projects": True})
+        client = await proxy(aiohttp_client, settings)
+        html = await (await client.get("/pypi/simple/", headers={"Accept": "text/html"})).text()
+        hrefs = re.findall(r'href="([^"]*)"', html)
+        assert hrefs == ["demo/", "dep/"], flavour
+        listed = await (await client.get("/pypi/simple/", headers={"Accept": JSON_V1})).json(content_type=None)
+        assert [p["name"] for p in listed["projects"]] == ["demo", "dep"]
+        await client.close()
+        shutil.rmtree(settings.data_dir / "cache")
+
+
+async def test_l8_pages_cached_for_another_upstream_are_never_served(
+    aiohttp_client: Any, upstream_settings: MakeSettings, fake_upstream: FakeUpstream,
+) -> None:
+    """L8: after upstream.url changes, listings cached from the old upstream (whose file URLs lead
+    there) are misses: the new upstream's page is fetched, and while it fails nothing is served."""
+    first = await proxy(aiohttp_client, upstream_settings())
+    assert (await json_page(first, "demo"))[0].status == 200
+    await first.close()
+    mirror = FakeUpstream()
+    mirror.add(Dist("demo", "2.0"))
+    await mirror.start()
+    try:
+        moved = await proxy(aiohttp_client, upstream_settings({"url": mirror.url}))
+        response, page = await json_page(moved, "demo")  # fresh_for (600 s) has not passed: once a hit
+        assert response.headers["X-Proxy-Cache"] == "miss" and page["versions"] == ["2.0"]
+        assert all(f["filename"].startswith("demo-2.0") for f in page["files"])
+        await moved.close()
+    finally:
+        await mirror.stop()
+    down = await proxy(aiohttp_client, upstream_settings({"url": mirror.url.replace(str(mirror.port), str(free_port())),
+                                                          "retries": 0}))
+    response = await down.get("/pypi/simple/demo/")
+    assert response.status == 502 and "nothing is cached" in await response.text()
+
+
 # Files --------------------------------------------------------------------------------------------
 
 
@@ -347,13 +393,15 @@ async def test_only_files_from_a_parsed_listing_are_fetched(
 async def test_files_redirected_to_another_host_are_followed_without_credentials(
     aiohttp_client: Any, upstream_settings: MakeSettings, fake_upstream: FakeUpstream
 ) -> None:
-    """G2: files live elsewhere (a CDN); basic auth for a private upstream stays on its host."""
+    """G2: files live elsewhere (a CDN); basic auth for a private upstream stays on its host. The
+    CDN is a configured file host, here on loopback, which only allow_private_file_hosts permits."""
     cdn = FakeUpstream()
     cdn.add(Dist("demo", "1.0", requires_dist=["dep>=2"]))
     await cdn.start()
     try:
         fake_upstream.bad.redirect_files_to = cdn.origin.replace("127.0.0.1", "localhost")
-        client = await proxy(aiohttp_client, upstream_settings({"username": "ci", "password": "s3cret"}))
+        client = await proxy(aiohttp_client, upstream_settings({
+            "username": "ci", "password": "s3cret", "file_hosts": ["localhost"], "allow_private_file_hosts": True}))
         response = await client.get(f"/pypi/files/demo/{DEMO_WHEEL}")
         assert await response.read() == fake_upstream.file(DEMO_WHEEL).content
         assert all("Authorization" in h for h in fake_upstream.seen_headers)

@@ -42,7 +42,7 @@ class JsonApiService:
     async def document(self, name: str, version: str | None,
                        base_url: str) -> tuple[bytes, Source, CacheState | None]:
         """The document of ``name`` (normalised), of release ``version`` when given (PEP 440
-        equality); ProjectNotFound when the index serves no such project or release, upstream
+        equality), its URLs below ``base_url`` (``jsonapi.document``); ProjectNotFound when the index serves no such project or release, upstream
         errors as for its simple page."""
         loop = asyncio.get_running_loop()
         private = await self._catalog.private.project(name)

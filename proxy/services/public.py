@@ -36,17 +36,24 @@ import structlog
 
 from proxy import render
 from proxy.config import UpstreamSettings
-from proxy.errors import InvalidUpstreamResponse, ProjectNotFound, ProxyError, UpstreamCircuitOpen, UpstreamError
+from proxy.errors import (
+    InvalidUpstreamResponse,
+    ProjectNotFound,
+    ProxyError,
+    UpstreamCircuitOpen,
+    UpstreamError,
+)
 from proxy.flights import SingleFlight, retrieved
 from proxy.lru import LruCache
+from proxy.names import is_valid_project_name
 from proxy.negotiate import JSON_V1
-from proxy.models import IndexFile, IndexPage, iso_z
-from proxy.pagecache import CachedPage, CachedProjectList, PageCache
+from proxy.models import IndexPage, iso_z
+from proxy.pagecache import CachedPage, CachedProjectList, PageCache, upstream_id
 from proxy.parse import parse_project_list, parse_project_page
+from proxy.services import filespecs
 from proxy.services.downloads import FileSpec
 from proxy.services.index import Rendered, rendered
 from proxy.upstream import MAX_PROJECT_LIST_BYTES, PageAnswer, Upstream, masked
-from proxy.urls import METADATA_SUFFIX, PROVENANCE_SUFFIX, with_path_suffix
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -75,6 +82,7 @@ class PublicIndex:
         self._health = upstream.health
         self._breaker = upstream.health.breaker
         self._cache = cache
+        self._source = upstream_id(str(upstream.base))  # records of another upstream are misses (L8)
         self._executor = executor
         self._settings = settings
         self._clock = clock
@@ -97,7 +105,7 @@ class PublicIndex:
 
     async def cached_page(self, name: str) -> IndexPage | None:
         """The listing of ``name`` as last cached, however old, without asking upstream."""
-        record = self._records.get(name) or await self._run(self._cache.page, name)
+        record = self._records.get(name) or await self._run(self._cache.page, name, self._source)
         return record.page if record is not None and record.status == 200 else None
 
     async def cache_bytes(self) -> int:
@@ -150,7 +158,7 @@ class PublicIndex:
         return record, state
 
     async def _load(self, name: str) -> CachedPage | None:
-        record = await self._run(self._cache.page, name)
+        record = await self._run(self._cache.page, name, self._source)
         if record is not None:
             self._records.put(name, record)
         return record
@@ -223,7 +231,7 @@ class PublicIndex:
             )
             now = self._clock()
             if answer.status == 404:
-                return CachedPage(404, now), CacheState.MISS
+                return CachedPage(404, now, upstream=self._source), CacheState.MISS
             if answer.status == 304:
                 if usable is None:
                     raise InvalidUpstreamResponse(f"upstream answered 304 to an unconditional request for {name!r}")
@@ -237,7 +245,7 @@ class PublicIndex:
                 page = await self._run(_unusable_as_error, parse_project_page, answer.body, answer.content_type,
                                        answer.url, name)
         content_id = hashlib.sha256(answer.body).hexdigest()[:24]
-        return CachedPage(200, now, page, answer.etag, answer.last_modified, content_id), CacheState.MISS
+        return CachedPage(200, now, page, answer.etag, answer.last_modified, content_id, self._source), CacheState.MISS
 
     def _store_later(self, store: Callable[..., None], *args: Any) -> None:
         """Persist without making the client wait; ``close`` waits for pending writes. A failure
@@ -261,7 +269,7 @@ class PublicIndex:
             return
         since = iso_z(datetime.fromtimestamp(breaker.since, timezone.utc)) if breaker.since else "recently"
         raise UpstreamCircuitOpen(
-            f"upstream {masked(self._upstream.base)} is failing since {since} ({breaker.last_error}); "
+            f"upstream {masked(self._upstream.base)} is failing since {since} ({breaker.last_error_class}); "
             f"it is not asked again until it answers a probe (every {self._settings.breaker_probe_every:g} s)",
             breaker.since, breaker.last_error,
         )
@@ -291,27 +299,12 @@ class PublicIndex:
     # Files ------------------------------------------------------------------------------------
 
     async def file_spec(self, name: str, filename: str) -> FileSpec:
-        """What to fetch for ``filename``: only URLs from a listing we parsed (never an open proxy).
-
-        Besides the listed files: ``<file>.metadata`` (PEP 658; upstream's, or for a wheel listed
-        without one, extracted by this server: ``metadata_of``) and ``<file>.provenance`` (PEP 740).
-        """
+        """What to fetch for ``filename`` of upstream project ``name`` (``filespecs.file_spec``):
+        only URLs from a listing we parsed (never an open proxy); ProjectNotFound when it lists
+        no such file, UpstreamRefused when it lists one that cannot be verified."""
         record, _ = await self.lookup(name)
         assert record.page is not None
-        if filename.endswith(METADATA_SUFFIX):
-            listed = record.page.file(filename.removesuffix(METADATA_SUFFIX))
-            if listed is not None and listed.core_metadata is not None:
-                url = with_path_suffix(listed.url, METADATA_SUFFIX)  # on the path: the query stays (H3)
-                return FileSpec(name, filename, url, dict(listed.core_metadata))
-            if listed is not None and listed.filename.endswith(".whl"):
-                return FileSpec(name, filename, listed.url, metadata_of=_listed_spec(name, listed))
-        elif filename.endswith(PROVENANCE_SUFFIX):
-            listed = record.page.file(filename.removesuffix(PROVENANCE_SUFFIX))
-            if listed is not None and listed.provenance is not None:
-                return FileSpec(name, filename, listed.provenance)
-        elif (listed := record.page.file(filename)) is not None:
-            return _listed_spec(name, listed)
-        raise ProjectNotFound(f"No file {filename!r} in project {name!r}.")
+        return filespecs.file_spec(record.page, filename, cache_unverified=self._settings.cache_unverified_files)
 
     # The root list ----------------------------------------------------------------------------
 
@@ -332,7 +325,7 @@ class PublicIndex:
                                         telling=False)
 
     async def _load_project_list(self) -> CachedProjectList | None:
-        return self._project_list or await self._run(self._cache.project_list)
+        return self._project_list or await self._run(self._cache.project_list, self._source)
 
     async def _refresh_project_list(self, record: CachedProjectList | None
                                     ) -> tuple[CachedProjectList | None, CacheState]:
@@ -363,14 +356,8 @@ class PublicIndex:
             return dataclasses.replace(record, fetched_at=now), CacheState.REVALIDATED
         if answer.status != 200:
             raise InvalidUpstreamResponse(f"upstream answered {answer.status} for its project list")
-        names = await self._run(_unusable_as_error, parse_project_list, answer.body, answer.content_type)
-        return CachedProjectList(now, tuple(names), answer.etag, answer.last_modified), CacheState.MISS
-
-
-def _listed_spec(name: str, listed: IndexFile) -> FileSpec:
-    return FileSpec(name, listed.filename, listed.url, dict(listed.hashes), listed.size,
-                    derive_metadata=listed.core_metadata is None and listed.filename.endswith(".whl"))
-
+        names = await self._run(_valid_names, answer.body, answer.content_type)
+        return CachedProjectList(now, names, answer.etag, answer.last_modified, self._source), CacheState.MISS
 
 
 def _unusable_as_error(parse: Callable[..., T], *args: Any) -> T:
@@ -381,6 +368,13 @@ def _unusable_as_error(parse: Callable[..., T], *args: Any) -> T:
         raise
     except Exception as exc:  # noqa: BLE001 - e.g. RecursionError (deep JSON), ValueError (a bad URL)
         raise InvalidUpstreamResponse(f"upstream sent an unreadable page: {type(exc).__name__}: {exc}") from None
+
+
+def _valid_names(body: bytes, content_type: str) -> tuple[str, ...]:
+    """Upstream's project list, only its valid project names (STANDARDS A2): each becomes a link
+    on the root page (issue 12 L3: ``javascript:alert(1)//`` must not)."""
+    names = _unusable_as_error(parse_project_list, body, content_type)
+    return tuple(name for name in names if is_valid_project_name(name))
 
 
 def _render(record: CachedPage, content_type: str) -> Rendered:

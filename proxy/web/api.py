@@ -11,10 +11,14 @@ from proxy.web.simple import source_headers
 
 
 def repository_base_url(request: web.Request) -> str:
-    """Absolute URL of ``/pypi``: the configured public URL, else the one the client used."""
+    """Where ``/pypi`` is: absolute under the configured public URL, else the path ``/pypi``.
+
+    Never built from the request's Host header (issue 12 L9): a shared cache in front keys on the
+    URL, so one client's Host would shape everyone's document. Warehouse gives absolute URLs;
+    the readers of this API (renovate, pip-audit, dependabot, poetry's PyPI source) read releases,
+    versions, upload times and digests, and a path resolves against the document's own URL."""
     public = request.app[SETTINGS].server.public_url
-    origin = public if public else f"{request.scheme}://{request.host}"
-    return f"{origin}/pypi"
+    return f"{public}/pypi" if public else "/pypi"
 
 
 async def project_json(request: web.Request) -> web.Response:

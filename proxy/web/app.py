@@ -31,7 +31,7 @@ from proxy.services.upload import CatalogNames, UploadService
 from proxy.services.wheelmeta import WheelMetadata
 from proxy.storage import PrivateStorage
 from proxy.upstream import Upstream, masked
-from proxy.web import api, files, middlewares, ops, simple, ui, upload, workerstats
+from proxy.web import api, assets, files, middlewares, ops, simple, ui, upload, workerstats
 from proxy.web.keys import AUTH, AUTH_EXECUTOR, CATALOG, EXECUTOR, INDEX, JSON_API, METRICS, SETTINGS, STORAGE, UPLOADS
 from proxy.web.keys import DESCRIPTIONS
 
@@ -44,6 +44,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app.on_response_prepare.append(middlewares.add_request_id)
+    app.on_response_prepare.append(middlewares.add_security_headers)
     app.cleanup_ctx.append(_executor)
     app.cleanup_ctx.append(_auth_executor)
     app.cleanup_ctx.append(_services)
@@ -80,6 +81,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/-/projects/{project}", ui.project)
     router.add_get("/-/status", ui.status, name="ui_status")
     router.add_get("/help/", ui.help_page, name="ui_help")
+    router.add_get("/-/static/{name}", assets.asset, name="ui_asset")
     router.add_get("/help", ui.help_page)
 
 

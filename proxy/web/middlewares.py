@@ -1,4 +1,5 @@
-"""Request ids, one access line per request, and the one place domain errors become statuses."""
+"""Request ids, security headers, one access line per request, and the one place domain errors
+become statuses."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from proxy.errors import (
     Unauthenticated,
     UploadRejected,
     UpstreamError,
+    UpstreamRefused,
     UpstreamTimeout,
 )
 from proxy.web.keys import METRICS, REQUEST_ID
@@ -31,6 +33,20 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("proxy.access")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 REALM = 'Basic realm="pypi-proxy"'
+
+# Issue 12 L4. Nothing this server sends but the web interface needs a browser to run or load
+# anything: pages, files, JSON and error texts (which echo the path) get the strictest policy.
+STRICT_POLICY = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+# The web interface: its stylesheet and script from this origin (/-/static/), no inline code;
+# images of project descriptions (README badges) from anywhere over https.
+UI_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
+             "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",  # a file or an error text is never run as HTML or script
+    "X-Frame-Options": "DENY",  # frame-ancestors for browsers that predate it
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": STRICT_POLICY,
+}
 
 
 def _reason_phrase(text: str) -> str:
@@ -66,6 +82,13 @@ async def add_request_id(request: web.Request, response: StreamResponse) -> None
     response.headers["X-Request-ID"] = request_id_of(request)
 
 
+async def add_security_headers(request: web.Request, response: StreamResponse) -> None:
+    """``on_response_prepare``: ``SECURITY_HEADERS`` on every response, as for the request id; a
+    handler that sets its own Content-Security-Policy (the web interface's) keeps it."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
 @web.middleware
 async def domain_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Map the core's exceptions to HTTP answers; nothing below the web layer knows statuses."""
@@ -87,6 +110,8 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return error_response(404, str(exc))
     except UpstreamTimeout as exc:
         return error_response(504, f"Upstream timed out and nothing is cached: {exc}")
+    except UpstreamRefused as exc:
+        return error_response(502, f"Upstream answer refused ({exc.rule}); nothing was fetched or cached: {exc}")
     except UpstreamError as exc:
         return error_response(502, f"Upstream failed and nothing is cached: {exc}")
     except CorruptStorage as exc:

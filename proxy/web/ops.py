@@ -55,11 +55,16 @@ async def cache_figures(catalog: Catalog) -> dict[str, Any]:
 
 
 def _event(event: UpstreamEvent | None) -> dict[str, Any] | None:
-    return {"at": _when(event.at), "kind": event.kind, "error": event.message} if event else None
+    return {"at": _when(event.at), "kind": event.kind, "error": event.error_class} if event else None
 
 
 def upstream_health(health: UpstreamHealth, url: str) -> dict[str, Any]:
-    """The ``upstream`` part of /-/health: the last answers, and the circuit breaker."""
+    """The ``upstream`` part of /-/health: the last answers, and the circuit breaker.
+
+    Errors are told by their class only (``health.error_class``: ``timeout``, ``refused``, ...):
+    their messages may name internal hosts, addresses and paths, and this answers anyone (issue
+    12 L4). The log has each in full (``upstream_failed``, ``upstream_download_failed``, ...).
+    ``url`` is the configured index, without credentials or query, as the home page shows it."""
     last_error = health.recent_errors[-1] if health.recent_errors else None
     breaker = health.breaker
     return {
@@ -67,14 +72,14 @@ def upstream_health(health: UpstreamHealth, url: str) -> dict[str, Any]:
         "state": health.state,
         "last_success": _when(health.last_success),
         "last_failure": _when(health.last_failure),
-        "last_error": last_error.message if last_error else None,
+        "last_error": last_error.error_class if last_error else None,
         "breaker": {
             "state": breaker.state.value,
             "since": _when(breaker.since),
             "consecutive_failures": breaker.consecutive_failures,
             "threshold": breaker.threshold,
             "openings": breaker.openings,
-            "last_error": breaker.last_error,
+            "last_error": breaker.last_error_class,
         },
     }
 

@@ -18,9 +18,10 @@ from proxy.readme import RENDERED_EMPTY, Shown
 from proxy.services import browse
 from proxy.web import redirects
 from proxy.web.keys import CATALOG, DESCRIPTIONS, EXECUTOR, SETTINGS
+from proxy.web.middlewares import UI_POLICY
 from proxy.web.ops import cache_figures, probe_writable
 
-HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": UI_POLICY}
 
 
 async def _respond(request: web.Request, template: str, build: Callable[..., Any], *args: Any,

@@ -78,11 +78,20 @@ def test_home_search_and_project_page(browser: Any, server: Server, published: D
     page.on("pageerror", lambda error: errors.append(str(error)))
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    console_errors: list[str] = []  # a Content-Security-Policy violation is reported here
+
+    def on_console(message: Any) -> None:
+        if message.type == "error" and not message.location["url"].endswith("/favicon.ico"):  # there is none
+            console_errors.append(f"{message.text} at {message.location['url']}")
+
+    page.on("console", on_console)
 
     page.goto(server.url + "/")
     assert page.title() == "Home · pypi-proxy"
     assert f"index-url = {server.simple}" in page.locator("pre").all_inner_texts()[1]
     assert page.locator("button[data-copy]").first.is_visible()  # JS on: copy buttons appear
+    # L4: under the interface's policy (no inline code) its stylesheet and script still apply.
+    assert page.evaluate("document.styleSheets.length === 1 && document.styleSheets[0].cssRules.length > 20")
     shoot(page, shots, "home-desktop")
 
     page.get_by_label("Project name").fill("Browser_DEMO")
@@ -104,7 +113,7 @@ def test_home_search_and_project_page(browser: Any, server: Server, published: D
     page.goto(server.url + "/-/status")
     assert page.locator("h1").inner_text() == "Status"
     shoot(page, shots, "status-desktop")
-    assert not errors and not dialogs
+    assert not errors and not dialogs and not console_errors
     context.close()
 
 
