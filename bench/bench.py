@@ -22,18 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchkit import plan, report, scen_http, scen_tools, tree
-from benchkit import scen_stale
+from benchkit import plan, report, scen_http, scen_stale, scen_tools, tree
 from benchkit.context import Context
 from benchkit.load import Loader
 from benchkit.procs import BenchError, install_signal_handlers
-from benchkit.systems import (
-    System,
-    start_devpi,
-    start_proxpi,
-    start_proxy,
-    start_upstream,
-)
+from benchkit.systems import System, start_devpi, start_proxpi, start_proxy, start_upstream
 
 SCENARIOS: dict[str, Callable[[Context, int], None]] = {
     "pages": scen_http.pages,

@@ -10,14 +10,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from proxy import __version__, maintenance, warmcli
-from proxy.auth import AuthError, AuthStore
+from proxy import __version__
 from proxy.config import Settings, load_settings, parse_size
-from proxy.datadir import check_data_dir
-from proxy.errors import ConfigError, NeedsTerminal, ProxyError, explain_os_error
-from proxy.models import PrivateProject, version_key
-from proxy.names import normalize
-from proxy.storage import PrivateStorage
+from proxy.core.errors import ConfigError, NeedsTerminal, ProxyError
+from proxy.core.models import PrivateProject, version_key
+from proxy.core.names import normalize
+from proxy.ops import maintenance
+from proxy.oserrors import explain_os_error
+from proxy.storage.auth import AuthError, AuthStore
+from proxy.storage.datadir import check_data_dir
+from proxy.storage.private import PrivateStorage
+from proxy.warm import cli as warmcli
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -145,7 +148,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         settings = _settings(args)
         if args.command == "serve":
-            from proxy.server import serve
+            from proxy.ops.server import serve
 
             serve(settings)
             return 0

@@ -13,8 +13,9 @@ from typing import Any
 
 from yarl import URL
 
-from proxy.errors import ConfigError, explain_os_error
-from proxy.names import normalize
+from proxy.core.errors import ConfigError
+from proxy.core.names import normalize
+from proxy.oserrors import explain_os_error
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -174,7 +175,7 @@ class ServerSettings:
     shutdown_timeout: float = _setting(30.0, _seconds)
     # Server processes sharing the port (SO_REUSEPORT); 0: one per CPU.
     workers: int = _setting(1, _workers)
-    # Slow and idle clients (proxy/connections.py); 0 turns a limit off. Seconds from connecting,
+    # Slow and idle clients (proxy/web/connections.py); 0 turns a limit off. Seconds from connecting,
     # or from the first byte of a request, to the end of its line and headers.
     header_timeout: float = _setting(10.0, _seconds)
     # A request body must bring at least body_min_rate bytes per second (and one byte at least)
@@ -232,7 +233,7 @@ class UpstreamSettings:
     max_file_size: int = _setting(20 * 1024**3, _size)
     breaker_threshold: int = _setting(5, _count)
     breaker_probe_every: float = _setting(5.0, _positive_seconds)
-    # Where files may come from (issue 12 M7, proxy/fetchpolicy.py): the index's own origin, and
+    # Where files may come from (issue 12 M7, proxy/upstream/fetchpolicy.py): the index's own origin, and
     # these hosts on public addresses; private addresses only when allowed.
     file_hosts: tuple[str, ...] = _setting(("files.pythonhosted.org",), _host_patterns)
     allow_private_file_hosts: bool = _setting(False, _boolean)

@@ -10,7 +10,6 @@ from collections.abc import Callable, Hashable
 
 import structlog
 
-
 _ENCODER = json.JSONEncoder(default=repr)  # one encoder: json.dumps with options builds one per call
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import base64
-import random
 import gzip
 import hashlib
 import io
+import random
 import re
 import subprocess
 import sys

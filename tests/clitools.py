@@ -80,14 +80,16 @@ class Terminal:
     status: int
 
 
-def on_terminal(args: Sequence[str], env: dict[str, str], prompt: str, keys: bytes) -> Terminal:
-    """Run ``args`` on a pseudo-terminal; once ``prompt`` shows, type ``keys`` (b"\\x03" is
-    Ctrl-C, b"\\x04" Ctrl-D, as the terminal turns them into SIGINT and end of input)."""
+def on_terminal(args: Sequence[str], env: dict[str, str], *answers: tuple[str, bytes]) -> Terminal:
+    """Run ``args`` on a pseudo-terminal, answering each ``(prompt, keys)`` in turn: ``keys`` are
+    typed once ``prompt`` shows after the previous answer (b"\\x03" is Ctrl-C, b"\\x04" Ctrl-D, as
+    the terminal turns them into SIGINT and end of input; getpass flushes what is typed earlier)."""
     pid, fd = pty.fork()
     if pid == 0:  # the child: exec at once
         os.execve(args[0], list(args), env)
     output = b""
-    typed = False
+    pending = list(answers)
+    answered_at = 0
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline:
@@ -101,9 +103,9 @@ def on_terminal(args: Sequence[str], env: dict[str, str], prompt: str, keys: byt
             if not chunk:
                 break
             output += chunk
-            if not typed and prompt.encode() in output:
-                os.write(fd, keys)
-                typed = True
+            if pending and pending[0][0].encode() in output[answered_at:]:
+                os.write(fd, pending.pop(0)[1])
+                answered_at = len(output)
     finally:
         if time.monotonic() >= deadline:
             os.kill(pid, signal.SIGKILL)

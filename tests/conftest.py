@@ -10,13 +10,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from blockbuster import blockbuster_ctx
 from aiohttp.test_utils import TestClient, TestServer
+from blockbuster import blockbuster_ctx
 
-from proxy.auth import AuthStore
 from proxy.config import Settings, settings_from_mapping
-from proxy.connections import GuardedAppRunner
+from proxy.storage.auth import AuthStore
 from proxy.web.app import create_app, runner_options
+from proxy.web.connections import GuardedAppRunner
 from tests.builders import Dist
 from tests.fakeupstream import FakeUpstream
 
@@ -35,8 +35,8 @@ def blockbuster() -> Iterator[None]:
     with blockbuster_ctx(scanned_modules=["proxy"]) as detector:
         # A single stat per request is bounded and tiny (the style guide allows it on the loop):
         # the freshness check of a private index and the cache-hit check of a file.
-        detector.functions["os.stat"].can_block_in("proxy/storage.py", "stamp_of")
-        detector.functions["os.stat"].can_block_in("proxy/filecache.py", "cached_size")
+        detector.functions["os.stat"].can_block_in("proxy/storage/private.py", "stamp_of")
+        detector.functions["os.stat"].can_block_in("proxy/storage/upstream_files.py", "cached_size")
         yield detector
 
 

@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 
 from proxy.config import Settings
-from proxy.connections import GuardedServer
-from proxy.server import make_runner
+from proxy.ops.server import make_runner
+from proxy.web.connections import GuardedServer
 from tests.builders import Dist
 
 QUICK = {"header_timeout": 0.5, "body_idle_timeout": 0.5, "body_min_rate": 200,
@@ -42,7 +42,7 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def serving(settings: Settings) -> AsyncIterator[Running]:
-    """The app on 127.0.0.1, behind proxy.server's runner, with the settings' connection limits."""
+    """The app on 127.0.0.1, behind proxy.ops.server's runner, with the settings' connection limits."""
     runner = make_runner(settings, settings.server.max_connections or None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from proxy import archives, wheelzip
-from proxy.distmeta import extract_metadata
-from proxy.errors import UploadRejected
-from proxy.names import SDIST, WHEEL
+from proxy.core.errors import UploadRejected
+from proxy.core.names import SDIST, WHEEL
+from proxy.storage import archives, wheelzip
+from proxy.storage.distributions import extract_metadata
 from tests import archivekit as kit
 from tests.archivekit import MIB, Entry, RawZip, sdist, tar_file, tar_header
 from tests.builders import Dist

@@ -12,15 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.auth import (
-    TOKEN_PREFIX,
-    TOKEN_USER,
-    AuthError,
-    AuthStore,
-    Identity,
-    parse_basic_auth,
-)
-from proxy.errors import Forbidden, Unauthenticated
+from proxy.core.errors import Forbidden, Unauthenticated
+from proxy.storage.auth import TOKEN_PREFIX, TOKEN_USER, AuthError, AuthStore, Identity, parse_basic_auth
 
 PASSWORD = "a long password"
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from proxy.auth import AuthStore
 from proxy.cli import main
 from proxy.config import Settings
+from proxy.storage.auth import AuthStore
 from tests.builders import Dist
 from tests.conftest import PASSWORD, basic, snapshot, start_client, upload_form
 from tests.fakeupstream import FakeUpstream

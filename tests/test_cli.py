@@ -12,7 +12,7 @@ import pytest
 
 from proxy.cli import main
 from proxy.config import Settings
-from proxy.storage import PrivateStorage
+from proxy.storage.private import PrivateStorage
 from tests.builders import Dist
 from tests.conftest import Uploader
 

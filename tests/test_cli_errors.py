@@ -16,19 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from proxy.auth import AuthStore
 from proxy.cli import main
 from proxy.config import Settings
+from proxy.storage.auth import AuthStore
 from tests.builders import Dist
-from tests.clitools import (
-    PYPI_PROXY,
-    assert_fails_with,
-    cli_env,
-    on_terminal,
-    on_tmpfs,
-    run_cli,
-    unprivileged,
-)
+from tests.clitools import PYPI_PROXY, assert_fails_with, cli_env, on_terminal, on_tmpfs, run_cli, unprivileged
 from tests.conftest import Uploader, snapshot
 
 if sys.version_info >= (3, 11):
@@ -106,7 +98,7 @@ async def test_remove_answered_with_end_of_input_removes_nothing(published: Path
     """On a terminal, Ctrl-D at the question is no answer, so no yes."""
     before = await asyncio.to_thread(snapshot, published)
     done = await asyncio.to_thread(on_terminal, [PYPI_PROXY, "remove", "acme-widget", "1.0", "--data-dir",
-                                                 str(published)], cli_env(home), "for good? [y/N] ", b"\x04")
+                                                 str(published)], cli_env(home), ("for good? [y/N] ", b"\x04"))
     assert done.status == 1, done.output
     assert done.output.strip().splitlines()[-1] == "nothing removed"
     assert "Traceback" not in done.output
@@ -115,7 +107,7 @@ async def test_remove_answered_with_end_of_input_removes_nothing(published: Path
 
 def test_ctrl_c_at_the_password_prompt_exits_130_without_a_traceback(home: Path) -> None:
     done = on_terminal([PYPI_PROXY, "user", "add", "bob", "--data-dir", str(home / "data")], cli_env(home),
-                       "Password: ", b"\x03")
+                       ("Password: ", b"\x03"))
     assert done.status == 130, done.output
     assert "Traceback" not in done.output
     assert done.output.strip().splitlines()[-1].strip() == "pypi-proxy: interrupted"
@@ -240,7 +232,7 @@ def test_a_disk_filling_up_during_a_command_is_one_line(tmp_path: Path, monkeypa
     def full(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "auth.json"))
 
-    monkeypatch.setattr("proxy.auth.write_atomic", full)
+    monkeypatch.setattr("proxy.storage.auth.write_atomic", full)
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD_LINE))
     assert main(["user", "add", "bob", "--password-stdin", "--data-dir", str(tmp_path)]) == 1
     assert capsys.readouterr().err == (f"pypi-proxy: no space left on the device of {tmp_path / 'auth.json'}; "

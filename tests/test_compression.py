@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from proxy import compression
+from proxy.core import compression
 
 
 @pytest.mark.parametrize(("header", "expected"), [

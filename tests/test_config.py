@@ -9,13 +9,8 @@ from typing import Any
 
 import pytest
 
-from proxy.config import (
-    Settings,
-    default_data_dir,
-    load_settings,
-    settings_from_mapping,
-)
-from proxy.errors import ConfigError
+from proxy.config import Settings, default_data_dir, load_settings, settings_from_mapping
+from proxy.core.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib

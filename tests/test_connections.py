@@ -14,13 +14,24 @@ from collections.abc import Callable
 import pytest
 import structlog
 
-from proxy.auth import AuthStore
 from proxy.config import Settings
+from proxy.storage.auth import AuthStore
 from tests.builders import Dist
 from tests.conftest import PASSWORD, basic, snapshot, upload_form
-from tests.slowclients import (QUICK, SLACK, UPLOAD_HEAD, closed_while, drip, encoded, get_health, limits, poll,
-                               read_response, serving, until_closed)
-
+from tests.slowclients import (
+    QUICK,
+    SLACK,
+    UPLOAD_HEAD,
+    closed_while,
+    drip,
+    encoded,
+    get_health,
+    limits,
+    poll,
+    read_response,
+    serving,
+    until_closed,
+)
 
 HEADS = {
     "nothing-sent": b"",

@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestClient
 
 from proxy.cli import main
 from proxy.config import Settings
-from proxy.storage import PrivateStorage
+from proxy.storage.private import PrivateStorage
 from tests.builders import Dist
 from tests.conftest import PASSWORD, Uploader, basic, snapshot, start_client, upload_form
 
@@ -32,9 +32,11 @@ OLD, NEW = Dist("Acme", "1.0"), Dist("Acme", "2.0")
 CRASH = """
 import hashlib, os, sys
 from pathlib import Path
-from proxy import distmeta, storage
-from proxy.models import StoredFile, utc_now
-from proxy.names import WHEEL, normalize
+from proxy.core.metadata import read_core_metadata, release_info
+from proxy.storage.distributions import extract_metadata
+from proxy.storage import private as storage
+from proxy.core.models import StoredFile, utc_now
+from proxy.core.names import WHEEL, normalize
 
 data_dir, wheel = Path(sys.argv[1]), Path(sys.argv[2])
 real_move = storage.move_into_place
@@ -48,12 +50,12 @@ private = storage.PrivateStorage(data_dir)
 data = wheel.read_bytes()
 staged = private.new_temp_path()
 staged.write_bytes(data)
-metadata = distmeta.extract_metadata(staged, WHEEL, True)
-core = distmeta.read_core_metadata(metadata, WHEEL)
+metadata = extract_metadata(staged, WHEEL, True)
+core = read_core_metadata(metadata, WHEEL)
 stored = StoredFile(wheel.name, core.version, WHEEL, "py3", len(data), hashlib.sha256(data).hexdigest(),
                     hashlib.md5(data).hexdigest(), hashlib.blake2b(data, digest_size=32).hexdigest(), utc_now(),
                     "alice", metadata_sha256=hashlib.sha256(metadata).hexdigest())
-private.commit_file(staged, stored, metadata, distmeta.release_info(core, core.version), core.name,
+private.commit_file(staged, stored, metadata, release_info(core, core.version), core.name,
                     normalize(core.name))
 sys.exit("the commit went through: no crash was simulated")
 """
@@ -134,11 +136,11 @@ async def test_l6_an_exception_between_the_steps_leaves_storage_as_it_was(
         upload: Uploader, settings: Settings, monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
     """A full disk (ENOSPC where the OS would raise it) at any step of the commit: 507, and the
     project exactly as before: nothing placed, nothing listed."""
-    import proxy.storage
+    import proxy.storage.private
 
     assert (await upload(OLD)).status == 200
     before = snapshot(settings.data_dir)
-    target = PrivateStorage if failing == "_write_index" else proxy.storage
+    target = PrivateStorage if failing == "_write_index" else proxy.storage.private
     real = getattr(target, failing)
 
     def full_disk(*args: Any) -> None:
@@ -199,7 +201,7 @@ async def poll(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 async def test_l6_an_upload_whose_staged_file_was_swept_is_408(
         client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     """An upload idle long enough to be swept, that then resumes, is told so, and stores nothing."""
-    from proxy.services.upload import StagedFile
+    from proxy.repository.uploads import StagedFile
 
     real = StagedFile.write
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.atomic import TEMP_PREFIX
-from proxy.descfiles import RenderedDescriptions
+from proxy.storage.atomic import TEMP_PREFIX
+from proxy.storage.descriptions import RenderedDescriptions
 
 KEY = "ab" + "0" * 62
 OTHER = "cd" + "1" * 62

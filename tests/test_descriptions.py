@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from proxy import readme
 from proxy.config import ConfigError, settings_from_mapping
-from proxy.descfiles import RenderedDescriptions
-from proxy.services import descriptions
-from proxy.services.descriptions import Budget, Descriptions
+from proxy.storage.descriptions import RenderedDescriptions
+from proxy.ui import descriptions, readme
+from proxy.ui.descriptions import Budget, Descriptions
 
 # The repro's paragraph (/work/shared/repro/m1_rst_ui.sh): docutils renders ~60 KiB of it a second.
 PARAGRAPH = "Some *emphasis* and ``code`` and a `link <https://example.com>`_.\n\n"

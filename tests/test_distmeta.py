@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from proxy.distmeta import check_metadata_identity, extract_metadata, read_core_metadata, release_info
-from proxy.errors import UploadRejected
-from proxy.models import ReleaseInfo
-from proxy.names import SDIST, WHEEL
+from proxy.core.errors import UploadRejected
+from proxy.core.metadata import check_metadata_identity, read_core_metadata, release_info
+from proxy.core.models import ReleaseInfo
+from proxy.core.names import SDIST, WHEEL
+from proxy.storage.distributions import extract_metadata
 from tests.builders import Dist, build_with_poetry
 
 DIST = Dist("My.Pkg", "1.0.0", requires_python=">=3.9",

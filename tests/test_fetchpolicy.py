@@ -15,9 +15,9 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from proxy.config import settings_from_mapping
-from proxy.errors import ConfigError, UpstreamRefused
-from proxy.fetchpolicy import FilePolicy, is_public
-from proxy.upstream import PolicyResolver
+from proxy.core.errors import ConfigError, UpstreamRefused
+from proxy.upstream.client import PolicyResolver
+from proxy.upstream.fetchpolicy import FilePolicy, is_public
 
 INDEX = URL("https://pypi.org/simple/")
 PRIVATE_INDEX = URL("http://10.1.2.3:3141/root/pypi/+simple/")

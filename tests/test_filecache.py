@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.errors import InvalidName
-from proxy.filecache import FileCache, Part
+from proxy.core.errors import InvalidName
+from proxy.storage.upstream_files import FileCache, Part
 
 KEY = ("demo", "demo-1.0.tar.gz")
 
@@ -32,7 +32,7 @@ def claimed(cache: FileCache) -> Part:
 def claim_in_another_process(data_dir: Path, key: tuple[str, str]) -> bool:
     """Whether a separate process could claim ``key`` (flock is per open file, so it must be
     another process, or at least another open of the file)."""
-    code = (f"import sys; from pathlib import Path; from proxy.filecache import FileCache; "
+    code = (f"import sys; from pathlib import Path; from proxy.storage.upstream_files import FileCache; "
             f"sys.exit(0 if FileCache(Path({str(data_dir)!r})).claim(*{key!r}) else 3)")
     return subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.errors import ProjectNotFound, UpstreamRefused
-from proxy.models import IndexFile, IndexPage
-from proxy.services.filespecs import file_spec
+from proxy.core.errors import ProjectNotFound, UpstreamRefused
+from proxy.core.models import IndexFile, IndexPage
+from proxy.upstream.filespecs import file_spec
 
 SHA = "ab" * 32
 WHEEL = "demo-1.0-py3-none-any.whl"

@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from proxy.flights import SingleFlight
+from proxy.core.flights import SingleFlight
 
 
 async def test_concurrent_calls_share_one_task_and_a_cancelled_caller_does_not_cancel_it() -> None:

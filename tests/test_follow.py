@@ -18,9 +18,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from proxy.config import Settings
-from proxy.errors import UpstreamError
-from proxy.filecache import FileCache, PartState
-from proxy.services.tee import Download, FileStream
+from proxy.core.errors import UpstreamError
+from proxy.storage.upstream_files import FileCache, PartState
+from proxy.upstream.tee import Download, FileStream
 from proxy.web.keys import CATALOG
 from tests import rawhttp
 from tests.conftest import start_client

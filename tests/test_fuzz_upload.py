@@ -19,11 +19,11 @@ from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy import distmeta
 from proxy.config import Settings
-from proxy.distmeta import extract_metadata
-from proxy.errors import UploadRejected
-from proxy.names import SDIST, WHEEL
+from proxy.core.errors import UploadRejected
+from proxy.core.metadata import check_metadata_identity, read_core_metadata, release_info
+from proxy.core.names import SDIST, WHEEL
+from proxy.storage.distributions import extract_metadata
 from tests import archivekit as kit
 from tests.archivekit import Entry, RawZip
 from tests.builders import Dist
@@ -54,9 +54,9 @@ def metadata_texts(draw: st.DrawFn) -> bytes:
 
 
 def read_metadata_as_an_upload_does(raw: bytes, packagetype: str) -> None:
-    core = distmeta.read_core_metadata(raw, packagetype)
-    distmeta.check_metadata_identity(core, "demo", "1.0")
-    distmeta.release_info(core, "1.0")
+    core = read_core_metadata(raw, packagetype)
+    check_metadata_identity(core, "demo", "1.0")
+    release_info(core, "1.0")
 
 
 @FUZZ

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.errors import InvalidUpstreamResponse, UpstreamTimeout, UpstreamUnavailable
-from proxy.health import BreakerState, CircuitBreaker, UpstreamHealth
+from proxy.core.errors import InvalidUpstreamResponse, UpstreamTimeout, UpstreamUnavailable
+from proxy.upstream.health import BreakerState, CircuitBreaker, UpstreamHealth
 
 
 class Clock:

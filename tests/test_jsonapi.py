@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from proxy import jsonapi
-from proxy.models import IndexFile, IndexPage, PrivateProject, ReleaseInfo
+from proxy.core import jsonapi
+from proxy.core.models import IndexFile, IndexPage, PrivateProject, ReleaseInfo
 from tests.test_render import WHEN, project, stored
 
 # --- PyPI's JSON API ------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from proxy.lazywheel import MAX_METADATA_BYTES, TAIL_BYTES, LazyWheelError, Span, read_metadata
+from proxy.core.lazywheel import MAX_METADATA_BYTES, TAIL_BYTES, LazyWheelError, Span, read_metadata
 from tests.builders import Dist
 
 DIST = Dist("demo", "1.0", summary="Café for Jürgen", requires_dist=["dep>=2"])

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy import cacheusage
-from proxy.cacheusage import CacheUsage
-from proxy.ledger import CachedEntry, Key, Ledger, Totals
+from proxy.storage import cache_usage as cacheusage
+from proxy.storage.cache_usage import CacheUsage
+from proxy.storage.ledger import CachedEntry, Key, Ledger, Totals
 
 
 @pytest.fixture

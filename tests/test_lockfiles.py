@@ -6,15 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.lockfiles import (
-    PYLOCK,
-    UV,
-    LockedFile,
-    LockFileError,
-    lock_kind,
-    parse_lock,
-    read_lock,
-)
+from proxy.warm.lockfiles import PYLOCK, UV, LockedFile, LockFileError, lock_kind, parse_lock, read_lock
 
 PYLOCK_TEXT = """
 lock-version = "1.0"

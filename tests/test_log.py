@@ -16,9 +16,9 @@ import pytest
 import structlog
 from aiohttp.test_utils import TestClient
 
-from proxy.auth import AuthStore
 from proxy.config import Settings
 from proxy.log import RepeatFilter, configure_logging
+from proxy.storage.auth import AuthStore
 from proxy.web.simple import SLICE
 from tests.builders import Dist
 from tests.conftest import PASSWORD, basic, start_client, upload_form

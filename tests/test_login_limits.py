@@ -12,10 +12,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from proxy.auth import AuthStore, Identity
 from proxy.config import Settings
-from proxy.errors import TooManyAttempts
-from proxy.ratelimit import LoginLimiter
+from proxy.core.errors import TooManyAttempts
+from proxy.core.ratelimit import LoginLimiter
+from proxy.storage.auth import AuthStore, Identity
 from proxy.web.keys import UPLOADS
 from tests.builders import Dist
 from tests.conftest import PASSWORD, basic, snapshot, start_client, upload_form

@@ -8,15 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from proxy.models import (
-    IndexFile,
-    PrivateProject,
-    ReleaseInfo,
-    StoredFile,
-    iso_z,
-    parse_iso,
-    version_key,
-)
+from proxy.core.models import IndexFile, PrivateProject, ReleaseInfo, StoredFile, iso_z, parse_iso, version_key
 
 WHEN = datetime(2026, 11, 24, 10, 20, 30, 123456, tzinfo=timezone.utc)
 

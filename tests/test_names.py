@@ -7,9 +7,9 @@ import random
 import pytest
 from packaging.version import Version
 
-from proxy.errors import InvalidName
-from proxy.models import version_key
-from proxy.names import (
+from proxy.core.errors import InvalidName
+from proxy.core.models import version_key
+from proxy.core.names import (
     SDIST,
     WHEEL,
     check_safe_filename,

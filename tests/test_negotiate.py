@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.errors import NotAcceptable
-from proxy.negotiate import (
-    HTML_V1,
-    JSON_V1,
-    TEXT_HTML,
-    MediaRange,
-    choose_content_type,
-    parse_accept,
-)
+from proxy.core.errors import NotAcceptable
+from proxy.core.negotiate import HTML_V1, JSON_V1, TEXT_HTML, MediaRange, choose_content_type, parse_accept
 
 # pip's index collector, verbatim.
 PIP = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01"

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from proxy.errors import InvalidUpstreamResponse
-from proxy.models import IndexPage
-from proxy.parse import parse_project_list, parse_project_page, version_from_filename
+from proxy.core.errors import InvalidUpstreamResponse
+from proxy.core.models import IndexPage
+from proxy.core.parse import parse_project_list, parse_project_page, version_from_filename
 
 PAGE_URL = "https://index.example/simple/demo/"
 JSON = "application/vnd.pypi.simple.v1+json"

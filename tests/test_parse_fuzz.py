@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from proxy.errors import InvalidUpstreamResponse
-from proxy.models import IndexPage
-from proxy.names import check_safe_filename
-from proxy.parse import parse_project_list, parse_project_page
+from proxy.core.errors import InvalidUpstreamResponse
+from proxy.core.models import IndexPage
+from proxy.core.names import check_safe_filename
+from proxy.core.parse import parse_project_list, parse_project_page
 
 PAGE_URL = "https://index.example/simple/demo/"
 JSON = "application/vnd.pypi.simple.v1+json"

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from proxy.config import Settings
-from proxy.errors import ProjectNotFound, UpstreamCircuitOpen, UpstreamUnavailable
-from proxy.health import BreakerState, CircuitBreaker, UpstreamHealth
-from proxy.pagecache import PageCache
-from proxy.services.public import CacheState, PublicIndex
-from proxy.upstream import Upstream
+from proxy.core.errors import ProjectNotFound, UpstreamCircuitOpen, UpstreamUnavailable
+from proxy.storage.upstream_pages import PageCache
+from proxy.upstream.client import Upstream
+from proxy.upstream.health import BreakerState, CircuitBreaker, UpstreamHealth
+from proxy.upstream.pages import CacheState, PublicIndex
 from tests.builders import Dist
 from tests.fakeupstream import FakeUpstream
 

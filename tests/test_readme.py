@@ -9,8 +9,8 @@ import sys
 import pytest
 from markupsafe import Markup
 
-from proxy import readme
-from proxy.readmechild import OUT_OF_MEMORY, READY
+from proxy.ui import readme
+from proxy.ui.readmechild import OUT_OF_MEMORY, READY
 
 RENDERER = "readme_renderer 1, docutils 1"
 
@@ -49,7 +49,7 @@ def test_shown_markup_is_the_rendering_or_the_text_escaped(shown: readme.Shown, 
 def child(text: str, content_type: str | None, memory: int = 1024**3,
           hard_limit: int | None = None) -> subprocess.CompletedProcess[bytes]:
     """Run readmechild as the server does; ``hard_limit``: an RLIMIT_AS set before it starts."""
-    command = [sys.executable, "-m", "proxy.readmechild", str(memory), "60"]
+    command = [sys.executable, "-m", "proxy.ui.readmechild", str(memory), "60"]
     if hard_limit is not None:  # set in a Python that then execs the child: no preexec_fn
         command = [sys.executable, "-c", "import os, resource, sys; "
                    f"resource.setrlimit(resource.RLIMIT_AS, ({hard_limit}, {hard_limit})); "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.requirements import Include, logical_lines, parse_text, read_requirements
+from proxy.warm.requirements import Include, logical_lines, parse_text, read_requirements
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -1,4 +1,4 @@
-"""proxy.server: the cap on open connections fits the open-file limit (issue 12, M3), checked
+"""proxy.ops.server: the cap on open connections fits the open-file limit (issue 12, M3), checked
 in a fresh interpreter under each limit, as `ulimit` sets it for the server."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 SCRIPT = """
 import json, resource
 from proxy.log import configure_logging
-from proxy.server import connection_cap
+from proxy.ops.server import connection_cap
 configure_logging("info", "json")
 print(json.dumps({"cap": connection_cap(%d), "soft": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}))
 """

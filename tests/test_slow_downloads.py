@@ -14,13 +14,27 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 import pytest
 
-from proxy.auth import AuthStore
 from proxy.config import Settings
-from proxy.connections import send_progress
+from proxy.storage.auth import AuthStore
+from proxy.web.connections import send_progress
 from tests.conftest import PASSWORD, basic, upload_form
 from tests.fakeupstream import FakeUpstream
-from tests.slowclients import (BIG, QUICK, SLACK, TCP_CLOSE, TCP_CLOSE_WAIT, Running, get_health, limits,
-                               linux_tcp_info, poll, read_slowly, request_with_small_window, serving, tcp_state)
+from tests.slowclients import (
+    BIG,
+    QUICK,
+    SLACK,
+    TCP_CLOSE,
+    TCP_CLOSE_WAIT,
+    Running,
+    get_health,
+    limits,
+    linux_tcp_info,
+    poll,
+    read_slowly,
+    request_with_small_window,
+    serving,
+    tcp_state,
+)
 
 
 @pytest.fixture(params=["private", "upstream"])

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from proxy.atomic import TEMP_PREFIX, sweep_temp_files, write_atomic
-from proxy.errors import FileExists, InvalidName, ProjectNotFound
-from proxy.models import ReleaseInfo, StoredFile, utc_now
-from proxy.storage import PrivateStorage
+from proxy.core.errors import FileExists, InvalidName, ProjectNotFound
+from proxy.core.models import ReleaseInfo, StoredFile, utc_now
+from proxy.storage.atomic import TEMP_PREFIX, sweep_temp_files, write_atomic
+from proxy.storage.private import PrivateStorage
 from tests.builders import Dist
 
 WHEEL = "demo-1.0-py3-none-any.whl"
@@ -326,7 +326,7 @@ def test_a_project_missing_from_the_list_is_found_at_start_up(storage: PrivateSt
 
 def test_rendered_pages_are_kept_per_index_version_and_torn_files_ignored(tmp_path: Path) -> None:
     """Issue 5: a page rendered once is read back after a restart, for that index version only."""
-    from proxy.pagefiles import RenderedPages
+    from proxy.storage.private_pages import RenderedPages
 
     pages = RenderedPages(tmp_path)
     assert pages.read("demo", "1-2-3", "html") is None

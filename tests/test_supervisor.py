@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from proxy.supervisor import SETTINGS_FD_ENV, settings_handoff, take_settings
+from proxy.ops.supervisor import SETTINGS_FD_ENV, settings_handoff, take_settings
 
 # Larger than a pipe's buffer (64 KiB), with text that is not ASCII: all of it arrives.
 DOCUMENT = json.dumps({"upstream": {"password": "pässwörd", "reserved": [f"acme-{i}-*" for i in range(20000)]}})
@@ -20,7 +20,7 @@ DOCUMENT = json.dumps({"upstream": {"password": "pässwörd", "reserved": [f"acm
 def test_another_program_reads_the_document_once_through_the_descriptor() -> None:
     handoff = settings_handoff(DOCUMENT)
     try:
-        reader = ("import hashlib, os; from proxy.supervisor import SETTINGS_FD_ENV, take_settings; "
+        reader = ("import hashlib, os; from proxy.ops.supervisor import SETTINGS_FD_ENV, take_settings; "
                   "fd = os.environ[SETTINGS_FD_ENV]; document = take_settings(); "
                   "print(hashlib.sha256(document.encode()).hexdigest(), SETTINGS_FD_ENV in os.environ, "
                   "os.path.exists(f'/proc/self/fd/{fd}'))")

@@ -8,8 +8,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.tags import Tag
 from packaging.version import Version
 
-from proxy.models import IndexFile, IndexPage
-from proxy.targets import (
+from proxy.core.models import IndexFile, IndexPage
+from proxy.warm.targets import (
     Target,
     choose_files,
     current_target,

@@ -6,10 +6,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-from proxy import readme, ui, uistatus
-from proxy.health import UpstreamHealth
-from proxy.models import IndexFile, IndexPage, PrivateProject, ReleaseInfo, StoredFile
-from proxy.readme import Shown, render_description
+from proxy.core.models import IndexFile, IndexPage, PrivateProject, ReleaseInfo, StoredFile
+from proxy.ui import readme
+from proxy.ui import status as uistatus
+from proxy.ui import views as ui
+from proxy.ui.readme import Shown, render_description
+from proxy.upstream.health import UpstreamHealth
 
 SITE = ui.site_for(None, "http", "pkgs:8080")
 MOMENT = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)

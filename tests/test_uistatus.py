@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from proxy import uistatus
-from proxy.errors import UpstreamUnavailable
-from proxy.health import CircuitBreaker, UpstreamHealth
+from proxy.core.errors import UpstreamUnavailable
+from proxy.ui import status as uistatus
+from proxy.upstream.health import CircuitBreaker, UpstreamHealth
 
 T0 = 1_700_000_000.0
 

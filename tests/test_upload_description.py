@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from proxy.auth import AuthStore
 from proxy.config import Settings
+from proxy.storage.auth import AuthStore
 from tests.builders import Dist
 from tests.conftest import PASSWORD, basic, snapshot, start_client, upload_form
 from tests.test_descriptions import rst

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from proxy.auth import AuthStore, Identity
 from proxy.config import Settings
-from proxy.services.upload import UploadForm, UploadService
+from proxy.repository.uploads import UploadForm, UploadService
+from proxy.storage.auth import AuthStore, Identity
 from proxy.web import upload as web_upload
 from tests import archivekit as kit
 from tests.archivekit import MIB, Entry

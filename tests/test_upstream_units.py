@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from yarl import URL
 
-from proxy import render
-from proxy.lru import LruCache
-from proxy.merge import Source, project_names, source_for
-from proxy.models import IndexFile, IndexPage
-from proxy.pagecache import CachedPage, CachedProjectList, PageCache, upstream_id
-from proxy.services.downloads import expected_digest
-from proxy.upstream import masked
+from proxy.core import render
+from proxy.core.lru import LruCache
+from proxy.core.merge import Source, project_names, source_for
+from proxy.core.models import IndexFile, IndexPage
+from proxy.storage.upstream_pages import CachedPage, CachedProjectList, PageCache, upstream_id
+from proxy.upstream.client import masked
+from proxy.upstream.downloads import expected_digest
 
 SHA = "ab" * 32
 

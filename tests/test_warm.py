@@ -14,18 +14,12 @@ from aiohttp.test_utils import TestServer
 from packaging.requirements import Requirement
 
 from proxy.config import Settings
-from proxy.lockfiles import read_lock
-from proxy.requirements import read_requirements
-from proxy.targets import Target, make_target
-from proxy.warm import (
-    Summary,
-    WarmInputs,
-    WarmOptions,
-    megabytes,
-    run_warm,
-)
-from proxy.warmcli import LineProgress, progress_for, register, run
-from proxy.warmclient import FileOutcome
+from proxy.warm.cli import LineProgress, progress_for, register, run
+from proxy.warm.client import FileOutcome
+from proxy.warm.engine import Summary, WarmInputs, WarmOptions, megabytes, run_warm
+from proxy.warm.lockfiles import read_lock
+from proxy.warm.requirements import read_requirements
+from proxy.warm.targets import Target, make_target
 from proxy.web.app import create_app, runner_options
 from tests.builders import Dist
 from tests.fakeupstream import FakeUpstream, free_port

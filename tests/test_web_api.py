@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from proxy.atomic import write_atomic
 from proxy.config import Settings
+from proxy.storage.atomic import write_atomic
 from tests.builders import Dist
 from tests.conftest import PASSWORD, Uploader, basic, start_client, upload_form
 from tests.fakeupstream import FakeUpstream
@@ -76,12 +76,11 @@ async def test_json_redirects_and_404(client: TestClient, upload: Uploader) -> N
 
 
 async def test_public_url_setting_shapes_absolute_urls(aiohttp_client: object, make_settings: object, auth: object) -> None:
-    from tests.conftest import start_client
-    from tests.conftest import PASSWORD, basic, upload_form
+    from tests.conftest import PASSWORD, basic, start_client, upload_form
 
     settings = make_settings(server={"public_url": "https://pypi.example.com/"})  # type: ignore[operator]
     client = await start_client(aiohttp_client, settings)
-    from proxy.auth import AuthStore
+    from proxy.storage.auth import AuthStore
 
     await asyncio.to_thread(AuthStore(settings.data_dir).add_user, "carol", PASSWORD)
     dist = Dist("thing", "1.0")

@@ -15,9 +15,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
 
-from proxy import compression
-from proxy.auth import AuthStore
 from proxy.config import Settings
+from proxy.core import compression
+from proxy.storage.auth import AuthStore
 from proxy.web.simple import SLICE
 from tests.builders import Dist
 from tests.conftest import PASSWORD, basic, start_client, upload_form

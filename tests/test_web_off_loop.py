@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from proxy import merge, ui
-from proxy.auth import AuthStore
 from proxy.config import Settings
-from proxy.services import browse
+from proxy.core import merge
+from proxy.storage.auth import AuthStore
+from proxy.ui import browse
+from proxy.ui import views as ui
 from tests.builders import Dist
 from tests.conftest import PASSWORD, basic, start_client, upload_form
 from tests.fakeupstream import FakeUpstream

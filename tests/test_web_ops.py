@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from proxy.config import Settings
-from proxy.ledger import Ledger
+from proxy.storage.ledger import Ledger
 from proxy.web.keys import CATALOG
 from tests.builders import Dist
 from tests.conftest import PASSWORD, basic, start_client, upload_form
@@ -218,7 +218,7 @@ async def test_cache_hits_write_nothing_to_the_ledger(
 
 def test_metrics_of_several_workers_add_up() -> None:
     """--workers: each worker's snapshot (to_json) is added into the answer of the one scraped."""
-    from proxy.metrics import Metrics, render
+    from proxy.web.metrics import Metrics, render
 
     first, second = Metrics(), Metrics()
     first.observe("/r", "GET", 200, 0.002, 10, "page", "hit")

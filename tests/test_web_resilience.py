@@ -21,7 +21,7 @@ import diskcache
 import pytest
 from aiohttp.test_utils import TestClient
 
-import proxy.services.downloads
+import proxy.upstream.downloads
 from proxy.config import Settings
 from tests.builders import Dist
 from tests.conftest import start_client
@@ -275,11 +275,11 @@ async def test_a_full_disk_during_a_download_is_507_and_not_an_upstream_failure(
     """D: a full disk was counted as an upstream failure (/-/health said upstream failing)."""
     big = Dist("big", "1.0", module_source="DATA = %r\n" % os.urandom(400_000).hex())
     (wheel,) = fake_upstream.add(big, sdist=False)
-    assert len(wheel.content) > 2 * proxy.services.downloads.CHUNK
+    assert len(wheel.content) > 2 * proxy.upstream.downloads.CHUNK
     settings = upstream_settings()
     client = await start_client(aiohttp_client, settings)
     await get_page(client, "big")
-    real_write = proxy.services.downloads._write
+    real_write = proxy.upstream.downloads._write
     writes = 0
     headers_seen = threading.Event()
 
@@ -292,7 +292,7 @@ async def test_a_full_disk_during_a_download_is_507_and_not_an_upstream_failure(
             raise OSError(code, os.strerror(code))
         real_write(handle, hasher, chunk)
 
-    monkeypatch.setattr(proxy.services.downloads, "_write", write)
+    monkeypatch.setattr(proxy.upstream.downloads, "_write", write)
     response = await client.get(f"/pypi/files/big/{wheel.filename}")
     headers_seen.set()
     if at_write == 1:  # nothing sent yet: a clean answer
@@ -312,7 +312,7 @@ async def test_a_full_disk_during_a_download_is_507_and_not_an_upstream_failure(
     assert counted["pypi_proxy_upstream_up"] == 1 and counted["pypi_proxy_cache_write_failures_total"] == 1
     assert not list((settings.data_dir / "cache" / "tmp").iterdir())
 
-    monkeypatch.setattr(proxy.services.downloads, "_write", real_write)  # space freed
+    monkeypatch.setattr(proxy.upstream.downloads, "_write", real_write)  # space freed
     healed = await client.get(f"/pypi/files/big/{wheel.filename}")
     assert await healed.read() == wheel.content
 

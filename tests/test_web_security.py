@@ -15,9 +15,8 @@ import pytest
 import structlog
 from aiohttp.test_utils import TestClient
 
-from proxy.auth import AuthStore
 from proxy.config import Settings
-from proxy.errors import (
+from proxy.core.errors import (
     IntegrityError,
     InvalidUpstreamResponse,
     UpstreamCircuitOpen,
@@ -26,7 +25,8 @@ from proxy.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from proxy.health import error_class
+from proxy.storage.auth import AuthStore
+from proxy.upstream.health import error_class
 from proxy.web.middlewares import STRICT_POLICY, UI_POLICY
 from tests.builders import Dist
 from tests.conftest import PASSWORD, basic, start_client, upload_form

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 from html.parser import HTMLParser
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.builders import Dist
 from proxy.config import Settings
+from tests.builders import Dist
 from tests.conftest import Uploader, start_client
 
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -166,7 +166,7 @@ async def test_head_works_on_pages(client: TestClient, published: Dist) -> None:
 
 async def test_yanked_file_shown_with_reason(client: TestClient, published: Dist, settings: object) -> None:
     """B5, C4 (PEP 592): yank state from storage reaches both renderings."""
-    from proxy.storage import PrivateStorage
+    from proxy.storage.private import PrivateStorage
 
     storage = PrivateStorage(settings.data_dir)  # type: ignore[attr-defined]
     await asyncio.to_thread(storage.update, "acme-widget",

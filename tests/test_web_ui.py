@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from proxy.auth import AuthStore
 from proxy.config import Settings
-from proxy.services.descriptions import Descriptions
-from proxy.storage import PrivateStorage
+from proxy.storage.auth import AuthStore
+from proxy.storage.private import PrivateStorage
+from proxy.ui.descriptions import Descriptions
+from proxy.web.keys import DESCRIPTIONS
 from tests.builders import Dist
 from tests.conftest import PASSWORD, basic, start_client, upload_form
-from proxy.web.keys import DESCRIPTIONS
 from tests.fakeupstream import FakeUpstream
 from tests.test_descriptions import rst, until
 

@@ -1,6 +1,6 @@
 """A proxy data directory with many private projects, written in the proxy's on-disk format.
 
-The format is that of proxy/storage.py and proxy/models.py: ``private/<name>/project.json``
+The format is that of proxy/storage/private.py and proxy/core/models.py: ``private/<name>/project.json``
 (indent 1, sorted keys) beside each file and its ``.metadata``, and the ``private/.projects``
 stamp. Writing it directly takes seconds where uploading 13,000 files would take minutes.
 """
@@ -69,7 +69,7 @@ def ensure_data_dir(data_dir: Path, scale: plan.Scale) -> Path:
 def _check_format(index: Path) -> None:
     """Load one index with the proxy's own model, when importable, so a format drift fails loudly."""
     try:
-        from proxy.models import PrivateProject
+        from proxy.core.models import PrivateProject
     except ImportError:
         return
     PrivateProject.from_json(json.loads(index.read_text()))

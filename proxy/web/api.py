@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.names import validate_project_name
+from proxy.core.names import validate_project_name
 from proxy.web import redirects
 from proxy.web.keys import JSON_API, SETTINGS
 from proxy.web.simple import source_headers

@@ -12,28 +12,41 @@ import aiohttp_jinja2
 import structlog
 from aiohttp import web
 
-from proxy import uirender
-from proxy.atomic import sweep_temp_files
-from proxy.auth import AuthStore
 from proxy.config import Settings
-from proxy.descfiles import RenderedDescriptions
-from proxy.filecache import CachedEntry, FileCache
-from proxy.metrics import Metrics
-from proxy.pagecache import PageCache
-from proxy.pagefiles import RenderedPages
-from proxy.services.catalog import Catalog, Upstreams
-from proxy.services.descriptions import Budget, Descriptions
-from proxy.services.downloads import Downloader
-from proxy.services.index import IndexService
-from proxy.services.jsonapi import JsonApiService
-from proxy.services.public import PublicIndex
-from proxy.services.upload import CatalogNames, UploadService
-from proxy.services.wheelmeta import WheelMetadata
-from proxy.storage import PrivateStorage
-from proxy.upstream import Upstream, masked
-from proxy.web import api, assets, files, middlewares, ops, simple, ui, upload, workerstats
-from proxy.web.keys import AUTH, AUTH_EXECUTOR, CATALOG, EXECUTOR, INDEX, JSON_API, METRICS, SETTINGS, STORAGE, UPLOADS
-from proxy.web.keys import DESCRIPTIONS
+from proxy.repository.catalog import Catalog, Upstreams
+from proxy.repository.jsonapi import JsonApiService
+from proxy.repository.private import IndexService
+from proxy.repository.uploads import CatalogNames, UploadService
+from proxy.storage.atomic import sweep_temp_files
+from proxy.storage.auth import AuthStore
+from proxy.storage.descriptions import RenderedDescriptions
+from proxy.storage.private import PrivateStorage
+from proxy.storage.private_pages import RenderedPages
+from proxy.storage.upstream_files import CachedEntry, FileCache
+from proxy.storage.upstream_pages import PageCache
+from proxy.ui import assets
+from proxy.ui import handlers as ui
+from proxy.ui import render as uirender
+from proxy.ui.descriptions import Budget, Descriptions
+from proxy.upstream.client import Upstream, masked
+from proxy.upstream.downloads import Downloader
+from proxy.upstream.pages import PublicIndex
+from proxy.upstream.wheel_metadata import WheelMetadata
+from proxy.web import api, files, middlewares, ops, simple, upload, workerstats
+from proxy.web.keys import (
+    AUTH,
+    AUTH_EXECUTOR,
+    CATALOG,
+    DESCRIPTIONS,
+    EXECUTOR,
+    INDEX,
+    JSON_API,
+    METRICS,
+    SETTINGS,
+    STORAGE,
+    UPLOADS,
+)
+from proxy.web.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 AUTH_THREADS = 2  # each scrypt check holds ~16 MiB while it runs

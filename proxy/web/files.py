@@ -12,9 +12,9 @@ from aiohttp import HttpVersion11, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
 
-from proxy.errors import ProjectNotFound, ProxyError
-from proxy.names import check_safe_filename, content_type_for, validate_project_name
-from proxy.services.tee import FileStream
+from proxy.core.errors import ProjectNotFound, ProxyError
+from proxy.core.names import check_safe_filename, content_type_for, validate_project_name
+from proxy.upstream.tee import FileStream
 from proxy.web import redirects
 from proxy.web.keys import CATALOG
 from proxy.web.simple import source_headers

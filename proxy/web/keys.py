@@ -6,15 +6,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from proxy.auth import AuthStore
 from proxy.config import Settings
-from proxy.metrics import Metrics
-from proxy.services.catalog import Catalog
-from proxy.services.descriptions import Descriptions
-from proxy.services.index import IndexService
-from proxy.services.jsonapi import JsonApiService
-from proxy.services.upload import UploadService
-from proxy.storage import PrivateStorage
+from proxy.repository.catalog import Catalog
+from proxy.repository.jsonapi import JsonApiService
+from proxy.repository.private import IndexService
+from proxy.repository.uploads import UploadService
+from proxy.storage.auth import AuthStore
+from proxy.storage.private import PrivateStorage
+from proxy.ui.descriptions import Descriptions
+from proxy.web.metrics import Metrics
 
 SETTINGS = web.AppKey("settings", Settings)
 EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)

@@ -13,7 +13,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-from proxy.errors import (
+from proxy.core.errors import (
     CorruptStorage,
     Forbidden,
     InvalidName,

@@ -10,11 +10,11 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy import metrics as prometheus
-from proxy.atomic import TEMP_PREFIX
-from proxy.health import UpstreamEvent, UpstreamHealth
-from proxy.models import iso_z
-from proxy.services.catalog import Catalog
+from proxy.core.models import iso_z
+from proxy.repository.catalog import Catalog
+from proxy.storage.atomic import TEMP_PREFIX
+from proxy.upstream.health import UpstreamEvent, UpstreamHealth
+from proxy.web import metrics as prometheus
 from proxy.web import workerstats
 from proxy.web.keys import CATALOG, EXECUTOR, SETTINGS
 
@@ -41,7 +41,7 @@ def _when(moment: float | None) -> str | None:
 
 async def cache_figures(catalog: Catalog) -> dict[str, Any]:
     """The caches' figures, the same whichever server process answers: the file cache's come from
-    the ledger all processes share (``proxy.ledger``), the page cache's from its diskcache."""
+    the ledger all processes share (``proxy.storage.ledger``), the page cache's from its diskcache."""
     upstreams = catalog.upstreams
     if upstreams is None:
         return {}

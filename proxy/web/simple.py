@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy import compression
-from proxy.names import validate_project_name
-from proxy.negotiate import choose_content_type
-from proxy.services.catalog import ServedPage
-from proxy.services.index import Rendered
+from proxy.core import compression
+from proxy.core.names import validate_project_name
+from proxy.core.negotiate import choose_content_type
+from proxy.repository.catalog import ServedPage
+from proxy.repository.private import Rendered
 from proxy.web import redirects
 from proxy.web.keys import CATALOG
 

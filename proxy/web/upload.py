@@ -19,10 +19,10 @@ from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam
 
-from proxy.auth import Identity
-from proxy.errors import ProxyError, UploadRejected
-from proxy.names import normalize
-from proxy.services.upload import UploadForm, UploadService
+from proxy.core.errors import ProxyError, UploadRejected
+from proxy.core.names import normalize
+from proxy.repository.uploads import UploadForm, UploadService
+from proxy.storage.auth import Identity
 from proxy.web.keys import INDEX, UPLOADS
 
 log = structlog.get_logger(__name__)

@@ -19,11 +19,11 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from proxy.atomic import TEMP_PREFIX
-from proxy.health import UpstreamFigures, UpstreamHealth
-from proxy.metrics import Metrics
-from proxy.runfiles import SNAPSHOT_PATTERN, run_dir, snapshot_path
+from proxy.storage.atomic import TEMP_PREFIX
+from proxy.storage.runfiles import SNAPSHOT_PATTERN, run_dir, snapshot_path
+from proxy.upstream.health import UpstreamFigures, UpstreamHealth
 from proxy.web.keys import CATALOG, EXECUTOR, METRICS, SETTINGS
+from proxy.web.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 SNAPSHOT_EVERY_S = 1.0

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import pty
 import re
-import select
 import shutil
 import subprocess
 import sys
@@ -20,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.clitools import on_terminal
 from tests.fakeupstream import FakeUpstream, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,34 +115,9 @@ def wait_until_serving(url: str, process: subprocess.Popen[bytes], timeout: floa
 
 def answer_prompts(args: Sequence[str], answers: Sequence[str], env: dict[str, str]) -> str:
     """Run a command on a pseudo-terminal, typing each answer after its prompt (getpass needs a tty)."""
-    pid, fd = pty.fork()
-    if pid == 0:  # child
-        os.execve(args[0], list(args), env)
-    output = b""
-    answered_at = 0
-    pending = list(answers)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 1.0)
-        if not ready:
-            continue
-        try:
-            chunk = os.read(fd, 1024)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        output += chunk
-        # Answer each prompt once it is shown: getpass flushes anything typed earlier.
-        if pending and output[answered_at:].rstrip().endswith(b":"):
-            os.write(fd, pending.pop(0).encode() + b"\n")
-            answered_at = len(output)
-    else:
-        os.kill(pid, 9)
-    _, status = os.waitpid(pid, 0)
-    text = output.decode(errors="replace")
-    assert os.waitstatus_to_exitcode(status) == 0, text
-    return text
+    done = on_terminal(args, env, *((":", f"{answer}\n".encode()) for answer in answers))
+    assert done.status == 0, done.output
+    return done.output
 
 
 @pytest.fixture(scope="session")

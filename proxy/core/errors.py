@@ -1,0 +1,195 @@
+"""Domain errors; the web layer maps each to one HTTP status in one place."""
+
+from __future__ import annotations
+
+import json
+
+
+class ProxyError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(ProxyError):
+    """The configuration is invalid; the message names the offending key."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        # The key is a dotted setting, or the option / variable that named the config file.
+        super().__init__(f"{key}: {problem}" if key.startswith(("-", "$")) else f"config key {key!r}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+class InvalidName(ProxyError):
+    """A project name, version or filename is malformed or unsafe."""
+
+
+class ProjectNotFound(ProxyError):
+    """No such project (or version, or file) is known."""
+
+
+class ProjectNotEmpty(ProxyError):
+    """A private project still has ``files`` files where the operation needs none."""
+
+    def __init__(self, project: str, files: int) -> None:
+        super().__init__(f"Private project {project!r} still has {files} file(s).")
+        self.project = project
+        self.files = files
+
+
+class Unauthenticated(ProxyError):
+    """No credentials, or credentials that do not match (HTTP 401)."""
+
+
+class Forbidden(ProxyError):
+    """Valid credentials that may not do this (HTTP 403)."""
+
+
+class UploadRejected(ProxyError):
+    """An upload that fails validation; ``reason`` is shown to the client."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class FileExists(UploadRejected):
+    """A file that would be a second copy of a stored one. twine's --skip-existing keys on this
+    text ("already exist" in a 400's reason or body), so every variant starts with it.
+
+    ``existing`` is None when the filename itself is taken by different bytes (STANDARDS E4);
+    else the stored file the upload duplicates under another filename: the same distribution
+    (H1: name, version, build tag and tags; one sdist per release) or the same bytes.
+    """
+
+    def __init__(self, filename: str, existing: str | None = None, same_content: bool = False) -> None:
+        if existing is None:
+            detail = f" ({filename!r}) with different content"
+        elif same_content:
+            detail = f": {filename!r} has the same content as the stored {existing!r}"
+        else:
+            detail = (
+                f": {filename!r} is the same distribution as the stored {existing!r} (same project and "
+                "version, and for a wheel the same build tag and tags; a release has at most one sdist)"
+            )
+        super().__init__(f"File already exists{detail}. See /help/#file-name-reuse for more information.")
+        self.filename = filename
+        self.existing = existing
+
+
+class TooManyAttempts(ProxyError):
+    """Too many failed logins from one client address or for one user name: refused without
+    checking the credentials; ``retry_after`` is whole seconds until one more is allowed (HTTP 429)."""
+
+    def __init__(self, what: str, retry_after: int) -> None:
+        super().__init__(f"Too many failed logins {what}; try again in {retry_after} s.")
+        self.what = what
+        self.retry_after = retry_after
+
+
+class StorageFull(ProxyError):
+    """The disk is full: nothing was stored, the client may retry later (HTTP 507)."""
+
+
+class NotAcceptable(ProxyError):
+    """Content negotiation found no representation the client accepts."""
+
+
+class UpstreamError(ProxyError):
+    """The upstream index could not give a usable answer (HTTP 502 when nothing is cached)."""
+
+
+class UpstreamUnavailable(UpstreamError):
+    """Upstream is unreachable, answered 5xx, or broke off its response."""
+
+
+class UpstreamTimeout(UpstreamUnavailable):
+    """Upstream did not answer within the configured timeout (HTTP 504)."""
+
+
+class InvalidUpstreamResponse(UpstreamError):
+    """Upstream answered something that is not a simple-API page we can read."""
+
+
+class UpstreamRefused(InvalidUpstreamResponse):
+    """Upstream named something this server will not fetch (a file URL or a redirect to a host
+    not allowed, a file it cannot verify): nothing was requested there. ``rule`` names the
+    setting that governs it (``file_hosts``, ``allow_private_file_hosts``,
+    ``cache_unverified_files``) or what was wrong (``scheme``, ``same_origin``)."""
+
+    def __init__(self, message: str, rule: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+class IntegrityError(UpstreamError):
+    """An upstream file's bytes do not match the hash or size its listing gave; it was discarded."""
+
+
+class UpstreamFileTooLarge(UpstreamError):
+    """An upstream file is larger than this server takes for one file (``[upstream] max_file_size``,
+    or ``[cache] files_max_size`` when smaller): refused, or abandoned and discarded (HTTP 502)."""
+
+
+class CorruptStorage(ProxyError):
+    """A stored file that cannot be read back. ``path`` is where it is, ``relative`` the same path
+    inside the data directory (what HTTP clients are told), ``problem`` what is wrong with it and
+    ``hint`` how to recover. HTTP 500."""
+
+    def __init__(self, path: str, relative: str, problem: str, hint: str) -> None:
+        super().__init__(f"{path} is corrupt ({problem}); {hint}")
+        self.path = path
+        self.relative = relative
+        self.problem = problem
+        self.hint = hint
+
+
+class DataDirUnusable(ProxyError):
+    """The data directory cannot be created, read or written: ``reason`` says why, ``hint`` what to do."""
+
+    def __init__(self, path: str, reason: str, hint: str) -> None:
+        super().__init__(f"data directory {path}: {reason}; {hint}")
+        self.path = path
+        self.reason = reason
+        self.hint = hint
+
+
+class CannotListen(ProxyError):
+    """The server cannot listen on ``host``:``port``: ``reason`` says why, ``hint`` what to do."""
+
+    def __init__(self, host: str, port: int, reason: str, hint: str) -> None:
+        super().__init__(f"cannot listen on {host}:{port}: {reason}; {hint}")
+        self.host = host
+        self.port = port
+        self.reason = reason
+        self.hint = hint
+
+
+class NeedsTerminal(ProxyError):
+    """A command would ask a question but standard input is not a terminal; ``alternative`` is
+    the option that makes it non-interactive."""
+
+    def __init__(self, question: str, alternative: str) -> None:
+        super().__init__(f"cannot ask for {question}: standard input is not a terminal; {alternative}")
+        self.question = question
+        self.alternative = alternative
+
+
+def describe_corruption(exc: Exception) -> str:
+    """What is wrong with a stored JSON file, from the exception reading it raised."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text at offset {exc.start}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON: {exc}"
+    if isinstance(exc, KeyError):
+        return f"the field {exc.args[0]!r} is missing"
+    return f"unexpected content: {exc}"
+
+
+class UpstreamCircuitOpen(UpstreamUnavailable):
+    """Upstream has been failing since ``since`` (unix time): it is not asked until a probe succeeds."""
+
+    def __init__(self, message: str, since: float | None, last_error: str | None) -> None:
+        super().__init__(message)
+        self.since = since
+        self.last_error = last_error

@@ -1,0 +1,1 @@
+"""The components behind one repository protocol, composed by priority into the catalog."""

@@ -1,0 +1,95 @@
+"""PyPI's JSON API for every project the index serves, private or upstream, shadowing included.
+
+A private project's document comes from its stored index. An upstream project's comes from its
+cached simple page (fetched, revalidated and served stale by the same rules as the page itself),
+with ``info`` read from the core metadata of one wheel of the chosen release, fetched through
+the file cache like any metadata file. No call to the upstream's own JSON API is made: upstreams
+such as devpi, Nexus or a static mirror have none, and the listing is what this server serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from proxy.core import jsonapi, render
+from proxy.core.errors import ProjectNotFound, ProxyError
+from proxy.core.lru import LruCache
+from proxy.core.merge import Source
+from proxy.core.metadata import lenient_release_info
+from proxy.core.models import ReleaseInfo
+from proxy.core.urls import METADATA_SUFFIX
+from proxy.repository.catalog import Catalog
+from proxy.upstream.pages import CacheState
+
+log = structlog.get_logger(__name__)
+_INFO_ENTRIES = 4096  # parsed ``info`` of upstream releases kept in memory
+
+
+class JsonApiService:
+    """Builds ``/pypi/<project>[/<version>]/json`` documents (STANDARDS F1-F3) as JSON bytes."""
+
+    def __init__(self, catalog: Catalog, executor: Executor) -> None:
+        self._catalog = catalog
+        self._executor = executor
+        self._infos: LruCache[tuple[str, str], ReleaseInfo] = LruCache(_INFO_ENTRIES)
+
+    async def document(self, name: str, version: str | None,
+                       base_url: str) -> tuple[bytes, Source, CacheState | None]:
+        """The document of ``name`` (normalised), of release ``version`` when given (PEP 440
+        equality), its URLs below ``base_url`` (``jsonapi.document``); ProjectNotFound when the index serves no such project or release, upstream
+        errors as for its simple page."""
+        loop = asyncio.get_running_loop()
+        private = await self._catalog.private.project(name)
+        if private is not None:
+            if version is not None and private.release(version) is None:
+                raise ProjectNotFound(f"No version {version!r} of project {name!r}.")
+            body = await loop.run_in_executor(self._executor, _encode, jsonapi.private_document, private,
+                                              base_url, version)
+            return body, Source.PRIVATE, None
+        upstreams = self._catalog.upstream_for(name)
+        record, state = await upstreams.index.lookup(name)
+        assert record.page is not None
+        page = render.proxied_index_page(record.page)
+        api = jsonapi.from_upstream(page)
+        chosen = api.release(version) if version else jsonapi.current_version(api)
+        if version is not None and chosen is None:
+            raise ProjectNotFound(f"No version {version!r} of project {name!r}.")
+        offered = [f.filename for f in page.files if f.core_metadata is not None]
+        source = jsonapi.metadata_source(api, chosen, offered) if chosen else None
+        info = await self._info(name, source, chosen) if source and chosen else None
+        body = await loop.run_in_executor(self._executor, _encode, jsonapi.document, api, chosen, info,
+                                          base_url, version is None)
+        return body, Source.UPSTREAM, state
+
+    async def _info(self, name: str, filename: str, version: str) -> ReleaseInfo | None:
+        """``info`` from the wheel's core metadata; None (and a warning) when it cannot be had:
+        the document is still served, with what the listing says."""
+        cached = self._infos.get((name, filename))
+        if cached is not None:
+            return cached
+        try:
+            served = await self._catalog.file(name, filename + METADATA_SUFFIX)
+            path = served.path
+            if path is None:
+                assert served.stream is not None
+                try:
+                    path = await served.stream.complete()
+                finally:
+                    served.stream.close()
+            raw = await asyncio.get_running_loop().run_in_executor(self._executor, Path.read_bytes, path)
+        except (ProxyError, OSError) as exc:
+            log.warning("json_api_metadata_unavailable", project=name, filename=filename, error=str(exc))
+            return None
+        info = await asyncio.get_running_loop().run_in_executor(self._executor, lenient_release_info, raw, version)
+        self._infos.put((name, filename), info)
+        return info
+
+
+def _encode(build: Any, *args: Any) -> bytes:
+    return json.dumps(build(*args), ensure_ascii=False).encode()

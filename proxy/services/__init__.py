@@ -1,1 +1,0 @@
-"""Orchestration over storage: the index (cached, rendered pages) and uploads."""

@@ -1,0 +1,1 @@
+"""The web interface for people: handlers, view models, templates, rendered descriptions."""

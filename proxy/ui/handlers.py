@@ -1,0 +1,139 @@
+"""The web interface (HTML for people): gather, build a view model, render it off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from proxy.core.models import IndexPage, PrivateProject
+from proxy.core.names import is_valid_project_name, matches_any, normalize, validate_project_name
+from proxy.storage.upstream_files import Key
+from proxy.ui import browse
+from proxy.ui import render as uirender
+from proxy.ui import status as uistatus
+from proxy.ui import views as ui
+from proxy.ui.readme import RENDERED_EMPTY, Shown
+from proxy.web import redirects
+from proxy.web.keys import CATALOG, DESCRIPTIONS, EXECUTOR, SETTINGS
+from proxy.web.middlewares import UI_POLICY
+from proxy.web.ops import cache_figures, probe_writable
+
+HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": UI_POLICY}
+
+
+async def _respond(request: web.Request, template: str, build: Callable[..., Any], *args: Any,
+                   status: int = 200, **kwargs: Any) -> web.Response:
+    """Build the view and render it in the executor: big listings take milliseconds."""
+    environment = aiohttp_jinja2.get_env(request.app)
+
+    def render() -> str:
+        return uirender.page(environment, template, build(*args, **kwargs))
+
+    html = await asyncio.get_running_loop().run_in_executor(request.app[EXECUTOR], render)
+    return web.Response(text=html, status=status, content_type="text/html", headers=HEADERS)
+
+
+def _site(request: web.Request) -> ui.Site:
+    return ui.site_for(request.app[SETTINGS].server.public_url, request.scheme, request.host)
+
+
+async def home(request: web.Request) -> web.Response:
+    catalog = request.app[CATALOG]
+    _, private = await catalog.private.project_names()
+    up = catalog.upstreams
+    return await _respond(
+        request, "home.html", _home_view, _site(request), len(private), await browse.cached_keys(up),
+        await browse.cached_bytes(up), up.files.max_size if up else None, up.url if up else None,
+    )
+
+
+def _home_view(site: ui.Site, private: int, cached: list[Key], *args: Any) -> ui.HomeView:
+    """Blocking, O(cached files): runs in the executor."""
+    return ui.home_view(site, private, len(browse.cached_projects(cached)), *args)
+
+
+async def projects(request: web.Request) -> web.Response:
+    catalog = request.app[CATALOG]
+    reserved = request.app[SETTINGS].upstream.reserved
+    _, private = await catalog.private.project_names()
+    query, page = request.query.get("q", ""), ui.page_number(request.query.get("page"))
+    return await _respond(request, "projects.html", _projects_view, _site(request), private,
+                          await browse.cached_keys(catalog.upstreams), reserved, query, page)
+
+
+def _projects_view(site: ui.Site, private: list[str], cached: list[Key], reserved: tuple[str, ...],
+                   query: str, page: int) -> ui.ProjectsView:
+    """Blocking, O(projects + cached files): runs in the executor."""
+    everything = ui.listed_projects(site, private, browse.cached_projects(cached), reserved)
+    return ui.projects_view(site, everything, query, page, reserved)
+
+
+async def project(request: web.Request) -> web.Response:
+    raw = request.match_info["project"]
+    catalog, site = request.app[CATALOG], _site(request)
+    if not is_valid_project_name(raw):
+        return await _respond(request, "not_found.html", ui.not_found_view, site, raw, status=404,
+                              reserved=False, upstream_enabled=catalog.upstreams is not None, valid=False)
+    name = normalize(raw)
+    if raw != name or not request.path.endswith("/"):
+        raise redirects.moved(request, "ui_project", project=name)
+    private = await catalog.private.project(name)
+    if private is not None:
+        description = await _description(request, private)
+        return await _respond(request, "project.html", ui.private_project_view, site, private, description)
+    reserved = matches_any(name, request.app[SETTINGS].upstream.reserved)
+    up = catalog.upstreams
+    page = await up.index.cached_page(name) if up else None
+    if up is None or page is None:
+        return await _respond(request, "not_found.html", ui.not_found_view, site, name, status=404,
+                              reserved=reserved, upstream_enabled=up is not None)
+    return await _respond(request, "project.html", _cached_project_view, site, page,
+                          await browse.cached_keys(up), reserved)
+
+
+async def _description(request: web.Request, project: PrivateProject) -> Shown:
+    """The current release's description, rendered once (by another process) and kept."""
+    info = await asyncio.get_running_loop().run_in_executor(request.app[EXECUTOR], ui.current_release, project)
+    if info is None:
+        return RENDERED_EMPTY
+    return await request.app[DESCRIPTIONS].shown(info.description, info.description_content_type)
+
+
+def _cached_project_view(site: ui.Site, page: IndexPage, cached: list[Key], reserved: bool) -> ui.ProjectView:
+    """Blocking, O(cached files): runs in the executor."""
+    return ui.cached_project_view(site, page, browse.cached_files(cached, page.name), reserved)
+
+
+async def release(request: web.Request) -> web.Response:
+    """``/pypi/<project>/`` and ``/pypi/<project>/<version>/``: the URLs the JSON API's
+    ``package_url``/``release_url`` hold and publishing tools print lead to the project's page,
+    at the release when one is named."""
+    version = request.match_info.get("version")
+    fragment = ui.release_anchor(version) if version else ""
+    name = validate_project_name(request.match_info["project"])
+    raise redirects.found(request, "ui_project", project=name, fragment=fragment)
+
+
+async def help_page(request: web.Request) -> web.Response:
+    if not request.path.endswith("/"):
+        raise redirects.moved(request, "ui_help")
+    return await _respond(request, "help.html", ui.help_view, _site(request))
+
+
+async def status(request: web.Request) -> web.Response:
+    app = request.app
+    catalog = app[CATALOG]
+    error = await asyncio.get_running_loop().run_in_executor(app[EXECUTOR], probe_writable, app[SETTINGS].data_dir)
+    _, private = await catalog.private.project_names()
+    up = catalog.upstreams
+    upstream = uistatus.upstream_status(up.health, up.url, time.time()) if up else None
+    return await _respond(
+        request, "status.html", uistatus.status_view, _site(request), storage_error=error,
+        private_projects=len(private), upstream=upstream, cache=await cache_figures(catalog),
+        page_cache_limit=app[SETTINGS].cache.page_cache_size,
+    )

@@ -1,0 +1,379 @@
+"""Upstream projects: pages fetched on demand, cached on disk, revalidated, served stale on error.
+
+Freshness rules, per project:
+- fresh (younger than ``fresh_for``, or ``not_found_for`` for a 404): served from cache;
+- older: revalidated upstream with If-None-Match / If-Modified-Since (304 renews it). The client
+  waits for that at most ``stale_timeout`` seconds, then gets the cached copy while the refresh
+  goes on in the background (stale-while-revalidate) and updates the cache when it ends. It does
+  not wait at all unless upstream is known to answer right now (its last index request here
+  succeeded) and no other refresh is already late: a failing or hanging upstream costs an
+  install at most one bound, once;
+- upstream fails (connection, timeout, 5xx, unreadable page): the cached page is served however
+  old (stale-if-error), and upstream is not asked again for ``retry_after_error`` seconds;
+- nothing cached: the client waits for upstream, at most ``page_deadline`` seconds, and gets
+  UpstreamUnavailable / UpstreamTimeout (502 / 504) when it fails.
+Concurrent requests for one project share one upstream request.
+
+When the index fails ``breaker_threshold`` times in a row (any project), its circuit opens:
+cached copies are served at once without asking, uncached projects fail at once
+(UpstreamCircuitOpen), and a probe asks upstream every ``breaker_probe_every`` seconds until it
+answers, which closes the circuit. Every task here is owned and ended by ``close``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from concurrent.futures import Executor
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import structlog
+
+from proxy.config import UpstreamSettings
+from proxy.core import render
+from proxy.core.errors import InvalidUpstreamResponse, ProjectNotFound, ProxyError, UpstreamCircuitOpen, UpstreamError
+from proxy.core.flights import SingleFlight, retrieved
+from proxy.core.lru import LruCache
+from proxy.core.models import IndexPage, iso_z
+from proxy.core.names import is_valid_project_name
+from proxy.core.negotiate import JSON_V1
+from proxy.core.parse import parse_project_list, parse_project_page
+from proxy.repository.private import Rendered, rendered
+from proxy.storage.upstream_pages import CachedPage, CachedProjectList, PageCache, upstream_id
+from proxy.upstream import filespecs
+from proxy.upstream.client import MAX_PROJECT_LIST_BYTES, PageAnswer, Upstream, masked
+from proxy.upstream.downloads import FileSpec
+
+T = TypeVar("T")
+log = structlog.get_logger(__name__)
+# Below these, parsing and rendering run on the loop: a thread hop would cost more.
+_INLINE_BYTES = 64 * 1024
+_INLINE_FILES = 200
+_RECORD_BUDGET = 32 * 1024**2  # rough bytes of parsed pages kept in memory
+_FILE_WEIGHT = 600  # rough bytes of one parsed IndexFile
+_PROBE_DEFAULT = "pip"  # probed when no project page failed yet (a 404 is an answer too)
+
+
+class CacheState(enum.Enum):
+    """How a cached answer was obtained. Value: the X-Proxy-Cache header's."""
+
+    HIT = "hit"  # fresh in the cache, upstream not asked
+    MISS = "miss"  # fetched from upstream now
+    REVALIDATED = "revalidated"  # upstream said 304
+    STALE = "stale"  # upstream failed, was too slow, or is not asked (open circuit): an older copy
+
+
+class PublicIndex:
+    def __init__(self, upstream: Upstream, cache: PageCache, executor: Executor,
+                 settings: UpstreamSettings, rendered_budget: int,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._upstream = upstream
+        self._health = upstream.health
+        self._breaker = upstream.health.breaker
+        self._cache = cache
+        self._source = upstream_id(str(upstream.base))  # records of another upstream are misses (L8)
+        self._executor = executor
+        self._settings = settings
+        self._clock = clock
+        self._records: LruCache[str, CachedPage] = LruCache(
+            _RECORD_BUDGET, lambda r: 1000 + _FILE_WEIGHT * (len(r.page.files) if r.page else 0)
+        )
+        self._rendered: LruCache[tuple[str, str, str], Rendered] = LruCache(
+            rendered_budget, lambda r: r.weight + 200
+        )
+        self._retry_at: dict[Hashable, float] = {}
+        self._flights = SingleFlight()
+        self._overdue: set[Hashable] = set()  # refreshes running longer than their wait bound
+        self._writes: set[asyncio.Future[None]] = set()
+        self._project_list: CachedProjectList | None = None
+        self._probe: asyncio.Task[None] | None = None
+        self._probe_name = _PROBE_DEFAULT
+
+    async def _run(self, func: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+
+    async def cached_page(self, name: str) -> IndexPage | None:
+        """The listing of ``name`` as last cached, however old, without asking upstream."""
+        record = self._records.get(name) or await self._run(self._cache.page, name, self._source)
+        return record.page if record is not None and record.status == 200 else None
+
+    async def cache_bytes(self) -> int:
+        """Bytes the page cache takes on disk."""
+        return await self._run(self._cache.volume)
+
+    async def close(self) -> None:
+        """Cancel refreshes and the probe (bounded work nobody needs once we stop); await writes."""
+        if self._probe is not None:
+            self._probe.cancel()
+            await asyncio.gather(self._probe, return_exceptions=True)
+        await self._flights.close()
+        await asyncio.gather(*self._writes, return_exceptions=True)
+
+    # Pages ------------------------------------------------------------------------------------
+
+    async def page(self, name: str, content_type: str) -> tuple[Rendered, CacheState]:
+        """The proxied page of upstream project ``name``, rendered once per content change."""
+        record, state = await self.lookup(name)
+        assert record.page is not None  # lookup raises for a 404
+        key = (name, content_type, record.content_id)
+        page = self._rendered.get(key)
+        if page is None:
+            small = len(record.page.files) <= _INLINE_FILES  # a thread hop would cost more
+            page = _render(record, content_type) if small else await self._run(_render, record, content_type)
+            self._rendered.put(key, page)
+        return page, state
+
+    async def lookup(self, name: str) -> tuple[CachedPage, CacheState]:
+        """Upstream's page of ``name`` by the freshness rules (module docstring).
+
+        Raises ProjectNotFound for upstream's 404; without a cached copy, UpstreamCircuitOpen
+        while the circuit is open, else what the fetch raised (UpstreamError).
+        """
+        cached = self._records.get(name)
+        if cached is None:
+            cached = await self._flights.run(("load", name), lambda: self._load(name))
+        now = self._clock()
+        if cached is None:
+            self._check_circuit()
+            record, state = await self._flights.run(("page", name), lambda: self._refresh(name, None))
+        elif self._is_fresh(cached, now):
+            record, state = cached, CacheState.HIT
+        elif now < self._retry_at.get(name, 0.0) or not self._breaker.closed:
+            record, state = cached, CacheState.STALE
+        else:
+            record, state = await self._within_bound(("page", name), lambda: self._refresh(name, cached), cached)
+        if record.status != 200:
+            raise ProjectNotFound(f"No project named {name!r} here or upstream.")
+        return record, state
+
+    async def _load(self, name: str) -> CachedPage | None:
+        record = await self._run(self._cache.page, name, self._source)
+        if record is not None:
+            self._records.put(name, record)
+        return record
+
+    def _is_fresh(self, record: CachedPage, now: float) -> bool:
+        ttl = self._settings.fresh_for if record.status == 200 else self._settings.not_found_for
+        return now - record.fetched_at < ttl
+
+    async def _within_bound(self, key: Hashable, work: Callable[[], Awaitable[tuple[T, CacheState]]],
+                            cached: T, *, telling: bool = True) -> tuple[T, CacheState]:
+        """Join or start the refresh ``key``; wait for it ``_stale_wait()`` seconds at most, then
+        answer ``cached``, stale (the refresh goes on). A ``telling`` refresh that runs late
+        tells that upstream is slow right now (not so a huge project list)."""
+        bound = self._stale_wait()
+        task = self._flights.start(key, (lambda: self._timed(key, work(), bound)) if telling else work)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), bound)
+        except asyncio.TimeoutError:
+            if bound:
+                log.warning("upstream_slow_stale_served", page=key[-1] if isinstance(key, tuple) else key,
+                            waited_s=bound)
+            return cached, CacheState.STALE
+
+    def _stale_wait(self) -> float:
+        """``stale_timeout`` while upstream answers and no refresh is late (it is slow right
+        now), else 0: nobody waits for an upstream that is not known to answer."""
+        if self._overdue or not self._breaker.answering:
+            return 0.0
+        return self._settings.stale_timeout
+
+    async def _timed(self, key: Hashable, work: Awaitable[T], bound: float) -> T:
+        """Run ``work``, marked overdue while it runs past ``bound``."""
+        handle = asyncio.get_running_loop().call_later(bound, self._overdue.add, key)
+        try:
+            return await work
+        finally:
+            handle.cancel()
+            self._overdue.discard(key)
+
+    async def _refresh(self, name: str, record: CachedPage | None) -> tuple[CachedPage, CacheState]:
+        current = self._records.get(name) or record
+        if current is not None and self._is_fresh(current, self._clock()):  # refreshed meanwhile
+            return current, CacheState.HIT
+        try:
+            fetched, state = await self._fetch(name, record)
+        except UpstreamError as exc:
+            self._index_failed(name)
+            if record is None:
+                log.error("upstream_failed", project=name, error=str(exc))
+                raise
+            now = self._clock()
+            log.warning("upstream_stale_served", project=name, error=str(exc),
+                        age_s=round(now - record.fetched_at, 1))
+            self._retry_at[name] = now + self._settings.retry_after_error
+            return record, CacheState.STALE
+        self._retry_at.pop(name, None)
+        self._records.put(name, fetched)
+        self._store_later(self._cache.store_page, name, fetched)
+        return fetched, state
+
+    async def _fetch(self, name: str, record: CachedPage | None) -> tuple[CachedPage, CacheState]:
+        """One revalidation or fetch, counted as one index fetch (an unreadable page is a failure)."""
+        usable = record if record is not None and record.status == 200 else None
+        with self._health.attempt("page"):
+            answer = await self._upstream.fetch_page(
+                self._upstream.project_url(name),
+                usable.etag if usable else None, usable.last_modified if usable else None,
+                # With a copy to fall back on, one attempt: retry pauses would only delay it.
+                retries=0 if record is not None else None, deadline=self._settings.page_deadline,
+            )
+            now = self._clock()
+            if answer.status == 404:
+                return CachedPage(404, now, upstream=self._source), CacheState.MISS
+            if answer.status == 304:
+                if usable is None:
+                    raise InvalidUpstreamResponse(f"upstream answered 304 to an unconditional request for {name!r}")
+                return dataclasses.replace(
+                    usable, fetched_at=now, etag=answer.etag or usable.etag,
+                    last_modified=answer.last_modified or usable.last_modified,
+                ), CacheState.REVALIDATED
+            if len(answer.body) <= _INLINE_BYTES:  # parsing a small page is cheaper than a thread hop
+                page = _unusable_as_error(parse_project_page, answer.body, answer.content_type, answer.url, name)
+            else:
+                page = await self._run(_unusable_as_error, parse_project_page, answer.body, answer.content_type,
+                                       answer.url, name)
+        content_id = hashlib.sha256(answer.body).hexdigest()[:24]
+        return CachedPage(200, now, page, answer.etag, answer.last_modified, content_id, self._source), CacheState.MISS
+
+    def _store_later(self, store: Callable[..., None], *args: Any) -> None:
+        """Persist without making the client wait; ``close`` waits for pending writes. A failure
+        is local storage trouble (a full disk), reported as such: never upstream's."""
+        task = asyncio.ensure_future(self._run(store, *args))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        task.add_done_callback(self._store_done)
+
+    def _store_done(self, task: asyncio.Future[None]) -> None:
+        if task.cancelled() or (error := task.exception()) is None:
+            return
+        log.error("page_cache_write_failed", error=str(error) or repr(error))
+        self._health.storage_failed("page", error)
+
+    # The circuit --------------------------------------------------------------------------------
+
+    def _check_circuit(self) -> None:
+        breaker = self._breaker
+        if breaker.closed:
+            return
+        since = iso_z(datetime.fromtimestamp(breaker.since, timezone.utc)) if breaker.since else "recently"
+        raise UpstreamCircuitOpen(
+            f"upstream {masked(self._upstream.base)} is failing since {since} ({breaker.last_error_class}); "
+            f"it is not asked again until it answers a probe (every {self._settings.breaker_probe_every:g} s)",
+            breaker.since, breaker.last_error,
+        )
+
+    def _index_failed(self, name: str | None) -> None:
+        """After a failed index fetch: when the circuit is open, make sure a probe is running."""
+        if name is not None:
+            self._probe_name = name
+        if not self._breaker.closed and (self._probe is None or self._probe.done()):
+            self._probe = asyncio.ensure_future(self._probe_until_closed())
+            self._probe.add_done_callback(retrieved)
+
+    async def _probe_until_closed(self) -> None:
+        """Ask upstream every ``breaker_probe_every`` seconds (one attempt, within the page
+        deadline) until an answer closes the circuit; any HTTP answer but 5xx counts."""
+        while not self._breaker.closed:
+            await asyncio.sleep(self._settings.breaker_probe_every)
+            if not self._breaker.start_probe():
+                continue  # closed meanwhile, by a refresh that was still in flight
+            url = self._upstream.project_url(self._probe_name)
+            try:
+                with self._health.attempt("probe"):
+                    await self._upstream.fetch_page(url, retries=0, deadline=self._settings.page_deadline)
+            except UpstreamError as exc:
+                log.info("upstream_probe_failed", url=masked(url), error=str(exc))
+
+    # Files ------------------------------------------------------------------------------------
+
+    async def file_spec(self, name: str, filename: str) -> FileSpec:
+        """What to fetch for ``filename`` of upstream project ``name`` (``filespecs.file_spec``):
+        only URLs from a listing we parsed (never an open proxy); ProjectNotFound when it lists
+        no such file, UpstreamRefused when it lists one that cannot be verified."""
+        record, _ = await self.lookup(name)
+        assert record.page is not None
+        return filespecs.file_spec(record.page, filename, cache_unverified=self._settings.cache_unverified_files)
+
+    # The root list ----------------------------------------------------------------------------
+
+    async def project_list(self) -> tuple[CachedProjectList | None, CacheState]:
+        """Upstream's project names (long TTL, stale on error, the same bounds as pages); None
+        when never fetched, or when nothing is cached and the circuit is open."""
+        record = self._project_list
+        if record is None:
+            record = self._project_list = await self._flights.run("projects-load", self._load_project_list)
+        now = self._clock()
+        if record is not None and now - record.fetched_at < self._settings.project_list_fresh_for:
+            return record, CacheState.HIT
+        if not self._breaker.closed or (record is not None and now < self._retry_at.get("projects", 0.0)):
+            return record, CacheState.STALE
+        if record is None:
+            return await self._flights.run("projects", lambda: self._refresh_project_list(None))
+        return await self._within_bound("projects", lambda: self._refresh_project_list(record), record,
+                                        telling=False)
+
+    async def _load_project_list(self) -> CachedProjectList | None:
+        return self._project_list or await self._run(self._cache.project_list, self._source)
+
+    async def _refresh_project_list(self, record: CachedProjectList | None
+                                    ) -> tuple[CachedProjectList | None, CacheState]:
+        current = self._project_list or record
+        now = self._clock()
+        if current is not None and now - current.fetched_at < self._settings.project_list_fresh_for:
+            return current, CacheState.HIT
+        try:
+            with self._health.attempt("list"):
+                answer = await self._upstream.fetch_page(
+                    self._upstream.base, record.etag if record else None,
+                    record.last_modified if record else None, max_bytes=MAX_PROJECT_LIST_BYTES,
+                    retries=0 if record is not None else None, deadline=self._settings.project_list_deadline,
+                )
+                fetched, state = await self._project_list_from(answer, record, self._clock())
+        except UpstreamError as exc:
+            self._index_failed(None)
+            log.warning("upstream_project_list_failed", error=str(exc), stale=record is not None)
+            self._retry_at["projects"] = self._clock() + self._settings.retry_after_error
+            return record, CacheState.STALE
+        self._project_list = fetched
+        self._store_later(self._cache.store_project_list, fetched)
+        return fetched, state
+
+    async def _project_list_from(self, answer: PageAnswer, record: CachedProjectList | None,
+                                 now: float) -> tuple[CachedProjectList, CacheState]:
+        if answer.status == 304 and record is not None:
+            return dataclasses.replace(record, fetched_at=now), CacheState.REVALIDATED
+        if answer.status != 200:
+            raise InvalidUpstreamResponse(f"upstream answered {answer.status} for its project list")
+        names = await self._run(_valid_names, answer.body, answer.content_type)
+        return CachedProjectList(now, names, answer.etag, answer.last_modified, self._source), CacheState.MISS
+
+
+def _unusable_as_error(parse: Callable[..., T], *args: Any) -> T:
+    """Run a parser of upstream's bytes: whatever it fails with, upstream's answer is unusable."""
+    try:
+        return parse(*args)
+    except ProxyError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. RecursionError (deep JSON), ValueError (a bad URL)
+        raise InvalidUpstreamResponse(f"upstream sent an unreadable page: {type(exc).__name__}: {exc}") from None
+
+
+def _valid_names(body: bytes, content_type: str) -> tuple[str, ...]:
+    """Upstream's project list, only its valid project names (STANDARDS A2): each becomes a link
+    on the root page (issue 12 L3: ``javascript:alert(1)//`` must not)."""
+    names = _unusable_as_error(parse_project_list, body, content_type)
+    return tuple(name for name in names if is_valid_project_name(name))
+
+
+def _render(record: CachedPage, content_type: str) -> Rendered:
+    """The page and its gzip copy. Blocking (a big page takes milliseconds): run in the executor."""
+    assert record.page is not None
+    model = render.proxied_index_page(record.page)
+    body = render.project_json(model) if content_type == JSON_V1 else render.project_html(model)
+    return rendered(body, content_type)

@@ -1,0 +1,1 @@
+"""The client-side ``warm`` command: prefill a running proxy from requirements or lock files."""
