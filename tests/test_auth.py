@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from proxy.core.errors import Forbidden, Unauthenticated
-from proxy.storage.auth import TOKEN_PREFIX, TOKEN_USER, AuthError, AuthStore, Identity, parse_basic_auth
+from proxy.core.identity import Identity
+from proxy.storage.auth import TOKEN_PREFIX, TOKEN_USER, AuthError, AuthStore, parse_basic_auth
 
 PASSWORD = "a long password"
 

@@ -201,7 +201,7 @@ async def poll(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 async def test_l6_an_upload_whose_staged_file_was_swept_is_408(
         client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     """An upload idle long enough to be swept, that then resumes, is told so, and stores nothing."""
-    from proxy.repository.uploads import StagedFile
+    from proxy.storage.staging import StagedFile
 
     real = StagedFile.write
 

@@ -14,8 +14,9 @@ from aiohttp.test_utils import TestClient
 
 from proxy.config import Settings
 from proxy.core.errors import TooManyAttempts
+from proxy.core.identity import Identity
 from proxy.core.ratelimit import LoginLimiter
-from proxy.storage.auth import AuthStore, Identity
+from proxy.storage.auth import AuthStore
 from proxy.web.keys import UPLOADS
 from tests.builders import Dist
 from tests.conftest import PASSWORD, basic, snapshot, start_client, upload_form

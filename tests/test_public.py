@@ -49,7 +49,7 @@ async def index_for(upstream_settings: Callable[..., Settings], tmp_path: Path) 
         up.health = UpstreamHealth(breaker=CircuitBreaker(settings.breaker_threshold, clock), clock=clock)
         executor = ThreadPoolExecutor(2)
         cache = await loop.run_in_executor(executor, PageCache, tmp_path / (pages or f"pages{len(opened)}"), 2**24)
-        index = PublicIndex(up, cache, executor, settings, 2**20, clock=clock)
+        index = PublicIndex(up, cache, executor, settings, clock=clock)
         opened.append((index, up, cache, executor))
         return index
 

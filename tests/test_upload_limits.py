@@ -13,8 +13,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from proxy.config import Settings
-from proxy.repository.uploads import UploadForm, UploadService
-from proxy.storage.auth import AuthStore, Identity
+from proxy.core.identity import Identity
+from proxy.repository.upload_form import UploadForm
+from proxy.repository.uploads import UploadService
+from proxy.storage.auth import AuthStore
 from proxy.web import upload as web_upload
 from tests import archivekit as kit
 from tests.archivekit import MIB, Entry

@@ -14,8 +14,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from proxy.config import Settings
+from proxy.core.identity import Identity
 from proxy.repository.uploads import UploadService
-from proxy.storage.auth import AuthStore, Identity
+from proxy.storage.auth import AuthStore
 from tests.builders import Dist, build_with_poetry
 from tests.conftest import PASSWORD, Uploader, basic, snapshot, start_client, upload_form
 
@@ -259,8 +260,8 @@ async def test_full_disk_is_507_and_loses_nothing(upload: Uploader, settings: Se
     import errno
     import os
 
-    from proxy.repository.uploads import StagedFile
     from proxy.storage.private import PrivateStorage
+    from proxy.storage.staging import StagedFile
 
     assert (await upload(DIST)).status == 200
     before = snapshot(settings.data_dir)

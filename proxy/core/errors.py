@@ -24,7 +24,12 @@ class InvalidName(ProxyError):
 
 
 class ProjectNotFound(ProxyError):
-    """No such project (or version, or file) is known."""
+    """No such project (or version, or file) is known. ``project`` is the normalised name asked
+    for, when one was (logs and metrics read it, not the message)."""
+
+    def __init__(self, message: str, project: str | None = None) -> None:
+        super().__init__(message)
+        self.project = project
 
 
 class ProjectNotEmpty(ProxyError):
@@ -96,7 +101,12 @@ class NotAcceptable(ProxyError):
 
 
 class UpstreamError(ProxyError):
-    """The upstream index could not give a usable answer (HTTP 502 when nothing is cached)."""
+    """The upstream index could not give a usable answer (HTTP 502 when nothing is cached).
+    ``url`` is what was asked (credentials masked) and ``status`` upstream's HTTP status, when
+    known; set by whoever raises, read by logs and metrics."""
+
+    url: str | None = None
+    status: int | None = None
 
 
 class UpstreamUnavailable(UpstreamError):

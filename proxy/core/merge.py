@@ -17,6 +17,15 @@ class Source(enum.Enum):
     NONE = "none"  # reserved for private use, or upstream switched off: 404 until uploaded
 
 
+class CacheState(enum.Enum):
+    """How a cached upstream answer was obtained. Value: the X-Proxy-Cache header's."""
+
+    HIT = "hit"  # fresh in the cache, upstream not asked
+    MISS = "miss"  # fetched from upstream now
+    REVALIDATED = "revalidated"  # upstream said 304
+    STALE = "stale"  # upstream failed, was too slow, or is not asked (open circuit): an older copy
+
+
 def source_for(name: str, *, is_private: bool, reserved: Iterable[str], upstream_enabled: bool) -> Source:
     """A private name shadows upstream entirely; a reserved one is never looked up upstream."""
     if is_private:

@@ -15,7 +15,7 @@ from packaging.version import Version
 
 from proxy.core.errors import UploadRejected
 from proxy.core.models import ReleaseInfo
-from proxy.core.names import SDIST, WHEEL, normalize
+from proxy.core.names import WHEEL, normalize
 
 _METADATA_VERSION = re.compile(r"(\d+)\.(\d+)")
 _SUPPORTED_MAJOR_VERSIONS = (1, 2)

@@ -17,15 +17,14 @@ from typing import Any
 
 import structlog
 
-from proxy.core import jsonapi, render
+from proxy.core import jsonapi
 from proxy.core.errors import ProjectNotFound, ProxyError
 from proxy.core.lru import LruCache
-from proxy.core.merge import Source
+from proxy.core.merge import CacheState, Source
 from proxy.core.metadata import lenient_release_info
 from proxy.core.models import ReleaseInfo
 from proxy.core.urls import METADATA_SUFFIX
 from proxy.repository.catalog import Catalog
-from proxy.upstream.pages import CacheState
 
 log = structlog.get_logger(__name__)
 _INFO_ENTRIES = 4096  # parsed ``info`` of upstream releases kept in memory
@@ -45,27 +44,25 @@ class JsonApiService:
         equality), its URLs below ``base_url`` (``jsonapi.document``); ProjectNotFound when the index serves no such project or release, upstream
         errors as for its simple page."""
         loop = asyncio.get_running_loop()
-        private = await self._catalog.private.project(name)
-        if private is not None:
+        served = await self._catalog.project_page(name)
+        if served.project is not None:
+            private = served.project
             if version is not None and private.release(version) is None:
-                raise ProjectNotFound(f"No version {version!r} of project {name!r}.")
+                raise ProjectNotFound(f"No version {version!r} of project {name!r}.", project=name)
             body = await loop.run_in_executor(self._executor, _encode, jsonapi.private_document, private,
                                               base_url, version)
-            return body, Source.PRIVATE, None
-        upstreams = self._catalog.upstream_for(name)
-        record, state = await upstreams.index.lookup(name)
-        assert record.page is not None
-        page = render.proxied_index_page(record.page)
+            return body, served.source, None
+        page = served.build()
         api = jsonapi.from_upstream(page)
         chosen = api.release(version) if version else jsonapi.current_version(api)
         if version is not None and chosen is None:
-            raise ProjectNotFound(f"No version {version!r} of project {name!r}.")
+            raise ProjectNotFound(f"No version {version!r} of project {name!r}.", project=name)
         offered = [f.filename for f in page.files if f.core_metadata is not None]
         source = jsonapi.metadata_source(api, chosen, offered) if chosen else None
         info = await self._info(name, source, chosen) if source and chosen else None
         body = await loop.run_in_executor(self._executor, _encode, jsonapi.document, api, chosen, info,
                                           base_url, version is None)
-        return body, Source.UPSTREAM, state
+        return body, served.source, served.cache
 
     async def _info(self, name: str, filename: str, version: str) -> ReleaseInfo | None:
         """``info`` from the wheel's core metadata; None (and a warning) when it cannot be had:
@@ -74,7 +71,7 @@ class JsonApiService:
         if cached is not None:
             return cached
         try:
-            served = await self._catalog.file(name, filename + METADATA_SUFFIX)
+            served = await self._catalog.resource(name, filename + METADATA_SUFFIX)
             path = served.path
             if path is None:
                 assert served.stream is not None

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import hashlib
-import os
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, BinaryIO, Protocol, TypeVar
+from dataclasses import replace
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
@@ -19,21 +16,21 @@ from proxy.config import UploadSettings
 from proxy.core.errors import (
     Forbidden,
     InvalidName,
-    ProjectNotFound,
     StorageFull,
     Unauthenticated,
     UploadRejected,
-    UpstreamError,
 )
+from proxy.core.identity import Identity
 from proxy.core.metadata import check_metadata_identity, read_core_metadata, release_info
 from proxy.core.models import ReleaseInfo, StoredFile, utc_now
 from proxy.core.names import SDIST, WHEEL, parse_dist_filename, parse_version, validate_project_name
 from proxy.core.ratelimit import LoginLimiter
-from proxy.repository.catalog import Catalog
+from proxy.repository.upload_form import UploadForm
 from proxy.storage.atomic import sweep_temp_files
-from proxy.storage.auth import TOKEN_USER, AuthStore, Identity, parse_basic_auth, token_id_of
+from proxy.storage.auth import TOKEN_USER, AuthStore, parse_basic_auth, token_id_of
 from proxy.storage.distributions import extract_metadata
 from proxy.storage.private import PrivateStorage
+from proxy.storage.staging import StagedFile
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -41,106 +38,10 @@ _FILETYPES = {WHEEL, SDIST}
 _DIGEST_FIELDS = {"md5_digest": "md5", "sha256_digest": "sha256", "blake2_256_digest": "blake2_256"}
 
 
-@dataclass
-class StagedFile:
-    """An uploaded file being written to a temp file, hashed on the way, never held in memory."""
-
-    path: Path
-    max_size: int
-    size: int = 0
-    _handle: BinaryIO | None = None
-    _hashes: dict[str, Any] = field(default_factory=lambda: {
-        "md5": hashlib.md5(usedforsecurity=False),
-        "sha256": hashlib.sha256(),
-        "blake2_256": hashlib.blake2b(digest_size=32),
-    })
-
-    def write(self, chunk: bytes) -> None:
-        """Blocking: run in the executor."""
-        self.size += len(chunk)
-        if self.size > self.max_size:
-            raise UploadRejected(
-                f"File too large. Limit for this server is {self.max_size // (1024 * 1024)} MiB "
-                f"({self.max_size} bytes).", status=400,
-            )
-        if self._handle is None:
-            self._handle = open(self.path, "xb")
-        self._handle.write(chunk)
-        for hasher in self._hashes.values():
-            hasher.update(chunk)
-
-    def finish(self) -> None:
-        """Blocking: flush and fsync, so a later rename is durable. UploadRejected (408) when the
-        file was swept away meanwhile: the upload sat idle longer than staged uploads may."""
-        if self._handle is None:
-            self._handle = open(self.path, "xb")
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        swept = os.fstat(self._handle.fileno()).st_nlink == 0
-        self._handle.close()
-        if swept:
-            raise UploadRejected("The upload stalled for longer than this server keeps a partial upload; "
-                                 "nothing was stored. Upload again.", status=408)
-
-    def discard(self) -> None:
-        """Blocking: close and delete, whatever state it is in."""
-        if self._handle is not None and not self._handle.closed:
-            self._handle.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-
-    def digests(self) -> dict[str, str]:
-        return {name: hasher.hexdigest() for name, hasher in self._hashes.items()}
-
-
-@dataclass
-class UploadForm:
-    """The multipart fields of one upload; repeated fields keep every value."""
-
-    fields: dict[str, list[str]] = field(default_factory=dict)
-    filename: str | None = None
-    staged: StagedFile | None = None
-    authorized: str | None = None  # the normalised name the uploader was found allowed to use
-
-    def add(self, name: str, value: str) -> None:
-        self.fields.setdefault(name, []).append(value)
-
-    def get(self, name: str) -> str | None:
-        values = self.fields.get(name)
-        return values[0] if values else None
-
-    def require(self, name: str) -> str:
-        value = (self.get(name) or "").strip()
-        if not value:
-            raise UploadRejected(f"Missing required field {name!r}.")
-        return value
-
-
 class PublicNames(Protocol):
     """Whether upstream serves a project of that name (the catalog answers; a stub in tests)."""
 
     async def served_upstream(self, name: str) -> bool: ...
-
-
-class CatalogNames:
-    """PublicNames asked of the catalog, read-only: a name that is reserved, or looked up with
-    upstream off, is served by nobody; an upstream that cannot say refuses the claim (503)."""
-
-    def __init__(self, catalog: Catalog) -> None:
-        self._catalog = catalog
-
-    async def served_upstream(self, name: str) -> bool:
-        try:
-            upstreams = self._catalog.upstream_for(name)
-            await upstreams.index.lookup(name)
-        except ProjectNotFound:
-            return False
-        except UpstreamError as exc:
-            raise UploadRejected(
-                f"Cannot tell whether upstream serves a project named {name!r} ({exc}), and a name that it "
-                "serves may only be made private with an explicit grant; try again later.", status=503,
-            ) from None
-        return True
 
 
 class UploadService:

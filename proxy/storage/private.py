@@ -227,7 +227,7 @@ class PrivateStorage:
         with self._locked(project):
             current = self.load(project)
             if current is None:
-                raise ProjectNotFound(f"No private project {project!r}.")
+                raise ProjectNotFound(f"No private project {project!r}.", project=project)
             updated = change(current)
             self._write_index(updated)
             return updated
@@ -272,7 +272,7 @@ class PrivateStorage:
         with self._locked(project):
             current = self.load(project)
             if current is None:
-                raise ProjectNotFound(f"No private project {project!r}.")
+                raise ProjectNotFound(f"No private project {project!r}.", project=project)
             if current.files and not with_files:
                 raise ProjectNotEmpty(project, len(current.files))
             self.index_path(project).unlink()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from proxy.repository.catalog import Upstreams
+from proxy.repository.upstream import Upstreams
 from proxy.storage.upstream_files import Key
 
 

@@ -45,7 +45,7 @@ def file_spec(page: IndexPage, filename: str, *, cache_unverified: bool = False)
             return FileSpec(page.name, filename, listed.provenance)
     elif (listed := page.file(filename)) is not None:
         return verifiable(_listed_spec(page.name, listed, cache_unverified), cache_unverified)
-    raise ProjectNotFound(f"No file {filename!r} in project {page.name!r}.")
+    raise ProjectNotFound(f"No file {filename!r} in project {page.name!r}.", project=page.name)
 
 
 def verifiable(spec: FileSpec, cache_unverified: bool) -> FileSpec:

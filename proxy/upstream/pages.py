@@ -23,9 +23,6 @@ answers, which closes the circuit. Every task here is owned and ended by ``close
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import enum
-import hashlib
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import Executor
@@ -35,42 +32,28 @@ from typing import Any, TypeVar
 import structlog
 
 from proxy.config import UpstreamSettings
-from proxy.core import render
-from proxy.core.errors import InvalidUpstreamResponse, ProjectNotFound, ProxyError, UpstreamCircuitOpen, UpstreamError
+from proxy.core.errors import ProjectNotFound, UpstreamCircuitOpen, UpstreamError
 from proxy.core.flights import SingleFlight, retrieved
 from proxy.core.lru import LruCache
+from proxy.core.merge import CacheState
 from proxy.core.models import IndexPage, iso_z
-from proxy.core.names import is_valid_project_name
-from proxy.core.negotiate import JSON_V1
-from proxy.core.parse import parse_project_list, parse_project_page
-from proxy.repository.private import Rendered, rendered
 from proxy.storage.upstream_pages import CachedPage, CachedProjectList, PageCache, upstream_id
 from proxy.upstream import filespecs
-from proxy.upstream.client import MAX_PROJECT_LIST_BYTES, PageAnswer, Upstream, masked
+from proxy.upstream import page_answers as answers
+from proxy.upstream.client import MAX_PROJECT_LIST_BYTES, Upstream, masked
 from proxy.upstream.downloads import FileSpec
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
-# Below these, parsing and rendering run on the loop: a thread hop would cost more.
-_INLINE_BYTES = 64 * 1024
-_INLINE_FILES = 200
+# Below this, parsing runs on the loop: a thread hop would cost more.
 _RECORD_BUDGET = 32 * 1024**2  # rough bytes of parsed pages kept in memory
 _FILE_WEIGHT = 600  # rough bytes of one parsed IndexFile
 _PROBE_DEFAULT = "pip"  # probed when no project page failed yet (a 404 is an answer too)
 
 
-class CacheState(enum.Enum):
-    """How a cached answer was obtained. Value: the X-Proxy-Cache header's."""
-
-    HIT = "hit"  # fresh in the cache, upstream not asked
-    MISS = "miss"  # fetched from upstream now
-    REVALIDATED = "revalidated"  # upstream said 304
-    STALE = "stale"  # upstream failed, was too slow, or is not asked (open circuit): an older copy
-
-
 class PublicIndex:
     def __init__(self, upstream: Upstream, cache: PageCache, executor: Executor,
-                 settings: UpstreamSettings, rendered_budget: int,
+                 settings: UpstreamSettings,
                  clock: Callable[[], float] = time.time) -> None:
         self._upstream = upstream
         self._health = upstream.health
@@ -82,9 +65,6 @@ class PublicIndex:
         self._clock = clock
         self._records: LruCache[str, CachedPage] = LruCache(
             _RECORD_BUDGET, lambda r: 1000 + _FILE_WEIGHT * (len(r.page.files) if r.page else 0)
-        )
-        self._rendered: LruCache[tuple[str, str, str], Rendered] = LruCache(
-            rendered_budget, lambda r: r.weight + 200
         )
         self._retry_at: dict[Hashable, float] = {}
         self._flights = SingleFlight()
@@ -116,18 +96,6 @@ class PublicIndex:
 
     # Pages ------------------------------------------------------------------------------------
 
-    async def page(self, name: str, content_type: str) -> tuple[Rendered, CacheState]:
-        """The proxied page of upstream project ``name``, rendered once per content change."""
-        record, state = await self.lookup(name)
-        assert record.page is not None  # lookup raises for a 404
-        key = (name, content_type, record.content_id)
-        page = self._rendered.get(key)
-        if page is None:
-            small = len(record.page.files) <= _INLINE_FILES  # a thread hop would cost more
-            page = _render(record, content_type) if small else await self._run(_render, record, content_type)
-            self._rendered.put(key, page)
-        return page, state
-
     async def lookup(self, name: str) -> tuple[CachedPage, CacheState]:
         """Upstream's page of ``name`` by the freshness rules (module docstring).
 
@@ -148,7 +116,7 @@ class PublicIndex:
         else:
             record, state = await self._within_bound(("page", name), lambda: self._refresh(name, cached), cached)
         if record.status != 200:
-            raise ProjectNotFound(f"No project named {name!r} here or upstream.")
+            raise ProjectNotFound(f"No project named {name!r} here or upstream.", project=name)
         return record, state
 
     async def _load(self, name: str) -> CachedPage | None:
@@ -223,23 +191,7 @@ class PublicIndex:
                 # With a copy to fall back on, one attempt: retry pauses would only delay it.
                 retries=0 if record is not None else None, deadline=self._settings.page_deadline,
             )
-            now = self._clock()
-            if answer.status == 404:
-                return CachedPage(404, now, upstream=self._source), CacheState.MISS
-            if answer.status == 304:
-                if usable is None:
-                    raise InvalidUpstreamResponse(f"upstream answered 304 to an unconditional request for {name!r}")
-                return dataclasses.replace(
-                    usable, fetched_at=now, etag=answer.etag or usable.etag,
-                    last_modified=answer.last_modified or usable.last_modified,
-                ), CacheState.REVALIDATED
-            if len(answer.body) <= _INLINE_BYTES:  # parsing a small page is cheaper than a thread hop
-                page = _unusable_as_error(parse_project_page, answer.body, answer.content_type, answer.url, name)
-            else:
-                page = await self._run(_unusable_as_error, parse_project_page, answer.body, answer.content_type,
-                                       answer.url, name)
-        content_id = hashlib.sha256(answer.body).hexdigest()[:24]
-        return CachedPage(200, now, page, answer.etag, answer.last_modified, content_id, self._source), CacheState.MISS
+            return await answers.page_record(answer, name, usable, self._clock(), self._source, self._run)
 
     def _store_later(self, store: Callable[..., None], *args: Any) -> None:
         """Persist without making the client wait; ``close`` waits for pending writes. A failure
@@ -334,7 +286,7 @@ class PublicIndex:
                     record.last_modified if record else None, max_bytes=MAX_PROJECT_LIST_BYTES,
                     retries=0 if record is not None else None, deadline=self._settings.project_list_deadline,
                 )
-                fetched, state = await self._project_list_from(answer, record, self._clock())
+                fetched, state = await answers.project_list_record(answer, record, self._clock(), self._source, self._run)
         except UpstreamError as exc:
             self._index_failed(None)
             log.warning("upstream_project_list_failed", error=str(exc), stale=record is not None)
@@ -344,36 +296,4 @@ class PublicIndex:
         self._store_later(self._cache.store_project_list, fetched)
         return fetched, state
 
-    async def _project_list_from(self, answer: PageAnswer, record: CachedProjectList | None,
-                                 now: float) -> tuple[CachedProjectList, CacheState]:
-        if answer.status == 304 and record is not None:
-            return dataclasses.replace(record, fetched_at=now), CacheState.REVALIDATED
-        if answer.status != 200:
-            raise InvalidUpstreamResponse(f"upstream answered {answer.status} for its project list")
-        names = await self._run(_valid_names, answer.body, answer.content_type)
-        return CachedProjectList(now, names, answer.etag, answer.last_modified, self._source), CacheState.MISS
 
-
-def _unusable_as_error(parse: Callable[..., T], *args: Any) -> T:
-    """Run a parser of upstream's bytes: whatever it fails with, upstream's answer is unusable."""
-    try:
-        return parse(*args)
-    except ProxyError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - e.g. RecursionError (deep JSON), ValueError (a bad URL)
-        raise InvalidUpstreamResponse(f"upstream sent an unreadable page: {type(exc).__name__}: {exc}") from None
-
-
-def _valid_names(body: bytes, content_type: str) -> tuple[str, ...]:
-    """Upstream's project list, only its valid project names (STANDARDS A2): each becomes a link
-    on the root page (issue 12 L3: ``javascript:alert(1)//`` must not)."""
-    names = _unusable_as_error(parse_project_list, body, content_type)
-    return tuple(name for name in names if is_valid_project_name(name))
-
-
-def _render(record: CachedPage, content_type: str) -> Rendered:
-    """The page and its gzip copy. Blocking (a big page takes milliseconds): run in the executor."""
-    assert record.page is not None
-    model = render.proxied_index_page(record.page)
-    body = render.project_json(model) if content_type == JSON_V1 else render.project_html(model)
-    return rendered(body, content_type)

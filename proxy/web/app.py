@@ -13,10 +13,11 @@ import structlog
 from aiohttp import web
 
 from proxy.config import Settings
-from proxy.repository.catalog import Catalog, Upstreams
+from proxy.repository.catalog import Catalog
 from proxy.repository.jsonapi import JsonApiService
-from proxy.repository.private import IndexService
-from proxy.repository.uploads import CatalogNames, UploadService
+from proxy.repository.private import PrivateRepository
+from proxy.repository.uploads import UploadService
+from proxy.repository.upstream import Upstreams
 from proxy.storage.atomic import sweep_temp_files
 from proxy.storage.auth import AuthStore
 from proxy.storage.descriptions import RenderedDescriptions
@@ -39,14 +40,15 @@ from proxy.web.keys import (
     CATALOG,
     DESCRIPTIONS,
     EXECUTOR,
-    INDEX,
     JSON_API,
     METRICS,
+    REPRESENTATIONS,
     SETTINGS,
     STORAGE,
     UPLOADS,
 )
 from proxy.web.metrics import Metrics
+from proxy.web.representations import Representations
 
 log = structlog.get_logger(__name__)
 AUTH_THREADS = 2  # each scrypt check holds ~16 MiB while it runs
@@ -125,7 +127,6 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     auth = AuthStore(settings.data_dir)
     app[STORAGE] = storage
     app[AUTH] = auth
-    app[INDEX] = IndexService(storage, app[EXECUTOR], RenderedPages(settings.data_dir))
     log.info("storage_ready", data_dir=str(settings.data_dir))
     yield
 
@@ -160,7 +161,7 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
             )
             stack.push_async_callback(loop.run_in_executor, executor, pages.close)
             files = await _file_cache(settings, executor, stack)
-            index = PublicIndex(upstream, pages, executor, upstream_settings, settings.cache.rendered_memory)
+            index = PublicIndex(upstream, pages, executor, upstream_settings)
             stack.push_async_callback(index.close)
             wheel_metadata = WheelMetadata(upstream, files, executor)
             downloader = Downloader(upstream, files, executor, committed=wheel_metadata.committed,
@@ -171,12 +172,16 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
             upstreams = Upstreams(index, files, downloader, wheel_metadata, upstream_settings.list_projects,
                                   upstream.health, masked(upstream.base))
             log.info("upstream_ready", url=masked(upstream.base), reserved=list(upstream_settings.reserved))
-        app[CATALOG] = catalog = Catalog(app[INDEX], app[STORAGE], upstreams, upstream_settings.reserved, executor)
+        private = PrivateRepository(app[STORAGE], executor)
+        app[CATALOG] = catalog = Catalog(private, upstreams, upstream_settings.reserved, executor)
         stack.push_async_callback(catalog.close)
+        app[REPRESENTATIONS] = representations = Representations(
+            executor, settings.cache.rendered_memory, RenderedPages(settings.data_dir))
+        stack.push_async_callback(representations.close)
         app[JSON_API] = JsonApiService(catalog, executor)
         # Uploads ask the catalog whether upstream serves a name before it is made private.
         app[UPLOADS] = UploadService(app[STORAGE], app[AUTH], executor, settings.upload, app[AUTH_EXECUTOR],
-                                     CatalogNames(catalog), max_description_size=settings.descriptions.max_size)
+                                     catalog, max_description_size=settings.descriptions.max_size)
         yield
 
 

@@ -14,7 +14,7 @@ from aiohttp.web_request import BaseRequest
 
 from proxy.core.errors import ProjectNotFound, ProxyError
 from proxy.core.names import check_safe_filename, content_type_for, validate_project_name
-from proxy.upstream.tee import FileStream
+from proxy.repository.base import VerifiedStream
 from proxy.web import redirects
 from proxy.web.keys import CATALOG
 from proxy.web.simple import source_headers
@@ -36,7 +36,7 @@ async def distribution(request: web.Request) -> web.StreamResponse:
     catalog = request.app[CATALOG]
     with catalog.pinned(name, filename):  # not evicted from the cache by this process while sent
         for _ in range(2):  # a cached file evicted meanwhile is fetched again, once
-            served = await catalog.file(name, filename)
+            served = await catalog.resource(name, filename)
             headers = {
                 "Content-Type": content_type_for(filename),
                 "Cache-Control": IMMUTABLE,
@@ -49,7 +49,7 @@ async def distribution(request: web.Request) -> web.StreamResponse:
                 return await send_stream(request, served.stream, headers)
             except FileVanished:
                 log.info("cached_file_vanished", project=name, filename=filename)
-        raise ProjectNotFound(f"The file {filename!r} of {name!r} is gone.")
+        raise ProjectNotFound(f"The file {filename!r} of {name!r} is gone.", project=name)
 
 
 async def send_file(request: web.Request, path: Path, headers: dict[str, str]) -> web.StreamResponse:
@@ -93,7 +93,7 @@ class _SentInHandler(ExactFile):
             raise FileVanished(str(self._path)) from None
 
 
-async def send_stream(request: web.Request, stream: FileStream, headers: dict[str, str]) -> web.StreamResponse:
+async def send_stream(request: web.Request, stream: VerifiedStream, headers: dict[str, str]) -> web.StreamResponse:
     """Send a file while it downloads; on a failed download, break the connection off.
 
     A client never sees the end of unverified bytes (H5): with a Content-Length it gets too few

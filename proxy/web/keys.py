@@ -9,20 +9,20 @@ from aiohttp import web
 from proxy.config import Settings
 from proxy.repository.catalog import Catalog
 from proxy.repository.jsonapi import JsonApiService
-from proxy.repository.private import IndexService
 from proxy.repository.uploads import UploadService
 from proxy.storage.auth import AuthStore
 from proxy.storage.private import PrivateStorage
 from proxy.ui.descriptions import Descriptions
 from proxy.web.metrics import Metrics
+from proxy.web.representations import Representations
 
 SETTINGS = web.AppKey("settings", Settings)
 EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 AUTH_EXECUTOR = web.AppKey("auth_executor", ThreadPoolExecutor)  # scrypt checks only
 STORAGE = web.AppKey("storage", PrivateStorage)
 AUTH = web.AppKey("auth", AuthStore)
-INDEX = web.AppKey("index", IndexService)
 CATALOG = web.AppKey("catalog", Catalog)
+REPRESENTATIONS = web.AppKey("representations", Representations)
 JSON_API = web.AppKey("json_api", JsonApiService)
 UPLOADS = web.AppKey("uploads", UploadService)
 METRICS = web.AppKey("metrics", Metrics)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from proxy.core import compression
+from proxy.core.merge import CacheState, Source
 from proxy.core.names import validate_project_name
 from proxy.core.negotiate import choose_content_type
-from proxy.repository.catalog import ServedPage
-from proxy.repository.private import Rendered
 from proxy.web import redirects
-from proxy.web.keys import CATALOG
+from proxy.web.keys import CATALOG, REPRESENTATIONS
+from proxy.web.representations import Rendered
 
 # Pages change whenever someone publishes; clients revalidate each time (a 304 is cheap),
 # so a new release is installable the moment its upload returns (STANDARDS D2, E5).
@@ -35,22 +35,23 @@ def representations(page: Rendered, accept_encoding: str | None) -> list[tuple[b
     return [plain]
 
 
-async def page_response(request: web.Request, served: ServedPage) -> web.StreamResponse:
+async def page_response(request: web.Request, page: Rendered, source: Source,
+                        cache: CacheState | None) -> web.StreamResponse:
     """A rendered page, gzip-coded when accepted. A 304 answers an If-None-Match naming any
     representation this request may get (a cache revalidating the plain copy it holds gets a 304
     for it, with that copy's ETag); otherwise the best one is sent. HEAD sends its headers."""
-    choices = representations(served.page, request.headers.get("Accept-Encoding"))
+    choices = representations(page, request.headers.get("Accept-Encoding"))
     headers = {
         "Vary": VARY,
         "Cache-Control": PAGE_CACHE_CONTROL,
-        **source_headers(served.source.value, served.cache.value if served.cache else None),
+        **source_headers(source.value, cache.value if cache else None),
     }
     if_none_match = request.headers.get("If-None-Match")
     for _, etag, _ in choices:
         if etag_matches(if_none_match, etag):
             return web.Response(status=304, headers={**headers, "ETag": etag})
     body, etag, coding = choices[0]
-    headers.update({"ETag": etag, "Content-Type": served.page.content_type})
+    headers.update({"ETag": etag, "Content-Type": page.content_type})
     if coding is not None:
         headers["Content-Encoding"] = coding
     if len(body) <= SLICE or request.method == "HEAD":
@@ -80,7 +81,9 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 async def root(request: web.Request) -> web.StreamResponse:
     content_type = choose_content_type(request.headers.get("Accept"))
-    return await page_response(request, await request.app[CATALOG].root_page(content_type))
+    listing = await request.app[CATALOG].project_list()
+    page = await request.app[REPRESENTATIONS].project_list(listing, content_type)
+    return await page_response(request, page, listing.source, listing.cache)
 
 
 async def project(request: web.Request) -> web.StreamResponse:
@@ -90,7 +93,9 @@ async def project(request: web.Request) -> web.StreamResponse:
         # PEP 503: clients may request any spelling; the canonical URL is normalised with a slash.
         raise redirects.moved(request, "simple_project", project=name)
     content_type = choose_content_type(request.headers.get("Accept"))
-    return await page_response(request, await request.app[CATALOG].page(name, content_type))
+    served = await request.app[CATALOG].project_page(name)
+    page = await request.app[REPRESENTATIONS].project_page(served, content_type)
+    return await page_response(request, page, served.source, served.cache)
 
 
 async def root_redirect(request: web.Request) -> web.Response:

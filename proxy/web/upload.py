@@ -20,10 +20,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam
 
 from proxy.core.errors import ProxyError, UploadRejected
+from proxy.core.identity import Identity
 from proxy.core.names import normalize
-from proxy.repository.uploads import UploadForm, UploadService
-from proxy.storage.auth import Identity
-from proxy.web.keys import INDEX, UPLOADS
+from proxy.repository.upload_form import UploadForm
+from proxy.repository.uploads import UploadService
+from proxy.web.keys import CATALOG, REPRESENTATIONS, UPLOADS
 
 log = structlog.get_logger(__name__)
 CHUNK = 256 * 1024
@@ -66,7 +67,8 @@ async def _prerender(request: web.Request, form: UploadForm) -> None:
     """The upload is stored; its pages are rendered now, while the uploader waits, rather than by
     the first install. A failure here is logged, never reported as a failed upload."""
     try:
-        await request.app[INDEX].prerender(normalize(form.get("name") or ""))
+        page = await request.app[CATALOG].project_page(normalize(form.get("name") or ""))
+        await request.app[REPRESENTATIONS].prerender(page)
     except Exception as exc:  # the file is safely stored; the page will render on first request
         log.warning("prerender_failed", error=str(exc))
 

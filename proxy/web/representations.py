@@ -1,0 +1,160 @@
+"""Representations of the repository's answers: negotiated JSON/HTML bytes, ETags and gzip copies,
+made once per version of a page and kept, for every source alike.
+
+Components of the repository answer with models and a ``version``; this is the one place that
+turns them into bytes. Rendered pages are kept in memory (least recently used go first, by
+bytes); private pages also on disk (``PageStore``) so a restart or another worker reads them
+instead of rendering again. Big pages render in the executor; concurrent requests for a version
+not yet rendered share one render.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from proxy.core import compression, render
+from proxy.core.lru import LruCache
+from proxy.core.merge import Source
+from proxy.core.negotiate import JSON_V1, TEXT_HTML
+from proxy.repository.base import ProjectList, ProjectPage
+
+T = TypeVar("T")
+# Below this many files, rendering runs on the loop: a thread hop would cost more.
+_INLINE_FILES = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A page as sent: its bytes and, when that pays, a gzip copy, each with its own strong ETag
+    (RFC 9110 8.8.3: representations that differ in content coding differ in validator)."""
+
+    body: bytes
+    content_type: str
+    etag: str
+    gzip: bytes | None = None
+    gzip_etag: str = ""
+
+    @property
+    def weight(self) -> int:
+        """Bytes held in memory."""
+        return len(self.body) + len(self.gzip or b"")
+
+
+def _etag(body: bytes) -> str:
+    return f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+
+
+def rendered(body: bytes, content_type: str, packed: bytes | None = None, *, compress: bool = True) -> Rendered:
+    """The page ``body`` with its validator and its gzip copy: ``packed`` when made earlier, else
+    compressed now when ``compress`` (blocking, about 35 ms per MB: run big ones in the executor)."""
+    if packed is None and compress:
+        packed = compression.gzipped(body)
+    return Rendered(body, content_type, _etag(body), packed, _etag(packed) if packed is not None else "")
+
+
+class PageStore(Protocol):
+    """Rendered private pages on disk (``proxy.storage.private_pages.RenderedPages``). Blocking."""
+
+    def read(self, project: str, stamp_text: str, kind: str) -> bytes | None: ...
+
+    def write(self, project: str, stamp_text: str, kind: str, body: bytes) -> None: ...
+
+
+def _kind(content_type: str) -> str:
+    """Name of a page's rendering in the store; its gzip copy is ``<kind>-gzip``."""
+    return "json" if content_type == JSON_V1 else "html"
+
+
+def _render_project(page: ProjectPage, content_type: str) -> Rendered:
+    model = page.build()
+    body = render.project_json(model) if content_type == JSON_V1 else render.project_html(model)
+    return rendered(body, content_type)
+
+
+def _render_root(listed: Callable[[], Sequence[str]], content_type: str) -> Rendered:
+    names = listed()
+    body = render.root_json(names) if content_type == JSON_V1 else render.root_html(names)
+    return rendered(body, content_type)
+
+
+class Representations:
+    """Rendered pages, by (source, project, version, content type); ``memory`` bytes in memory."""
+
+    def __init__(self, executor: Executor, memory: int, store: PageStore | None = None) -> None:
+        self._executor = executor
+        self._store = store
+        self._pages: LruCache[tuple[Any, ...], Rendered] = LruCache(memory, lambda r: r.weight + 200)
+        self._renders: dict[tuple[Any, ...], asyncio.Future[Rendered]] = {}
+
+    async def _run(self, func: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+
+    async def project_page(self, page: ProjectPage, content_type: str) -> Rendered:
+        """``page`` in ``content_type`` (JSON_V1 or TEXT_HTML), rendered once per version."""
+        key = (page.source, page.name, page.version, content_type)
+        cached = self._pages.get(key)
+        if cached is not None:
+            return cached
+        return await self._shared(key, lambda: self._make_project(page, content_type))
+
+    async def _make_project(self, page: ProjectPage, content_type: str) -> Rendered:
+        if self._store is not None and page.source is Source.PRIVATE:
+            return await self._run(self._stored_or_rendered, page, content_type)
+        if page.files <= _INLINE_FILES:
+            return _render_project(page, content_type)
+        return await self._run(_render_project, page, content_type)
+
+    def _stored_or_rendered(self, page: ProjectPage, content_type: str) -> Rendered:
+        """Blocking: the copy on disk for this version, else rendered now and stored (the gzip
+        copy first: a reader that finds the page finds its copy too)."""
+        assert self._store is not None
+        kind, version = _kind(content_type), str(page.version)
+        body = self._store.read(page.name, version, kind)
+        if body is not None:
+            packed = self._store.read(page.name, version, f"{kind}-gzip")
+            made = rendered(body, content_type, packed)
+            if packed is None and made.gzip is not None:
+                self._store.write(page.name, version, f"{kind}-gzip", made.gzip)
+            return made
+        made = _render_project(page, content_type)
+        if made.gzip is not None:
+            self._store.write(page.name, version, f"{kind}-gzip", made.gzip)
+        self._store.write(page.name, version, kind, made.body)
+        return made
+
+    async def prerender(self, page: ProjectPage) -> None:
+        """Render both formats now (after an upload), not on the first install's request."""
+        for content_type in (JSON_V1, TEXT_HTML):
+            await self.project_page(page, content_type)
+
+    async def project_list(self, listing: ProjectList, content_type: str) -> Rendered:
+        """The root page of ``listing``: rendered in the executor (600,000 names take seconds)."""
+        key = ("root", listing.version, content_type)
+        cached = self._pages.get(key)
+        if cached is not None:
+            return cached
+        return await self._shared(key, lambda: self._run(_render_root, listing.names, content_type))
+
+    async def _shared(self, key: tuple[Any, ...], make: Callable[[], Awaitable[Rendered]]) -> Rendered:
+        """One render per key however many wait; a request leaving does not cancel it, and a
+        failure is not kept (the next request tries again)."""
+        task = self._renders.get(key)
+        if task is None:
+            task = asyncio.ensure_future(make())
+            self._renders[key] = task
+            task.add_done_callback(lambda done: self._done(key, done))
+        return await asyncio.shield(task)
+
+    def _done(self, key: tuple[Any, ...], task: asyncio.Future[Rendered]) -> None:
+        self._renders.pop(key, None)
+        if not task.cancelled() and task.exception() is None:
+            self._pages.put(key, task.result())
+
+    async def close(self) -> None:
+        """Wait for renders still running (at shutdown): no task outlives the app."""
+        await asyncio.gather(*self._renders.values(), return_exceptions=True)
