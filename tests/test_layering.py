@@ -30,16 +30,9 @@ MAY_IMPORT = {
 BUILDERS = {"proxy.web.app", "proxy.web.keys"}
 # Crossings still to remove (issue 13, in progress): each one is a test failure once it is gone.
 KNOWN = {
-    ("proxy.ui.status", "proxy.upstream.health"),
     ("proxy.upstream.pages", "proxy.repository.private"),
     ("proxy.web.files", "proxy.upstream.tee"),
-    ("proxy.web.metrics", "proxy.upstream.health"),
-    ("proxy.web.ops", "proxy.storage.atomic"),
-    ("proxy.web.ops", "proxy.upstream.health"),
     ("proxy.web.upload", "proxy.storage.auth"),
-    ("proxy.web.workerstats", "proxy.storage.atomic"),
-    ("proxy.web.workerstats", "proxy.upstream.health"),
-    ("proxy.web.workerstats", "proxy.storage.runfiles"),
 }
 
 
