@@ -122,7 +122,7 @@ def supervise(settings: Settings, document: str) -> int:
                 if process.poll() is not None and not stopping:
                     log.error("worker_died", worker=number, exitcode=process.returncode)
                     # Its counters stay (totals never go down); its live gauges go.
-                    mark_process_dead(process.pid, str(metrics_dir))
+                    mark_process_dead(process.pid, str(metrics_dir))  # type: ignore[no-untyped-call]
                     time.sleep(RESTART_PAUSE_S)
                     workers[number] = start(number)
     finally:

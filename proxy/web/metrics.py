@@ -40,7 +40,7 @@ class Metrics:
         if multiprocess_dir is not None and not writes_to(multiprocess_dir):
             raise RuntimeError(f"prometheus_client does not write to {multiprocess_dir}: "
                                f"set {MULTIPROC_ENV} before it is imported (proxy.ops.supervisor does)")
-        disable_created_metrics()  # no *_created series: a multiprocess answer has none either
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series, as with workers
         self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry()
         self.requests = Counter("pypi_proxy_requests", "HTTP requests by route, method and status.",
@@ -73,7 +73,7 @@ class Metrics:
         a metric name to (help text, value). Reads the workers' files: call it off the loop."""
         registry = CollectorRegistry()
         if self.multiprocess_dir is not None:
-            MultiProcessCollector(registry, str(self.multiprocess_dir))
+            MultiProcessCollector(registry, str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
         else:
             registry.register(_Of(self.registry))
         registry.register(_Gauges(gauges))
