@@ -122,19 +122,47 @@ def test_storage_failures_are_kept_apart_from_upstreams() -> None:
         "file", "[Errno 28] No space left on device")
 
 
-def test_figures_of_several_processes_add_up_and_gone_ones_have_no_state() -> None:
-    """--workers: each process has its own breaker; /-/metrics counts processes per state."""
-    mine = UpstreamHealth(breaker=CircuitBreaker(1, Clock()), clock=Clock())
-    mine.failed("page", UpstreamUnavailable("x"))
-    other = UpstreamHealth(clock=Clock())
-    other.succeeded("page")
-    other.storage_failed("file", OSError(28, "full"))
-    gone = UpstreamHealth(breaker=CircuitBreaker(1, Clock()), clock=Clock())
-    gone.failed("list", UpstreamUnavailable("x"))
-    total = mine.figures()
-    total.add(other.figures().to_json(), live=True)
-    total.add(gone.figures().to_json(), live=False)
-    assert total.breaker_states == {"open": 1, "closed": 1}
-    assert (total.breaker_openings, total.storage_failures) == (2, 1)
-    assert total.fetches == {"page": 2, "list": 1} and total.errors == {"page": 1, "list": 1}
-    assert total.up is False  # the answering process's own view
+class Recorder:
+    """A HealthListener that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[object, ...]] = []
+
+    def fetched(self, kind: str, ok: bool) -> None:
+        self.events.append(("fetched", kind, ok))
+
+    def breaker_changed(self, state: BreakerState, opened: bool) -> None:
+        self.events.append(("breaker", state, opened))
+
+    def storage_failed(self, kind: str) -> None:
+        self.events.append(("storage", kind))
+
+
+def test_listeners_are_told_every_outcome_and_every_change_of_the_breaker_once() -> None:
+    """The metrics count upstream's outcomes as they happen (one event each), and see the
+    breaker's every move, the probe's too: open is counted once per opening."""
+    clock = Clock()
+    health = UpstreamHealth(breaker=CircuitBreaker(2, clock), clock=clock)
+    recorder = Recorder()
+    health.add_listener(recorder)
+    health.succeeded("file")
+    health.failed("page", UpstreamUnavailable("x"))
+    health.failed("list", UpstreamTimeout("x"))  # the second in a row: opens
+    health.storage_failed("page", OSError(28, "full"))
+    assert health.breaker.start_probe()
+    with pytest.raises(UpstreamUnavailable), health.attempt("probe"):
+        raise UpstreamUnavailable("still down")
+    health.breaker.start_probe()
+    with health.attempt("probe"):
+        pass
+    assert recorder.events == [
+        ("breaker", BreakerState.CLOSED, False),  # the state when added
+        ("fetched", "file", True), ("fetched", "page", False), ("fetched", "list", False),
+        ("breaker", BreakerState.OPEN, True), ("storage", "page"),
+        ("breaker", BreakerState.HALF_OPEN, False), ("fetched", "probe", False), ("breaker", BreakerState.OPEN, False),
+        ("breaker", BreakerState.HALF_OPEN, False), ("fetched", "probe", True), ("breaker", BreakerState.CLOSED, False),
+    ]
+    report = health.report()
+    assert (report.fetches, report.errors) == ({"file": 1, "page": 1, "list": 1, "probe": 2},
+                                               {"page": 1, "list": 1, "probe": 1})
+    assert (report.breaker.state, report.breaker.openings, report.storage_failures) == (BreakerState.CLOSED, 1, 1)

@@ -28,22 +28,6 @@ MAY_IMPORT = {
 # What the web layer may reach below the repository: only the app factory builds the storage
 # and upstream parts it composes; handlers go through the repository.
 BUILDERS = {"proxy.web.app", "proxy.web.keys"}
-# Crossings still to remove (issue 13, in progress): each one is a test failure once it is gone.
-KNOWN = {
-    ("proxy.ui.status", "proxy.upstream.health"),
-    ("proxy.web.metrics", "proxy.upstream.health"),
-    ("proxy.web.ops", "proxy.storage.atomic"),
-    ("proxy.web.ops", "proxy.upstream.health"),
-    ("proxy.web.workerstats", "proxy.storage.atomic"),
-    ("proxy.web.workerstats", "proxy.upstream.health"),
-    ("proxy.web.workerstats", "proxy.storage.runfiles"),
-}
-
-
-def test_known_crossings_still_exist() -> None:
-    """An entry of KNOWN that no longer happens must be removed from it."""
-    for module, imported in KNOWN:
-        assert imported in project_imports(PACKAGE.parent / (module.replace(".", "/") + ".py")), (module, imported)
 # Modules that do I/O: never imported by the pure core.
 IO_MODULES = {"os", "pathlib", "socket", "sqlite3", "diskcache", "aiohttp", "subprocess", "shutil", "tempfile",
               "zipfile", "tarfile", "fcntl", "select", "urllib.request", "jinja2", "aiohttp_jinja2"}
@@ -93,7 +77,7 @@ def test_packages_import_only_what_is_below_them(path: Path) -> None:
         allowed = {"core"}
     else:
         allowed = MAY_IMPORT[mine]
-    for imported in project_imports(path) - {i for m, i in KNOWN if m == name}:
+    for imported in project_imports(path):
         theirs = package_of(imported)
         assert theirs == "foundation" or theirs in allowed, f"{name} ({mine}) imports {imported} ({theirs})"
 
@@ -104,7 +88,7 @@ def test_web_handlers_go_through_the_repository(path: Path) -> None:
     name = module_name(path)
     if name in BUILDERS:
         return
-    reached = {imported for imported in project_imports(path) - {i for m, i in KNOWN if m == name}
+    reached = {imported for imported in project_imports(path)
                if package_of(imported) in ("storage", "upstream")}
     assert not reached, f"{name} reaches past the repository into {sorted(reached)}"
 

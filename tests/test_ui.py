@@ -108,7 +108,7 @@ def test_status_view() -> None:
     health = UpstreamHealth()
     health.succeeded("page")
     health.failed("file", OSError("refused"))
-    status = uistatus.upstream_status(health, "https://pypi.org/simple/", now=health.last_failure + 90)  # type: ignore[operator]
+    status = uistatus.upstream_status(health.report(), "https://pypi.org/simple/", now=health.last_failure + 90)  # type: ignore[operator]
     assert status.state == "failing" and status.fetches == (("file", 1, 1), ("page", 1, 0))
     assert status.last_failure.endswith("(1 min ago)") and status.recent_errors[0][1:] == ("file", "OSError")
     view = uistatus.status_view(SITE, storage_error=None, private_projects=2, upstream=status, page_cache_limit=1000,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.config import Settings
 from proxy.storage.ledger import Ledger
@@ -24,15 +23,14 @@ DEMO_WHEEL = "demo-1.0-py3-none-any.whl"
 
 
 def samples(text: str) -> dict[str, float]:
-    """Prometheus text → {'name{labels}': value}; also checks every line is well formed."""
+    """Prometheus text → {'name{labels}': value}, the labels in name order (as prometheus_client
+    writes them). Read with prometheus_client's own parser: the text must be well formed."""
     values = {}
-    for line in text.splitlines():
-        if line.startswith("#"):
-            assert re.match(r"^# (HELP|TYPE) pypi_proxy_\w+ .+$", line), line
-            continue
-        match = re.match(r'^(pypi_proxy_\w+(?:\{.*\})?) (-?[0-9.e+]+)$', line)
-        assert match, line
-        values[match.group(1)] = float(match.group(2))
+    for family in text_string_to_metric_families(text):
+        assert family.name.startswith("pypi_proxy_") and family.documentation, family
+        for sample in family.samples:
+            labels = ",".join(f'{key}="{value}"' for key, value in sorted(sample.labels.items()))
+            values[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
     return values
 
 
@@ -93,8 +91,8 @@ async def test_metrics_counters_move_with_requests(aiohttp_client: Any, upstream
     await client.get("/pypi/simple/no-such-project/")
 
     after = await metrics(client)
-    assert after['pypi_proxy_requests_total{route="/pypi/simple/{project}/",method="GET",status="200"}'] == 2
-    assert after['pypi_proxy_requests_total{route="/pypi/simple/{project}/",method="GET",status="404"}'] == 1
+    assert after['pypi_proxy_requests_total{method="GET",route="/pypi/simple/{project}/",status="200"}'] == 2
+    assert after['pypi_proxy_requests_total{method="GET",route="/pypi/simple/{project}/",status="404"}'] == 1
     assert after['pypi_proxy_cache_total{kind="page",outcome="miss"}'] == 1
     assert after['pypi_proxy_cache_total{kind="page",outcome="hit"}'] == 1
     assert after['pypi_proxy_cache_total{kind="file",outcome="miss"}'] == 1
@@ -106,7 +104,7 @@ async def test_metrics_counters_move_with_requests(aiohttp_client: Any, upstream
     assert after["pypi_proxy_cache_file_bytes"] == size
     assert after["pypi_proxy_upstream_up"] == 1
     count = after['pypi_proxy_request_duration_seconds_count{route="/pypi/simple/{project}/"}']
-    assert count == after['pypi_proxy_request_duration_seconds_bucket{route="/pypi/simple/{project}/",le="+Inf"}'] == 3
+    assert count == after['pypi_proxy_request_duration_seconds_bucket{le="+Inf",route="/pypi/simple/{project}/"}'] == 3
 
     fake_upstream.bad.page_status = 500
     await client.get("/pypi/simple/other/")
@@ -214,23 +212,3 @@ async def test_cache_hits_write_nothing_to_the_ledger(
     usage = client.server.app[CATALOG].upstreams.files.usage  # type: ignore[union-attr]
     await usage.flush()
     assert writes == []
-
-
-def test_metrics_of_several_workers_add_up() -> None:
-    """--workers: each worker's snapshot (to_json) is added into the answer of the one scraped."""
-    from proxy.web.metrics import Metrics, render
-
-    first, second = Metrics(), Metrics()
-    first.observe("/r", "GET", 200, 0.002, 10, "page", "hit")
-    second.observe("/r", "GET", 200, 0.3, 5, "page", "miss")
-    second.observe("/r", "GET", 404, 0.001, 1)
-    total = Metrics()
-    for part in (first, second):
-        total.add(json.loads(json.dumps(part.to_json())))
-    text = samples(render(total, None, {}))
-    assert text['pypi_proxy_requests_total{route="/r",method="GET",status="200"}'] == 2
-    assert text['pypi_proxy_requests_total{route="/r",method="GET",status="404"}'] == 1
-    assert text['pypi_proxy_response_bytes_total{route="/r"}'] == 16
-    assert text['pypi_proxy_cache_total{kind="page",outcome="hit"}'] == 1
-    assert text['pypi_proxy_request_duration_seconds_count{route="/r"}'] == 3
-    assert text['pypi_proxy_request_duration_seconds_bucket{route="/r",le="0.0025"}'] == 2

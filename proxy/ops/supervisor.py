@@ -19,15 +19,19 @@ import sys
 import time
 
 import structlog
+from prometheus_client.multiprocess import mark_process_dead
 
 from proxy.config import Settings, settings_from_mapping
 from proxy.log import configure_logging
 from proxy.ops.sdnotify import notify
-from proxy.storage.runfiles import clear_snapshots
+from proxy.storage.runfiles import clear_metrics
 
 SETTINGS_FD_ENV = "PYPI_PROXY_SETTINGS_FD"  # a descriptor to read the settings from, once
 WORKER_ENV = "PYPI_PROXY_WORKER"  # this worker's number
 READY_FD_ENV = "PYPI_PROXY_READY_FD"  # a pipe a worker writes one byte to once it listens
+# prometheus_client's switch to multiprocess mode, read when the worker imports it: one directory
+# for all workers, so that any of them can sum everyone's counters (proxy.web.metrics).
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 READY_TIMEOUT_S = 120.0
 RESTART_PAUSE_S = 1.0
 
@@ -80,9 +84,10 @@ def supervise(settings: Settings, document: str) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    clear_snapshots(settings.data_dir)  # counters of an earlier run of the service
+    metrics_dir = clear_metrics(settings.data_dir)  # counters of an earlier run of the service
     ready_read, ready_write = os.pipe()
     worker_env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}  # only we notify
+    worker_env[METRICS_DIR_ENV] = str(metrics_dir)
 
     def start(number: int) -> subprocess.Popen[bytes]:
         handoff = settings_handoff(document)  # one per worker: each reads and closes its own
@@ -116,6 +121,8 @@ def supervise(settings: Settings, document: str) -> int:
             for number, process in list(workers.items()):
                 if process.poll() is not None and not stopping:
                     log.error("worker_died", worker=number, exitcode=process.returncode)
+                    # Its counters stay (totals never go down); its live gauges go.
+                    mark_process_dead(process.pid, str(metrics_dir))  # type: ignore[no-untyped-call]
                     time.sleep(RESTART_PAUSE_S)
                     workers[number] = start(number)
     finally:

@@ -21,7 +21,7 @@ from proxy.ui.readme import RENDERED_EMPTY, Shown
 from proxy.web import redirects
 from proxy.web.keys import CATALOG, DESCRIPTIONS, EXECUTOR, SETTINGS
 from proxy.web.middlewares import UI_POLICY
-from proxy.web.ops import cache_figures, probe_writable
+from proxy.web.ops import cache_figures, storage_error
 
 HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": UI_POLICY}
 
@@ -128,10 +128,10 @@ async def help_page(request: web.Request) -> web.Response:
 async def status(request: web.Request) -> web.Response:
     app = request.app
     catalog = app[CATALOG]
-    error = await asyncio.get_running_loop().run_in_executor(app[EXECUTOR], probe_writable, app[SETTINGS].data_dir)
+    error = await storage_error(app)
     _, private = await catalog.private.project_names()
     up = catalog.upstreams
-    upstream = uistatus.upstream_status(up.health, up.url, time.time()) if up else None
+    upstream = uistatus.upstream_status(up.health.report(), up.url, time.time()) if up else None
     return await _respond(
         request, "status.html", uistatus.status_view, _site(request), storage_error=error,
         private_projects=len(private), upstream=upstream, cache=await cache_figures(catalog),

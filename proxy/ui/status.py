@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.core.health import BreakerState, UpstreamReport
 from proxy.ui.views import Site, ago, human_bytes, percent, when
-from proxy.upstream.health import BreakerState, UpstreamHealth
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +49,7 @@ class StatusView:
 _BREAKER_BADGES = {BreakerState.CLOSED: "ok", BreakerState.OPEN: "failing", BreakerState.HALF_OPEN: "unknown"}
 
 
-def upstream_status(health: UpstreamHealth, url: str, now: float) -> UpstreamStatus:
+def upstream_status(health: UpstreamReport, url: str, now: float) -> UpstreamStatus:
     """Upstream's part of the status page. Errors by their class only, as /-/health shows them
     (``health.error_class``): the page answers anyone; the log has the messages."""
     def moment(at: float | None) -> str:
@@ -60,7 +60,7 @@ def upstream_status(health: UpstreamHealth, url: str, now: float) -> UpstreamSta
     storage = health.last_storage_failure
     return UpstreamStatus(
         url, health.state, moment(health.last_success), moment(health.last_failure),
-        tuple((kind, health.fetches[kind], health.errors[kind]) for kind in kinds),
+        tuple((kind, health.fetches.get(kind, 0), health.errors.get(kind, 0)) for kind in kinds),
         tuple((when(e.at), e.kind, e.error_class) for e in reversed(health.recent_errors)),
         breaker.state.value, _BREAKER_BADGES[breaker.state], moment(breaker.since),
         f"{breaker.consecutive_failures} of {breaker.threshold}" if breaker.threshold else "never opens",

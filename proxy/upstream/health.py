@@ -7,15 +7,12 @@ upstream's fault and never count against it.
 
 from __future__ import annotations
 
-import enum
 import errno
 import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
 
 import structlog
 
@@ -28,7 +25,9 @@ from proxy.core.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from proxy.core.health import BreakerReport, BreakerState, HealthListener, UpstreamEvent, UpstreamReport
 
+__all__ = ["BreakerState", "CircuitBreaker", "UpstreamEvent", "UpstreamHealth", "error_class"]
 log = structlog.get_logger(__name__)
 # Fetches of the index itself: their outcomes drive the breaker. Files often live on another
 # host (a CDN), so their failures are counted but say nothing about the index.
@@ -57,22 +56,6 @@ def error_class(error: BaseException) -> str:
     return "upstream_error" if isinstance(error, UpstreamError) else type(error).__name__
 
 
-@dataclass(frozen=True, slots=True)
-class UpstreamEvent:
-    at: float  # unix time
-    kind: str  # "page", "list", "probe" or "file"
-    message: str  # for the log: may name internal hosts and paths
-    error_class: str = "error"  # for anyone to see (``error_class``)
-
-
-class BreakerState(enum.Enum):
-    """Whether page requests may ask upstream. Value: as shown in /-/health and metrics."""
-
-    CLOSED = "closed"  # upstream is asked as usual
-    OPEN = "open"  # upstream is failing: not asked; stale copies served at once
-    HALF_OPEN = "half-open"  # a probe is asking upstream; everything else still as when open
-
-
 class CircuitBreaker:
     """Opens after ``threshold`` consecutive index failures (0: never); one success closes it.
 
@@ -84,6 +67,8 @@ class CircuitBreaker:
 
     def __init__(self, threshold: int = 5, clock: Callable[[], float] = time.time) -> None:
         self.threshold = threshold
+        # Told of every change of state: (the new state, whether it is an opening).
+        self.on_change: Callable[[BreakerState, bool], None] = lambda state, opened: None
         self._clock = clock
         self.state = BreakerState.CLOSED
         self.since: float | None = None  # None: never opened
@@ -109,6 +94,7 @@ class CircuitBreaker:
         if not self.closed:
             down_s = self._clock() - (self.since or self._clock())
             self.state, self.since = BreakerState.CLOSED, self._clock()
+            self.on_change(self.state, False)
             log.info("upstream_circuit_closed", down_s=round(down_s, 1))
 
     def failed(self, message: str, error_class: str = "error") -> None:
@@ -117,9 +103,11 @@ class CircuitBreaker:
         self.last_error_class = error_class
         if self.state is BreakerState.HALF_OPEN:
             self.state = BreakerState.OPEN
+            self.on_change(self.state, False)
         elif self.closed and self.threshold and self.consecutive_failures >= self.threshold:
             self.state, self.since = BreakerState.OPEN, self._clock()
             self.openings += 1
+            self.on_change(self.state, True)
             log.warning("upstream_circuit_opened", consecutive_failures=self.consecutive_failures,
                         last_error=message)
 
@@ -128,12 +116,17 @@ class CircuitBreaker:
         if self.state is not BreakerState.OPEN:
             return False
         self.state = BreakerState.HALF_OPEN
+        self.on_change(self.state, False)
         return True
+
+    def report(self) -> BreakerReport:
+        return BreakerReport(self.state, self.since, self.consecutive_failures, self.threshold, self.openings,
+                             self.last_error_class)
 
 
 class UpstreamHealth:
-    """Counts fetches and failures by kind, keeps the last few errors, and holds the breaker.
-    Loop-thread only."""
+    """Counts fetches and failures by kind, keeps the last few errors, and holds the breaker;
+    tells its listeners (``add_listener``: the metrics) of each outcome. Loop-thread only."""
 
     def __init__(self, keep_errors: int = 20, breaker: CircuitBreaker | None = None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -146,10 +139,23 @@ class UpstreamHealth:
         self.storage_failures = 0
         self.last_storage_failure: UpstreamEvent | None = None
         self._clock = clock
+        self._listeners: list[HealthListener] = []
+        self.breaker.on_change = self._breaker_changed
+
+    def add_listener(self, listener: HealthListener) -> None:
+        """Tell ``listener`` of every outcome from now on, and of the breaker's state at once."""
+        self._listeners.append(listener)
+        listener.breaker_changed(self.breaker.state, False)
+
+    def _breaker_changed(self, state: BreakerState, opened: bool) -> None:
+        for listener in self._listeners:
+            listener.breaker_changed(state, opened)
 
     def succeeded(self, kind: str) -> None:
         self.fetches[kind] += 1
         self.last_success = self._clock()
+        for listener in self._listeners:
+            listener.fetched(kind, True)
         if kind in INDEX_KINDS:
             self.breaker.succeeded()
 
@@ -159,6 +165,8 @@ class UpstreamHealth:
         self.last_failure = self._clock()
         message = str(error) or type(error).__name__
         self.recent_errors.append(UpstreamEvent(self.last_failure, kind, message, error_class(error)))
+        for listener in self._listeners:
+            listener.fetched(kind, False)
         if kind in INDEX_KINDS:
             self.breaker.failed(message, error_class(error))
 
@@ -179,12 +187,14 @@ class UpstreamHealth:
         self.storage_failures += 1
         self.last_storage_failure = UpstreamEvent(self._clock(), kind, str(error) or type(error).__name__,
                                                   error_class(error))
+        for listener in self._listeners:
+            listener.storage_failed(kind)
 
-    def figures(self) -> UpstreamFigures:
-        """This process's counters and states, as /-/metrics shows them."""
-        return UpstreamFigures(Counter(self.fetches), Counter(self.errors), self.state != "failing",
-                               Counter({self.breaker.state.value: 1}), self.breaker.openings,
-                               self.storage_failures)
+    def report(self) -> UpstreamReport:
+        """This process's view of upstream now, as plain values."""
+        return UpstreamReport(self.state, self.last_success, self.last_failure, tuple(self.recent_errors),
+                              dict(self.fetches), dict(self.errors), self.breaker.report(),
+                              self.storage_failures, self.last_storage_failure)
 
     @property
     def state(self) -> str:
@@ -195,29 +205,3 @@ class UpstreamHealth:
             return "failing"
         return "ok"
 
-
-@dataclass
-class UpstreamFigures:
-    """Upstream's figures for /-/metrics, summable over worker processes (``add``), each of which
-    has its own breaker: ``breaker_states`` counts processes per state."""
-
-    fetches: Counter[str]
-    errors: Counter[str]
-    up: bool  # the answering process's view: its last upstream request did not fail
-    breaker_states: Counter[str]
-    breaker_openings: int
-    storage_failures: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"fetches": dict(self.fetches), "errors": dict(self.errors), "up": self.up,
-                "breaker_states": dict(self.breaker_states), "breaker_openings": self.breaker_openings,
-                "storage_failures": self.storage_failures}
-
-    def add(self, data: dict[str, Any], *, live: bool) -> None:
-        """Add another process's figures (``to_json``); its states only while it is ``live``."""
-        self.fetches.update(data.get("fetches", {}))
-        self.errors.update(data.get("errors", {}))
-        self.breaker_openings += int(data.get("breaker_openings", 0))
-        self.storage_failures += int(data.get("storage_failures", 0))
-        if live:
-            self.breaker_states.update(data.get("breaker_states", {}))

@@ -23,6 +23,7 @@ from proxy.storage.auth import AuthStore
 from proxy.storage.descriptions import RenderedDescriptions
 from proxy.storage.private import PrivateStorage
 from proxy.storage.private_pages import RenderedPages
+from proxy.storage.runfiles import DataDirProbe, metrics_dir
 from proxy.storage.upstream_files import CachedEntry, FileCache
 from proxy.storage.upstream_pages import PageCache
 from proxy.ui import assets
@@ -33,11 +34,12 @@ from proxy.upstream.client import Upstream, masked
 from proxy.upstream.downloads import Downloader
 from proxy.upstream.pages import PublicIndex
 from proxy.upstream.wheel_metadata import WheelMetadata
-from proxy.web import api, files, middlewares, ops, simple, upload, workerstats
+from proxy.web import api, files, middlewares, ops, simple, upload
 from proxy.web.keys import (
     AUTH,
     AUTH_EXECUTOR,
     CATALOG,
+    DATA_DIR_PROBE,
     DESCRIPTIONS,
     EXECUTOR,
     JSON_API,
@@ -57,7 +59,9 @@ AUTH_THREADS = 2  # each scrypt check holds ~16 MiB while it runs
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[middlewares.request_context, middlewares.domain_errors])
     app[SETTINGS] = settings
-    app[METRICS] = Metrics()
+    # With workers, each one's counters go to the directory the supervisor gave them all.
+    app[METRICS] = Metrics(metrics_dir(settings.data_dir) if settings.server.workers > 1 else None)
+    app[DATA_DIR_PROBE] = DataDirProbe(settings.data_dir)
     app.on_response_prepare.append(middlewares.add_request_id)
     app.on_response_prepare.append(middlewares.add_security_headers)
     app.cleanup_ctx.append(_executor)
@@ -66,7 +70,6 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_descriptions)
     app.cleanup_ctx.append(_catalog)
     app.cleanup_ctx.append(upload.staged_sweeper)
-    app.cleanup_ctx.append(workerstats.snapshots)
     add_routes(app.router)
     return app
 
@@ -169,6 +172,7 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
             wheel_metadata.downloader = downloader
             stack.push_async_callback(downloader.close)
             stack.push_async_callback(wheel_metadata.close)
+            upstream.health.add_listener(app[METRICS].upstream())
             upstreams = Upstreams(index, files, downloader, wheel_metadata, upstream_settings.list_projects,
                                   upstream.health, masked(upstream.base))
             log.info("upstream_ready", url=masked(upstream.base), reserved=list(upstream_settings.reserved))

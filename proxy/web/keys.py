@@ -12,6 +12,7 @@ from proxy.repository.jsonapi import JsonApiService
 from proxy.repository.uploads import UploadService
 from proxy.storage.auth import AuthStore
 from proxy.storage.private import PrivateStorage
+from proxy.storage.runfiles import DataDirProbe
 from proxy.ui.descriptions import Descriptions
 from proxy.web.metrics import Metrics
 from proxy.web.representations import Representations
@@ -26,5 +27,6 @@ REPRESENTATIONS = web.AppKey("representations", Representations)
 JSON_API = web.AppKey("json_api", JsonApiService)
 UPLOADS = web.AppKey("uploads", UploadService)
 METRICS = web.AppKey("metrics", Metrics)
+DATA_DIR_PROBE = web.AppKey("data_dir_probe", DataDirProbe)
 DESCRIPTIONS = web.AppKey("descriptions", Descriptions)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -1,138 +1,146 @@
-"""Request, cache and upstream counters, rendered in the Prometheus text format (version 0.0.4)."""
+"""Request, cache and upstream counters, kept and rendered by ``prometheus_client``.
+
+One server process: the counters live in the app's own registry. Several (``--workers``): the
+supervisor starts every worker with ``PROMETHEUS_MULTIPROC_DIR`` set to one directory
+(``proxy.storage.runfiles.metrics_dir``) before anything imports the library, so each worker's
+values go to its own memory-mapped files there, and whichever worker answers /-/metrics sums
+them all with ``MultiProcessCollector``. Counters of a worker that stopped stay in its files,
+so totals never go down while the service runs; its live gauges go with it
+(``mark_process_dead``). The figures of shared storage (cache sizes, private projects) are the
+same from every worker: they are read when /-/metrics is asked and given once, not summed.
+"""
 
 from __future__ import annotations
 
-import bisect
-from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 
-from proxy.upstream.health import BreakerState, UpstreamFigures
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import values as prometheus_values
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from proxy.core.health import BreakerState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds; from a sendfile of a cached page to a cold download of a large wheel.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-
-
-@dataclass
-class Histogram:
-    buckets: tuple[float, ...] = LATENCY_BUCKETS
-    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
-    total: float = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.total += value
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # the library's switch, read when it is imported
 
 
 class Metrics:
-    """Everything counted per request. Loop-thread only: the access logger is its one writer."""
+    """Everything counted per request. Loop-thread only: the access logger is its one writer.
 
-    def __init__(self) -> None:
-        self.requests: Counter[tuple[str, str, int]] = Counter()  # (route, method, status)
-        self.latency: dict[str, Histogram] = {}
-        self.bytes_served: Counter[str] = Counter()  # by route
-        self.cache: Counter[tuple[str, str]] = Counter()  # (page|file, hit|miss|revalidated|stale)
+    ``multiprocess_dir``: the directory every worker of this service writes to (the library must
+    already write there: ``MULTIPROC_ENV`` set before its import); None for one server process.
+    Raises RuntimeError when the library does not write to ``multiprocess_dir``."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "requests": [[*key, count] for key, count in self.requests.items()],
-            "latency": {route: {"counts": h.counts, "total": h.total} for route, h in self.latency.items()},
-            "bytes_served": dict(self.bytes_served),
-            "cache": [[*key, count] for key, count in self.cache.items()],
-        }
-
-    def add(self, data: dict[str, Any]) -> None:
-        """Add another process's counters (from ``to_json``) to these."""
-        for route, method, status, count in data["requests"]:
-            self.requests[(route, method, status)] += count
-        for route, histogram in data["latency"].items():
-            mine = self.latency.setdefault(route, Histogram())
-            mine.counts = [a + b for a, b in zip(mine.counts, histogram["counts"])]
-            mine.total += histogram["total"]
-        self.bytes_served.update(data["bytes_served"])
-        for kind, outcome, count in data["cache"]:
-            self.cache[(kind, outcome)] += count
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+        if multiprocess_dir is not None and not writes_to(multiprocess_dir):
+            raise RuntimeError(f"prometheus_client does not write to {multiprocess_dir}: "
+                               f"set {MULTIPROC_ENV} before it is imported (proxy.ops.supervisor does)")
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series, as with workers
+        self.multiprocess_dir = multiprocess_dir
+        self.registry = CollectorRegistry()
+        self.requests = Counter("pypi_proxy_requests", "HTTP requests by route, method and status.",
+                                ("route", "method", "status"), registry=self.registry)
+        self.latency = Histogram("pypi_proxy_request_duration_seconds", "Time to answer a request, body included.",
+                                 ("route",), buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.bytes_served = Counter("pypi_proxy_response_bytes", "Response body bytes sent, by route.",
+                                    ("route",), registry=self.registry)
+        self.cache = Counter("pypi_proxy_cache", "Upstream pages and files answered from the cache "
+                             "(hit, revalidated, stale) or not (miss).", ("kind", "outcome"), registry=self.registry)
+        self._upstream: UpstreamMetrics | None = None
 
     def observe(self, route: str, method: str, status: int, seconds: float, sent: int,
                 cache_kind: str | None = None, cache_outcome: str | None = None) -> None:
-        self.requests[(route, method, status)] += 1
-        self.latency.setdefault(route, Histogram()).observe(seconds)
-        self.bytes_served[route] += sent
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+        self.bytes_served.labels(route).inc(sent)
         if cache_kind and cache_outcome:
-            self.cache[(cache_kind, cache_outcome)] += 1
+            self.cache.labels(cache_kind, cache_outcome).inc()
+
+    def upstream(self) -> UpstreamMetrics:
+        """The upstream's counters (created on first use: none when upstream is off), to add as
+        a listener of its health (``proxy.upstream.health.UpstreamHealth.add_listener``)."""
+        if self._upstream is None:
+            self._upstream = UpstreamMetrics(self.registry)
+        return self._upstream
+
+    def render(self, gauges: Mapping[str, tuple[str, float]]) -> bytes:
+        """The exposition text: the counters (every worker's, summed) and ``gauges``, which map
+        a metric name to (help text, value). Reads the workers' files: call it off the loop."""
+        registry = CollectorRegistry()
+        if self.multiprocess_dir is not None:
+            MultiProcessCollector(registry, str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
+        else:
+            registry.register(_Of(self.registry))
+        registry.register(_Gauges(gauges))
+        return generate_latest(registry)
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+class UpstreamMetrics:
+    """Upstream's outcomes as counters, and its breaker as a gauge per state: told by
+    ``UpstreamHealth`` as they happen (``proxy.core.health.HealthListener``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.fetches = Counter("pypi_proxy_upstream_requests", "Requests made to the upstream index.",
+                               ("kind",), registry=registry)
+        self.errors = Counter("pypi_proxy_upstream_errors", "Upstream requests that failed (after retries), by kind.",
+                              ("kind",), registry=registry)
+        # The last outcome of any worker ("mostrecent"): 1 unless it failed; 1 before any.
+        self.up = Gauge("pypi_proxy_upstream_up", "1 unless the last upstream request failed.",
+                        registry=registry, multiprocess_mode="livemostrecent")
+        # Each worker has its own breaker: summed over the live ones, processes per state.
+        self.breaker = Gauge("pypi_proxy_upstream_breaker_state",
+                             "Server processes whose upstream circuit breaker is in this state (1 per process).",
+                             ("state",), registry=registry, multiprocess_mode="livesum")
+        self.openings = Counter("pypi_proxy_upstream_breaker_openings",
+                                "Times the upstream circuit breaker opened (upstream failing for every project).",
+                                registry=registry)
+        self.storage_failures = Counter("pypi_proxy_cache_write_failures", "Upstream pages or files that could "
+                                        "not be cached by a local storage failure (a full disk).", registry=registry)
+        self.up.set(1)
+
+    def fetched(self, kind: str, ok: bool) -> None:
+        self.fetches.labels(kind).inc()
+        if not ok:
+            self.errors.labels(kind).inc()
+        self.up.set(1 if ok else 0)
+
+    def breaker_changed(self, state: BreakerState, opened: bool) -> None:
+        for each in BreakerState:
+            self.breaker.labels(each.value).set(1 if each is state else 0)
+        if opened:
+            self.openings.inc()
+
+    def storage_failed(self, kind: str) -> None:
+        self.storage_failures.inc()
 
 
-def _labels(**labels: object) -> str:
-    return "{" + ",".join(f'{key}="{_label(str(value))}"' for key, value in labels.items()) + "}"
+def writes_to(directory: Path) -> bool:
+    """Whether prometheus_client is in multiprocess mode, writing its values to ``directory``."""
+    multiprocess = getattr(prometheus_values.ValueClass, "_multiprocess", False)
+    return bool(multiprocess) and os.environ.get(MULTIPROC_ENV) == str(directory)
 
 
-def _number(value: float) -> str:
-    return repr(float(value)) if isinstance(value, float) else str(value)
+class _Of:
+    """A registry's metrics, as one collector of another registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        return self._registry.collect()
 
 
-def _family(name: str, kind: str, text: str, samples: Iterable[tuple[str, float]]) -> list[str]:
-    lines = [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
-    lines += [f"{name}{labels} {_number(value)}" for labels, value in samples]
-    return lines
+class _Gauges:
+    """Figures read for this answer (the same from every worker): given once, never summed."""
 
+    def __init__(self, gauges: Mapping[str, tuple[str, float]]) -> None:
+        self._gauges = gauges
 
-def render(metrics: Metrics, upstream: UpstreamFigures | None, gauges: Mapping[str, tuple[str, float]]) -> str:
-    """The exposition text; ``gauges`` maps a metric name to (help text, value)."""
-    lines: list[str] = []
-    lines += _family("pypi_proxy_requests_total", "counter", "HTTP requests by route, method and status.", (
-        (_labels(route=route, method=method, status=status), count)
-        for (route, method, status), count in sorted(metrics.requests.items())
-    ))
-    lines += [
-        "# HELP pypi_proxy_request_duration_seconds Time to answer a request, body included.",
-        "# TYPE pypi_proxy_request_duration_seconds histogram",
-    ]
-    for route, histogram in sorted(metrics.latency.items()):
-        running = 0
-        for bound, count in zip((*histogram.buckets, float("inf")), histogram.counts):
-            running += count
-            le = "+Inf" if bound == float("inf") else repr(bound)
-            lines.append(f"pypi_proxy_request_duration_seconds_bucket{_labels(route=route, le=le)} {running}")
-        lines.append(f"pypi_proxy_request_duration_seconds_sum{_labels(route=route)} {histogram.total!r}")
-        lines.append(f"pypi_proxy_request_duration_seconds_count{_labels(route=route)} {running}")
-    lines += _family("pypi_proxy_response_bytes_total", "counter", "Response body bytes sent, by route.", (
-        (_labels(route=route), count) for route, count in sorted(metrics.bytes_served.items())
-    ))
-    lines += _family("pypi_proxy_cache_total", "counter",
-                     "Upstream pages and files answered from the cache (hit, revalidated, stale) or not (miss).", (
-        (_labels(kind=kind, outcome=outcome), count) for (kind, outcome), count in sorted(metrics.cache.items())
-    ))
-    if upstream is not None:
-        lines += _upstream_lines(upstream)
-    for name, (text, value) in sorted(gauges.items()):
-        lines += _family(name, "gauge", text, [("", value)])
-    return "\n".join(lines) + "\n"
-
-
-def _upstream_lines(upstream: UpstreamFigures) -> list[str]:
-    lines = _family("pypi_proxy_upstream_requests_total", "counter", "Requests made to the upstream index.", (
-        (_labels(kind=kind), count) for kind, count in sorted(upstream.fetches.items())
-    ))
-    lines += _family("pypi_proxy_upstream_errors_total", "counter",
-                     "Upstream requests that failed (after retries), by kind.", (
-        (_labels(kind=kind), count) for kind, count in sorted(upstream.errors.items())
-    ))
-    lines += _family("pypi_proxy_upstream_up", "gauge", "1 unless the last upstream request failed.",
-                     [("", 1 if upstream.up else 0)])
-    lines += _family("pypi_proxy_upstream_breaker_state", "gauge",
-                     "Server processes whose upstream circuit breaker is in this state (1 per process).", (
-        (_labels(state=state.value), upstream.breaker_states[state.value]) for state in BreakerState
-    ))
-    lines += _family("pypi_proxy_upstream_breaker_openings_total", "counter",
-                     "Times the upstream circuit breaker opened (upstream failing for every project).",
-                     [("", upstream.breaker_openings)])
-    lines += _family("pypi_proxy_cache_write_failures_total", "counter",
-                     "Upstream pages or files that could not be cached by a local storage failure (a full disk).",
-                     [("", upstream.storage_failures)])
-    return lines
+    def collect(self) -> Iterator[Metric]:
+        for name, (text, value) in sorted(self._gauges.items()):
+            yield GaugeMetricFamily(name, text, value=value)

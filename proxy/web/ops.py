@@ -3,36 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from proxy.core.health import UpstreamEvent, UpstreamReport
 from proxy.core.models import iso_z
 from proxy.repository.catalog import Catalog
-from proxy.storage.atomic import TEMP_PREFIX
-from proxy.upstream.health import UpstreamEvent, UpstreamHealth
 from proxy.web import metrics as prometheus
-from proxy.web import workerstats
-from proxy.web.keys import CATALOG, EXECUTOR, SETTINGS
+from proxy.web.keys import CATALOG, DATA_DIR_PROBE, EXECUTOR, METRICS
 
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def probe_writable(data_dir: Path) -> str | None:
-    """Write, fsync and remove a small file; None when that works, else the error."""
-    probe = data_dir / f"{TEMP_PREFIX}health-{os.getpid()}-{os.urandom(4).hex()}"
-    try:
-        with open(probe, "xb") as handle:
-            handle.write(b"ok")
-            handle.flush()
-            os.fsync(handle.fileno())
-        probe.unlink()
-    except OSError as exc:
-        return f"{type(exc).__name__}: {exc.strerror or exc}"
-    return None
+async def storage_error(app: web.Application) -> str | None:
+    """None while the data directory takes writes, else the error (``DataDirProbe.writable``)."""
+    return await asyncio.get_running_loop().run_in_executor(app[EXECUTOR], app[DATA_DIR_PROBE].writable)
 
 
 def _when(moment: float | None) -> str | None:
@@ -58,13 +45,14 @@ def _event(event: UpstreamEvent | None) -> dict[str, Any] | None:
     return {"at": _when(event.at), "kind": event.kind, "error": event.error_class} if event else None
 
 
-def upstream_health(health: UpstreamHealth, url: str) -> dict[str, Any]:
+def upstream_health(health: UpstreamReport, url: str) -> dict[str, Any]:
     """The ``upstream`` part of /-/health: the last answers, and the circuit breaker.
 
     Errors are told by their class only (``health.error_class``: ``timeout``, ``refused``, ...):
     their messages may name internal hosts, addresses and paths, and this answers anyone (issue
     12 L4). The log has each in full (``upstream_failed``, ``upstream_download_failed``, ...).
-    ``url`` is the configured index, without credentials or query, as the home page shows it."""
+    ``url`` is the configured index, without credentials or query, as the home page shows it.
+    ``health``: the answering process's (each has its own breaker)."""
     last_error = health.recent_errors[-1] if health.recent_errors else None
     breaker = health.breaker
     return {
@@ -89,16 +77,16 @@ async def health(request: web.Request) -> web.Response:
     cached pages and files are still served. So are failures to cache upstream data locally
     (``storage.cache_write_failures``, e.g. a full disk), which are never counted against upstream."""
     app = request.app
-    loop = asyncio.get_running_loop()
-    error = await loop.run_in_executor(app[EXECUTOR], probe_writable, app[SETTINGS].data_dir)
+    error = await storage_error(app)
     catalog = app[CATALOG]
     upstreams = catalog.upstreams
     upstream: dict[str, Any] = {"enabled": upstreams is not None}
     storage: dict[str, Any] = {"writable": error is None, "error": error}
     if upstreams is not None:
-        upstream |= upstream_health(upstreams.health, upstreams.url)
-        storage |= {"cache_write_failures": upstreams.health.storage_failures,
-                    "last_cache_write_failure": _event(upstreams.health.last_storage_failure)}
+        report = upstreams.health.report()
+        upstream |= upstream_health(report, upstreams.url)
+        storage |= {"cache_write_failures": report.storage_failures,
+                    "last_cache_write_failure": _event(report.last_storage_failure)}
     _, private_names = await catalog.private.project_names()
     body = {
         "status": "ok" if error is None else "failing",
@@ -127,6 +115,6 @@ async def metrics(request: web.Request) -> web.Response:
         }
         if upstreams.files.max_size is not None:
             gauges["pypi_proxy_cache_file_limit_bytes"] = ("The limit of cached public files.", upstreams.files.max_size)
-    counters, upstream_figures = await workerstats.combined(app)
-    text = prometheus.render(counters, upstream_figures, gauges)
-    return web.Response(body=text.encode(), headers={**NO_STORE, "Content-Type": prometheus.CONTENT_TYPE})
+    # Off the loop: with workers it reads their files; alone, ~1 ms of formatting per 100 series.
+    text = await asyncio.get_running_loop().run_in_executor(app[EXECUTOR], app[METRICS].render, gauges)
+    return web.Response(body=text, headers={**NO_STORE, "Content-Type": prometheus.CONTENT_TYPE})

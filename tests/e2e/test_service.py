@@ -143,8 +143,7 @@ def test_workers_share_the_port_and_download_a_cold_file_once(
         assert len(downloads) == 30
         assert {d["worker"] for d in downloads} == {0, 1}, "both workers served the cold file"
 
-        time.sleep(1.5)  # each worker snapshots its counters every second
-        files_route = 'pypi_proxy_requests_total{route="/pypi/files/{project}/{filename}",method="GET",status="200"}'
+        files_route = 'pypi_proxy_requests_total{method="GET",route="/pypi/files/{project}/{filename}",status="200"}'
         for _ in range(4):  # whichever worker answers, the counters are the sum of both
             text = urllib.request.urlopen(f"{url}/-/metrics", timeout=5).read().decode()
             assert f"{files_route} 30" in text, text
@@ -355,6 +354,70 @@ def test_workers_share_one_cache_limit_and_report_the_same_figures(
         stats = subprocess.run([tool("pypi-proxy"), "cache", "stats", "--data-dir", str(tmp_path / "data")],
                                env=clean_env(tmp_path), capture_output=True, text=True, timeout=60, check=True)
         assert f"cached files: 2 projects, {len(cached)} files" in stats.stdout
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        kill_all(process)
+        upstream.stop()
+        upstream.close()
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """One sample's value in the Prometheus text, read with prometheus_client's parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found = [sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+             if sample.name == name and sample.labels == labels]
+    assert len(found) == 1, (name, labels, text)
+    return found[0]
+
+
+def test_metrics_sum_every_workers_counters_and_a_dead_workers_are_kept(
+        tmp_path: Path, notify_socket: tuple[str, socket.socket]) -> None:
+    """Issue 13: --workers 2 with prometheus_client's multiprocess mode. Requests pinned to each
+    worker are summed whichever answers /-/metrics; a worker killed from outside leaves its
+    counters (totals never go down) but not its breaker gauge (mark_process_dead): two live
+    processes, two closed breakers, not three."""
+    fake = FakeUpstream()
+    fake.add(Dist("demo", "1.0"))
+    upstream = UpstreamThread(fake)
+    upstream.start()
+    url, process = serve(tmp_path, "--workers", "2", "--upstream", fake.url, env={"NOTIFY_SOCKET": notify_socket[0]})
+    try:
+        assert notify_socket[1].recv(4096).decode().startswith("READY=1")
+        pinned = Pinned(url, tmp_path / "server.log")
+        for worker, count in ((0, 3), (1, 5)):
+            for _ in range(count):
+                assert pinned.get(worker, 0, "/pypi/simple/demo/")[0] == 200
+        route = {"method": "GET", "route": "/pypi/simple/{project}/", "status": "200"}
+        for worker in (0, 1):
+            text = pinned.get(worker, 1, "/-/metrics")[1].decode()
+            assert metric(text, "pypi_proxy_requests_total", **route) == 8, f"worker {worker}"
+            assert metric(text, "pypi_proxy_cache_total", kind="page", outcome="hit") \
+                + metric(text, "pypi_proxy_cache_total", kind="page", outcome="miss") == 8
+            assert metric(text, "pypi_proxy_upstream_breaker_state", state="closed") == 2
+            assert metric(text, "pypi_proxy_private_projects") == 0  # shared storage: given once
+        pinned.close()
+
+        survivor, killed = workers_of(process)
+        os.kill(killed, signal.SIGKILL)
+        metrics_dir = tmp_path / "data" / "run" / "prometheus"
+        deadline = time.monotonic() + 30
+        while not [pid for pid in workers_of(process) if pid not in (survivor, killed)
+                   and (metrics_dir / f"gauge_livesum_{pid}.db").exists()]:  # its breaker gauge is set
+            assert time.monotonic() < deadline, "the killed worker was not replaced"
+            time.sleep(0.1)
+
+        def scrape() -> str:
+            return urllib.request.urlopen(f"{url}/-/metrics", timeout=10).read().decode()
+
+        while metric(scrape(), "pypi_proxy_upstream_breaker_state", state="closed") < 2:
+            assert time.monotonic() < deadline  # the new worker's gauge is being written
+            time.sleep(0.05)
+        for _ in range(4):  # whichever worker answers
+            text = scrape()
+            assert metric(text, "pypi_proxy_requests_total", **route) == 8
+            assert metric(text, "pypi_proxy_upstream_breaker_state", state="closed") == 2
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     finally:
