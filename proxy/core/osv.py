@@ -1,0 +1,227 @@
+"""Advisories in the OSV format (https://ossf.github.io/osv-schema/), for PyPI packages: pure.
+
+A record names the packages it affects (``affected[].package`` with ecosystem ``PyPI``), each
+with ranges of events (``introduced``, ``fixed``, ``last_affected``, ``limit``) compared with
+PEP 440 ordering, and/or an explicit list of ``versions``. ``withdrawn`` records affect nothing.
+Severity comes from a CVSS v4 or v3 vector (scored with the ``cvss`` library, FIRST's
+algorithms) where one is given, else from the GHSA label in ``database_specific.severity``.
+Records whose id starts with ``MAL-`` (the OpenSSF malicious-packages feed) are *malicious*:
+a policy blocks them whatever its severity floor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cvss import CVSS3, CVSS4
+from packaging.version import InvalidVersion, Version
+
+from proxy.core.names import normalize
+from proxy.core.models import parse_iso
+
+LEVELS = ("unknown", "low", "moderate", "high", "critical")
+_GHSA_LABELS = {"low": "low", "moderate": "moderate", "medium": "moderate", "high": "high", "critical": "critical"}
+
+
+class InvalidAdvisory(ValueError):
+    """A record that is not OSV (no id, a malformed field): skipped with a warning when loading."""
+
+
+@dataclass(frozen=True, slots=True)
+class Severity:
+    """``level`` one of LEVELS; ``score`` the CVSS base score (0.0-10.0) when a vector was given."""
+
+    level: str = "unknown"
+    score: float | None = None
+    vector: str | None = None
+
+    @property
+    def rank(self) -> int:
+        """Position in LEVELS: compare severities by this."""
+        return LEVELS.index(self.level)
+
+
+def level_of_score(score: float) -> str:
+    """CVSS v3/v4 qualitative rating: 0.1-3.9 low, 4.0-6.9 moderate (medium), 7.0-8.9 high,
+    9.0-10.0 critical (0.0, none, counts as low: it is still a published advisory)."""
+    if score >= 9.0:
+        return "critical"
+    if score >= 7.0:
+        return "high"
+    if score >= 4.0:
+        return "moderate"
+    return "low"
+
+
+def severity_of(entries: Any, database_specific: Any) -> Severity:
+    """The most precise severity given: a CVSS v4 vector, else v3, else the GHSA label."""
+    by_type = {entry.get("type"): entry.get("score") for entry in entries or () if isinstance(entry, dict)}
+    for kind, scorer in (("CVSS_V4", CVSS4), ("CVSS_V3", CVSS3)):
+        vector = by_type.get(kind)
+        if isinstance(vector, str):
+            with contextlib.suppress(Exception):  # the library raises its own errors for bad vectors
+                score = float(scorer(vector).base_score)
+                return Severity(level_of_score(score), score, vector)
+    label = database_specific.get("severity") if isinstance(database_specific, dict) else None
+    return Severity(_GHSA_LABELS.get(str(label).lower(), "unknown"))
+
+
+@dataclass(frozen=True, slots=True)
+class Advisory:
+    """One OSV record as a policy needs it."""
+
+    id: str
+    aliases: tuple[str, ...]
+    summary: str
+    severity: Severity
+    published: datetime | None = None
+    withdrawn: datetime | None = None
+
+    @property
+    def malicious(self) -> bool:
+        return self.id.startswith("MAL-")
+
+    @property
+    def url(self) -> str:
+        return f"https://osv.dev/vulnerability/{self.id}"
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Its id and aliases (CVE, GHSA, PYSEC): two records sharing one are the same advisory."""
+        return frozenset((self.id, *self.aliases))
+
+
+# An event: (kind, version) with kind "introduced", "fixed", "last_affected" or "limit";
+# version None for "introduced: 0" (from the first release).
+Event = tuple[str, Version | None]
+_KINDS = ("introduced", "fixed", "last_affected", "limit")
+
+
+@dataclass(frozen=True, slots=True)
+class Affected:
+    """What one record says of one package: ranges of events and explicit versions."""
+
+    advisory: Advisory
+    ranges: tuple[tuple[Event, ...], ...]
+    versions: frozenset[Version]
+
+    def affects(self, version: Version) -> bool:
+        """OSV's evaluation: listed explicitly, or inside a range (events in version order:
+        introduced opens, fixed closes at it, last_affected closes after it, limit caps)."""
+        return version in self.versions or any(_in_range(version, events) for events in self.ranges)
+
+
+def _in_range(version: Version, events: tuple[Event, ...]) -> bool:
+    affected = False
+    for kind, at in events:
+        if kind == "introduced" and (at is None or version >= at):
+            affected = True
+        elif kind == "fixed" and at is not None and version >= at:
+            affected = False
+        elif kind == "last_affected" and at is not None and version > at:
+            affected = False
+        elif kind == "limit" and at is not None and version >= at:
+            return False
+    return affected
+
+
+def _version(text: Any) -> Version | None:
+    try:
+        return Version(str(text))
+    except InvalidVersion:
+        return None
+
+
+def _events(raw: Any) -> tuple[Event, ...] | None:
+    """A range's events sorted by version (``introduced: 0`` first); None for a range that
+    cannot be read with PEP 440 (a GIT range, a malformed version)."""
+    if not isinstance(raw, dict) or raw.get("type") not in ("ECOSYSTEM", "SEMVER"):
+        return None
+    events: list[Event] = []
+    for event in raw.get("events") or ():
+        kind = next((k for k in _KINDS if isinstance(event, dict) and k in event), None)
+        if kind is None:
+            continue
+        text = event[kind]
+        at = None if kind == "introduced" and str(text) == "0" else _version(text)
+        if at is None and not (kind == "introduced" and str(text) == "0"):
+            return None
+        events.append((kind, at))
+    order = {"introduced": 0, "last_affected": 1, "fixed": 2, "limit": 3}
+    return tuple(sorted(events, key=lambda e: (e[1] is not None, e[1] or Version("0"), order[e[0]])))
+
+
+def parse_record(data: Any) -> list[tuple[str, Affected]]:
+    """The PyPI packages (normalised names) a record affects, each with its Affected; [] for a
+    withdrawn record or one about other ecosystems. InvalidAdvisory when it is not OSV."""
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise InvalidAdvisory("an OSV record needs a string id")
+    if data.get("withdrawn"):
+        return []
+    record_severity = severity_of(data.get("severity"), data.get("database_specific"))
+    found: list[tuple[str, Affected]] = []
+    for entry in data.get("affected") or ():
+        package = entry.get("package") if isinstance(entry, dict) else None
+        if not isinstance(package, dict) or package.get("ecosystem") != "PyPI" or not package.get("name"):
+            continue
+        severity = record_severity
+        if entry.get("severity"):
+            severity = severity_of(entry.get("severity"), entry.get("database_specific"))
+        advisory = Advisory(data["id"], tuple(str(a) for a in data.get("aliases") or ()),
+                            str(data.get("summary") or data.get("details") or "")[:300], severity,
+                            _moment(data.get("published")))
+        ranges = tuple(r for r in (_events(raw) for raw in entry.get("ranges") or ()) if r)
+        versions = frozenset(v for v in (_version(t) for t in entry.get("versions") or ()) if v is not None)
+        found.append((normalize(str(package["name"])), Affected(advisory, ranges, versions)))
+    return found
+
+
+def _moment(text: Any) -> datetime | None:
+    try:
+        return parse_iso(str(text)) if text else None
+    except ValueError:
+        return None
+
+
+class AdvisoryIndex:
+    """Advisories by normalised project name. ``version`` names the data (changes when it does)."""
+
+    def __init__(self, by_project: dict[str, list[Affected]], version: str, fetched_at: float | None = None) -> None:
+        self._by_project = by_project
+        self.version = version
+        self.fetched_at = fetched_at
+
+    @classmethod
+    def from_records(cls, records: Iterable[Any], version: str, fetched_at: float | None = None) -> AdvisoryIndex:
+        """Index ``records`` (parsed JSON objects); invalid ones are skipped (``parse_record``)."""
+        by_project: dict[str, list[Affected]] = {}
+        for record in records:
+            with contextlib.suppress(InvalidAdvisory):
+                for name, affected in parse_record(record):
+                    by_project.setdefault(name, []).append(affected)
+        return cls(by_project, version, fetched_at)
+
+    def __len__(self) -> int:
+        return sum(len(items) for items in self._by_project.values())
+
+    def has_project(self, project: str) -> bool:
+        return project in self._by_project
+
+    def for_release(self, project: str, version: str) -> tuple[Advisory, ...]:
+        """Advisories affecting ``version`` of ``project`` (normalised), one per advisory (records
+        that share an id or alias count once, the first by id kept), sorted by id."""
+        entries = self._by_project.get(project)
+        parsed = _version(version)
+        if not entries or parsed is None:
+            return ()
+        found: list[Advisory] = []
+        seen: set[str] = set()
+        for affected in sorted(entries, key=lambda a: a.advisory.id):
+            if affected.affects(parsed) and not (affected.advisory.names & seen):
+                found.append(affected.advisory)
+                seen |= affected.advisory.names
+        return tuple(found)
