@@ -17,7 +17,7 @@ from proxy.config import Settings
 from proxy.core import merge
 from proxy.storage.auth import AuthStore
 from proxy.ui import browse
-from proxy.ui import views as ui
+from proxy.ui import views_list
 from tests.builders import Dist
 from tests.conftest import PASSWORD, basic, start_client, upload_form
 from tests.fakeupstream import FakeUpstream
@@ -95,7 +95,7 @@ async def test_the_server_answers_while_the_root_merge_runs(
 
 
 @pytest.mark.parametrize(("path", "module", "name"), [
-    ("/-/projects", ui, "listed_projects"),
+    ("/-/projects", views_list, "listed_projects"),
     ("/-/projects", browse, "cached_projects"),
     ("/", browse, "cached_projects"),
     ("/-/projects/demo/", browse, "cached_files"),
