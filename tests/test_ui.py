@@ -9,11 +9,11 @@ import pytest
 from proxy.core.models import IndexFile, IndexPage, PrivateProject, ReleaseInfo, StoredFile
 from proxy.ui import readme
 from proxy.ui import status as uistatus
-from proxy.ui import views as ui
+from proxy.ui import views, views_home, views_list, views_project, views_releases
 from proxy.ui.readme import Shown, render_description
 from proxy.upstream.health import UpstreamHealth
 
-SITE = ui.site_for(None, "http", "pkgs:8080")
+SITE = views.site_for(None, "http", "pkgs:8080")
 MOMENT = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
 
@@ -27,7 +27,7 @@ def stored(filename: str, version: str, yanked: str | None = None) -> StoredFile
     ("https://example.org/idx/", "https://example.org/idx", "/idx"),
 ])
 def test_site(public_url: str | None, base: str, root: str) -> None:
-    site = ui.site_for(public_url, "http", "pkgs:8080")
+    site = views.site_for(public_url, "http", "pkgs:8080")
     assert (site.base_url, site.root) == (base, root)
     assert site.index_url == f"{base}/pypi/simple/" and site.upload_url == f"{base}/pypi"
     assert site.project_link("my-pkg") == f"{root}/-/projects/my-pkg/"
@@ -37,11 +37,11 @@ def test_site(public_url: str | None, base: str, root: str) -> None:
     (None, "-"), (0, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"), (5 * 1024**3, "5.0 GiB"), (2 * 1024**5, "2048.0 TiB"),
 ])
 def test_human_bytes(size: int | None, text: str) -> None:
-    assert ui.human_bytes(size) == text
+    assert views.human_bytes(size) == text
 
 
 def test_snippets_match_the_readme_forms() -> None:
-    texts = {s.text for s in ui.snippets(SITE)}
+    texts = {s.text for s in views_home.snippets(SITE)}
     assert "[global]\nindex-url = http://pkgs:8080/pypi/simple/\n" in texts
     assert "export UV_DEFAULT_INDEX=http://pkgs:8080/pypi/simple/\n" in texts
     assert "poetry source add --priority=primary internal http://pkgs:8080/pypi/simple/\n" in texts
@@ -49,26 +49,26 @@ def test_snippets_match_the_readme_forms() -> None:
 
 
 def test_listing_markers_and_search() -> None:
-    rows = ui.listed_projects(SITE, ["My_Pkg", "acme-tool"], ["my-pkg", "demo", "acme-old"], ["acme-*"])
+    rows = views_list.listed_projects(SITE, ["My_Pkg", "acme-tool"], ["my-pkg", "demo", "acme-old"], ["acme-*"])
     assert [(r.name, r.marker) for r in rows] == [
         ("acme-old", "reserved"), ("acme-tool", "private"), ("demo", "cached"), ("My_Pkg", "private")]
-    assert [r.key for r in ui.search(rows, "MY.pkg")] == ["my-pkg"]
-    assert [r.key for r in ui.search(rows, "  ")] == [r.key for r in rows]
+    assert [r.key for r in views_list.search(rows, "MY.pkg")] == ["my-pkg"]
+    assert [r.key for r in views_list.search(rows, "  ")] == [r.key for r in rows]
 
 
 @pytest.mark.parametrize(("text", "page"), [(None, 1), ("", 1), ("0", 1), ("-2", 1), ("x", 1), ("3", 3)])
 def test_page_number(text: str | None, page: int) -> None:
-    assert ui.page_number(text) == page
+    assert views_list.page_number(text) == page
 
 
 def test_paging_keeps_the_query() -> None:
-    rows = ui.listed_projects(SITE, [f"pkg{n}" for n in range(7)], [], [])
-    view = ui.projects_view(SITE, rows, "pkg", 2, [], per_page=3)
+    rows = views_list.listed_projects(SITE, [f"pkg{n}" for n in range(7)], [], [])
+    view = views_list.projects_view(SITE, rows, "pkg", 2, [], per_page=3)
     assert [r.name for r in view.projects] == ["pkg3", "pkg4", "pkg5"]
     assert (view.page, view.pages, view.first) == (2, 3, 4)
     assert view.prev_url == "/-/projects?q=pkg" and view.next_url == "/-/projects?q=pkg&page=3"
-    assert ui.projects_view(SITE, rows, "", 9, [], per_page=3).page == 3
-    assert ui.projects_view(SITE, rows, "acme-x", 1, ["acme-*"]).query_reserved
+    assert views_list.projects_view(SITE, rows, "", 9, [], per_page=3).page == 3
+    assert views_list.projects_view(SITE, rows, "acme-x", 1, ["acme-*"]).query_reserved
 
 
 def test_private_project_view() -> None:
@@ -81,7 +81,7 @@ def test_private_project_view() -> None:
                                                   project_urls=(("Docs", "https://d.example"), ("Evil", "javascript:x"))),
                   ReleaseInfo("2.0")),
     )
-    view = ui.private_project_view(SITE, project, Shown(render_description("*hi*", "text/markdown")))
+    view = views_project.private_project_view(SITE, project, Shown(render_description("*hi*", "text/markdown")))
     assert [r.version for r in view.releases] == ["2.0", "1.10", "1.0"]
     assert view.releases[0].yanked and view.releases[1].current
     assert view.install_line == "pip install My_Pkg==1.10 --index-url http://pkgs:8080/pypi/simple/"
@@ -96,11 +96,13 @@ def test_cached_project_view_groups_files_by_version() -> None:
     files = tuple(IndexFile(name, f"https://files.example/{name}", {"sha256": "d" * 64}, size=10, yanked_reason=y)
                   for name, y in (("demo-1.0.tar.gz", None), ("demo-1.0-py3-none-any.whl", None),
                                   ("demo-2.0rc1.tar.gz", None), ("demo-3.0.tar.gz", "broken"), ("demo.exe", None)))
-    view = ui.cached_project_view(SITE, IndexPage("demo", files, ()), frozenset({"demo-1.0.tar.gz"}), reserved=False)
-    assert [r.version for r in view.releases] == ["3.0", "2.0rc1", "1.0", ui.OTHER_FILES]
+    view = views_project.cached_project_view(
+        SITE, IndexPage("demo", files, ()), frozenset({"demo-1.0.tar.gz"}), reserved=False)
+    assert [r.version for r in view.releases] == ["3.0", "2.0rc1", "1.0", views_releases.OTHER_FILES]
     assert view.version == "1.0"  # newest final that is not yanked
     assert [f.cached for f in view.releases[2].files] == [False, True]
-    reserved = ui.cached_project_view(SITE, IndexPage("demo", files, ()), frozenset(), reserved=True)
+    reserved = views_project.cached_project_view(
+        SITE, IndexPage("demo", files, ()), frozenset(), reserved=True)
     assert reserved.marker == "reserved" and reserved.install_line is None
 
 
@@ -146,8 +148,9 @@ def test_a_description_shown_plain_says_why(reason: str, note: str) -> None:
     project = PrivateProject("doc", "doc", files=(stored("doc-1.0-py3-none-any.whl", "1.0"),),
                              releases=(ReleaseInfo("1.0", description="*a* <b>",
                                                    description_content_type="text/x-rst"),))
-    view = ui.private_project_view(SITE, project, readme.Shown(None, reason))
+    view = views_project.private_project_view(SITE, project, readme.Shown(None, reason))
     assert view.description == '<pre class="plain-description">*a* &lt;b&gt;</pre>'
     assert note in view.description_note
-    rendered = ui.private_project_view(SITE, project, readme.Shown(render_description("*a* <b>", "text/x-rst")))
+    rendered = views_project.private_project_view(
+        SITE, project, readme.Shown(render_description("*a* <b>", "text/x-rst")))
     assert "<em>a</em>" in rendered.description and rendered.description_note == ""

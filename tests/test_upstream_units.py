@@ -13,7 +13,6 @@ import pytest
 from yarl import URL
 
 from proxy.core import render
-from proxy.core.lru import LruCache
 from proxy.core.merge import Source, project_names, source_for
 from proxy.core.models import IndexFile, IndexPage
 from proxy.storage.upstream_pages import CachedPage, CachedProjectList, PageCache, upstream_id
@@ -54,36 +53,6 @@ def test_l3_upstream_names_that_are_not_project_names_are_left_out() -> None:
     public = ["javascript:alert(1)//", "<script>alert(1)</script>", "a b", "-leading", "trailing-", "..", "",
               "fo/o", "naïve", "x\ny", "data:text/html,x", "Good.Name", "ok"]
     assert project_names(["Mine"], public, reserved=[]) == ["Good.Name", "Mine", "ok"]
-
-
-# LRU of rendered pages ------------------------------------------------------------------------------------
-
-
-def test_lru_evicts_least_recently_used_by_weight() -> None:
-    cache: LruCache[str, bytes] = LruCache(10, weigh=len)
-    cache.put("a", b"1234")
-    cache.put("b", b"1234")
-    assert cache.get("a") == b"1234"  # a is now the most recently used
-    cache.put("c", b"1234")
-    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (b"1234", None, b"1234")
-    assert cache.weight == 8
-
-
-def test_lru_never_keeps_a_value_heavier_than_the_budget() -> None:
-    cache: LruCache[str, bytes] = LruCache(4, weigh=len)
-    cache.put("small", b"12")
-    cache.put("big", b"12345")
-    assert cache.get("big") is None
-    assert cache.get("small") == b"12"
-
-
-def test_lru_replacing_a_key_reweighs_it() -> None:
-    cache: LruCache[str, bytes] = LruCache(10, weigh=len)
-    cache.put("a", b"123456")
-    cache.put("a", b"1")
-    assert (len(cache), cache.weight) == (1, 1)
-    assert cache.pop("a") == b"1"
-    assert (len(cache), cache.weight, cache.pop("a")) == (0, 0, None)
 
 
 # The page cache on disk -------------------------------------------------------------------------------------

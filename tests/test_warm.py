@@ -184,7 +184,7 @@ lock-version = "1.0"
 created-by = "tests"
 
 [[packages]]
-name = "Demo"
+name = "demo"
 version = "1.0"
 wheels = [{{ name = "{DEMO_WHEEL}", url = "https://files.example/{DEMO_WHEEL}", hashes = {{ sha256 = "{demo.sha256}" }} }}]
 sdist = {{ url = "https://files.example/demo-1.0.tar.gz", hashes = {{ sha256 = "{sdist.sha256}" }} }}
@@ -195,14 +195,14 @@ version = "2.0"
 marker = "python_version >= '3.8'"
 wheels = [
   {{ url = "https://files.example/{DEP_WHEEL}", hashes = {{ sha256 = "{dep.sha256}" }} }},
-  {{ name = "dep-2.0-cp312-cp312-win_amd64.whl", hashes = {{ sha256 = "00" }} }},
+  {{ url = "https://files.example/dep-2.0-cp312-cp312-win_amd64.whl", hashes = {{ sha256 = "00" }} }},
 ]
 
 [[packages]]
 name = "old"
 version = "1.0"
 marker = "python_version < '3.0'"
-sdist = {{ name = "old-1.0.tar.gz", hashes = {{ sha256 = "00" }} }}
+sdist = {{ url = "https://files.example/old-1.0.tar.gz", hashes = {{ sha256 = "00" }} }}
 
 [[packages]]
 name = "mine"
@@ -261,7 +261,8 @@ async def test_a_locked_file_missing_or_with_another_hash_fails(
 ) -> None:
     text = _pylock(fake_upstream).replace(fake_upstream.file(DEMO_WHEEL).sha256, "ab" * 32)
     path = tmp_path / "pylock.toml"
-    path.write_text(text + '\n[[packages]]\nname = "dep"\nversion = "9"\nsdist = { name = "dep-9.tar.gz" }\n')
+    path.write_text(text + '\n[[packages]]\nname = "dep"\nversion = "9"\n'
+                           'sdist = { url = "https://files.example/dep-9.tar.gz", hashes = { sha256 = "00" } }\n')
     lock = await asyncio.to_thread(read_lock, path)
     result = await warm(server, [linux], inputs=WarmInputs(locked=lock.packages))
     assert "sha256 differs" in result.err and "dep-9.tar.gz: locked file is not on the index" in result.err

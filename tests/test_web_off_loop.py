@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp_jinja2
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -16,7 +17,7 @@ from proxy.config import Settings
 from proxy.core import merge
 from proxy.storage.auth import AuthStore
 from proxy.ui import browse
-from proxy.ui import views as ui
+from proxy.ui import views_list
 from tests.builders import Dist
 from tests.conftest import PASSWORD, basic, start_client, upload_form
 from tests.fakeupstream import FakeUpstream
@@ -94,7 +95,7 @@ async def test_the_server_answers_while_the_root_merge_runs(
 
 
 @pytest.mark.parametrize(("path", "module", "name"), [
-    ("/-/projects", ui, "listed_projects"),
+    ("/-/projects", views_list, "listed_projects"),
     ("/-/projects", browse, "cached_projects"),
     ("/", browse, "cached_projects"),
     ("/-/projects/demo/", browse, "cached_files"),
@@ -108,3 +109,18 @@ async def test_the_interface_lists_projects_in_the_executor(
     response = await listing.get(path)
     assert response.status == 200, await response.text()
     assert threads and all(thread.startswith(EXECUTOR_THREAD) for thread in threads)
+
+
+@pytest.mark.parametrize(("path", "status"), [
+    ("/", 200), ("/-/projects", 200), ("/-/projects/demo/", 200), ("/-/projects/mine/", 200),
+    ("/-/projects/absent/", 404), ("/-/projects/not..valid/", 404), ("/help/", 200), ("/-/status", 200),
+])
+async def test_every_interface_page_renders_its_template_in_the_executor(
+        listing: TestClient, monkeypatch: pytest.MonkeyPatch, path: str, status: int) -> None:
+    """aiohttp_jinja2.render_template runs in the executor: a big project page takes ~200 ms to render."""
+    assert (await listing.get("/pypi/simple/demo/")).status == 200  # its listing, cached
+    threads = spy(monkeypatch, aiohttp_jinja2, "render_template")
+    response = await listing.get(path)
+    assert response.status == status, await response.text()
+    assert len(threads) == 1 and threads[0].startswith(EXECUTOR_THREAD)
+    assert response.content_type == "text/html" and response.charset == "utf-8"

@@ -1,4 +1,12 @@
-"""Read lock files (PEP 751 ``pylock.toml`` and ``uv.lock``) into the files they pin."""
+"""Read lock files (PEP 751 ``pylock.toml`` and ``uv.lock``) into the files they pin.
+
+``pylock.toml`` is read and validated by ``packaging.pylock`` (the PEP 751 reference reader:
+required keys, ``lock-version``, normalized names, hashes, filenames consistent with the package).
+``Pylock.select`` is not used: it picks one file per package for one installing environment and
+raises on what an installer must refuse, while warming chooses, for several targets at once, every
+file any of them may install (the engine evaluates each package's marker per target). uv.lock has
+no library reader (uv's format is its own, unversioned outside uv), so it stays hand-read here.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +18,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from packaging.markers import InvalidMarker, Marker
+from packaging.markers import Marker
+from packaging.pylock import PackageSdist, PackageWheel, Pylock, PylockValidationError
 from packaging.utils import NormalizedName
 
 from proxy.core.names import normalize
@@ -76,6 +85,8 @@ def parse_lock(filename: str, text: str) -> Lock:
         raise LockFileError(f"{filename}: invalid TOML: {exc}") from None
     try:
         return (parse_pylock if lock_kind(filename) == PYLOCK else parse_uv_lock)(document)
+    except PylockValidationError as exc:
+        raise LockFileError(f"{filename}: not a valid PEP 751 lock file: {exc}") from None
     except (KeyError, TypeError, AttributeError) as exc:
         raise LockFileError(f"{filename}: unexpected structure ({type(exc).__name__}: {exc})") from None
 
@@ -86,42 +97,32 @@ def read_lock(path: Path, reader: Callable[[Path], str] | None = None) -> Lock:
 
 
 def parse_pylock(document: dict[str, Any]) -> Lock:
-    """PEP 751: ``[[packages]]`` with ``wheels`` and/or ``sdist``; vcs/directory/archive are skipped."""
+    """PEP 751, read and validated by ``packaging.pylock``: ``[[packages]]`` with ``wheels`` and/or
+    an ``sdist``; a vcs, directory or archive package is skipped (no index serves it).
+
+    Raises ``PylockValidationError`` for a document that breaks PEP 751 (an unsupported
+    ``lock-version``, a name that is not normalized, a file without hashes or whose filename
+    disagrees with the package's name or version, a bad marker, ...).
+    """
     packages: list[LockedPackage] = []
     skipped: list[LockSkip] = []
-    for entry in document.get("packages", ()):
-        name = str(entry["name"])
-        files = [_pylock_file(wheel, True) for wheel in entry.get("wheels", ())]
-        if "sdist" in entry:
-            files.append(_pylock_file(entry["sdist"], False))
-        if not files:
-            kind = next((k for k in ("vcs", "directory", "archive") if k in entry), "no index files")
-            skipped.append(LockSkip(name, f"{kind} source: not from an index"))
-            continue
-        if "version" not in entry:
-            skipped.append(LockSkip(name, "no version locked"))
-            continue
-        packages.append(LockedPackage(normalize(name), str(entry["version"]), tuple(files),
-                                      _marker(entry.get("marker"))))
+    for package in Pylock.from_dict(document).packages:
+        if package.is_direct:
+            kind = next(k for k in ("vcs", "directory", "archive") if getattr(package, k) is not None)
+            skipped.append(LockSkip(package.name, f"{kind} source: not from an index"))
+        elif package.version is None:
+            skipped.append(LockSkip(package.name, "no version locked"))
+        else:
+            files = [_pylock_file(wheel, True) for wheel in package.wheels or ()]
+            if package.sdist is not None:
+                files.append(_pylock_file(package.sdist, False))
+            packages.append(LockedPackage(package.name, str(package.version), tuple(files), package.marker))
     return Lock(tuple(packages), tuple(skipped))
 
 
-def _pylock_file(table: dict[str, Any], is_wheel: bool) -> LockedFile:
-    filename = table.get("name") or _url_filename(table.get("url") or table.get("path") or "")
-    if not filename:
-        raise KeyError("a wheel or sdist without name, url or path")
-    hashes = table.get("hashes") or {}
-    sha256 = hashes.get("sha256")
-    return LockedFile(str(filename), str(sha256).lower() if sha256 else None, is_wheel)
-
-
-def _marker(text: Any) -> Marker | None:
-    if not text:
-        return None
-    try:
-        return Marker(str(text))
-    except InvalidMarker as exc:
-        raise TypeError(f"invalid marker {text!r}: {exc}") from None
+def _pylock_file(distribution: PackageWheel | PackageSdist, is_wheel: bool) -> LockedFile:
+    sha256 = distribution.hashes.get("sha256")
+    return LockedFile(distribution.filename, sha256.lower() if sha256 else None, is_wheel)
 
 
 def parse_uv_lock(document: dict[str, Any]) -> Lock:

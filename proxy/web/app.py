@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiohttp_jinja2
+import jinja2
 import structlog
 from aiohttp import web
 
@@ -28,7 +29,6 @@ from proxy.storage.upstream_files import CachedEntry, FileCache
 from proxy.storage.upstream_pages import PageCache
 from proxy.ui import assets
 from proxy.ui import handlers as ui
-from proxy.ui import render as uirender
 from proxy.ui.descriptions import Budget, Descriptions
 from proxy.upstream.client import Upstream, masked
 from proxy.upstream.downloads import Downloader
@@ -215,7 +215,14 @@ def _prepare_file_cache(files: FileCache) -> list[CachedEntry]:
 
 
 def _setup_templates(app: web.Application) -> None:
-    aiohttp_jinja2.setup(app, default_helpers=False, **uirender.environment_options())
+    """The interface's one autoescaping Jinja environment, held by aiohttp_jinja2 for its
+    ``render_template`` (proxy/ui/handlers.py). No default helpers: links go through ``site``,
+    which honours ``[server] public_url``."""
+    aiohttp_jinja2.setup(
+        app, loader=jinja2.PackageLoader("proxy.ui", "templates"), default_helpers=False,
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        auto_reload=False,  # else Jinja stats the template file on every render
+    )
 
 
 def _prepare_storage(storage: PrivateStorage) -> None:
