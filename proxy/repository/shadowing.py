@@ -81,9 +81,9 @@ class Shadowing:
 
 
 def _merge(sources: list[Callable[[], Sequence[str]]]) -> list[str]:
-    """Blocking, O(names): run in the executor."""
-    names: list[str] = []
-    for source in sources:
+    """Blocking, O(names): run in the executor. Each later source is merged into the earlier ones."""
+    names = merge.project_names(sources[0]() if sources else (), sources[1]() if len(sources) > 1 else (), ())
+    for source in sources[2:]:
         names = merge.project_names(names, source(), ())
     return names
 
