@@ -46,7 +46,7 @@ class Memory:
             raise ProjectNotFound(f"no {name}", project=name)
         return self.projects[name]
 
-    async def project_page(self, name: str) -> ProjectPage:
+    async def project_page(self, name: str, *, cached_only: bool = False) -> ProjectPage:
         self.asked.append(("page", name))
         files = self._files(name)
 

@@ -100,8 +100,9 @@ class Repository(Protocol):
         component that claims a name answers for it alone, even with ProjectNotFound."""
         ...
 
-    async def project_page(self, name: str) -> ProjectPage:
-        """The project's simple page."""
+    async def project_page(self, name: str, *, cached_only: bool = False) -> ProjectPage:
+        """The project's simple page; with ``cached_only``, only what is held here, however old,
+        never asking upstream (the web interface's view); ProjectNotFound when nothing is."""
         ...
 
     async def project_list(self) -> ProjectList:

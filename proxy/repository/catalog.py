@@ -37,9 +37,9 @@ class Catalog:
     async def claims(self, name: str) -> bool:
         return await self._chain.claims(name)
 
-    async def project_page(self, name: str) -> ProjectPage:
+    async def project_page(self, name: str, *, cached_only: bool = False) -> ProjectPage:
         """The page of ``name`` (normalised) from the one component that answers for it."""
-        return await self._chain.project_page(name)
+        return await self._chain.project_page(name, cached_only=cached_only)
 
     async def project_list(self) -> ProjectList:
         """Private projects, plus upstream's list when configured, merged."""

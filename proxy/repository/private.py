@@ -58,7 +58,7 @@ class PrivateRepository:
         self._projects[name] = (stamp, project)
         return stamp, project
 
-    async def project_page(self, name: str) -> ProjectPage:
+    async def project_page(self, name: str, *, cached_only: bool = False) -> ProjectPage:
         """The project's page; its version is the index file's stamp token (it names the rendered
         copies kept on disk). ProjectNotFound when ``name`` is not private."""
         loaded = await self._load(name)

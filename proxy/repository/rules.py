@@ -29,9 +29,9 @@ class Excluding:
     async def claims(self, name: str) -> bool:
         return not self._excluded(name) and await self.inner.claims(name)
 
-    async def project_page(self, name: str) -> ProjectPage:
+    async def project_page(self, name: str, *, cached_only: bool = False) -> ProjectPage:
         self._check(name)
-        return await self.inner.project_page(name)
+        return await self.inner.project_page(name, cached_only=cached_only)
 
     async def resource(self, project: str, filename: str) -> Resource:
         self._check(project)

@@ -45,8 +45,8 @@ class Shadowing:
     async def claims(self, name: str) -> bool:
         return await self.owner(name) is not None
 
-    async def project_page(self, name: str) -> ProjectPage:
-        return await (await self._owner_or_404(name)).project_page(name)
+    async def project_page(self, name: str, *, cached_only: bool = False) -> ProjectPage:
+        return await (await self._owner_or_404(name)).project_page(name, cached_only=cached_only)
 
     async def resource(self, project: str, filename: str) -> Resource:
         return await (await self._owner_or_404(project)).resource(project, filename)

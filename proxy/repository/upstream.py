@@ -7,6 +7,7 @@ import functools
 from dataclasses import dataclass
 
 from proxy.core import render
+from proxy.core.errors import ProjectNotFound
 from proxy.core.merge import CacheState, Source
 from proxy.repository.base import ProjectList, ProjectPage, Resource
 from proxy.storage.upstream_files import FileCache
@@ -39,10 +40,16 @@ class UpstreamRepository:
     async def claims(self, name: str) -> bool:
         return True
 
-    async def project_page(self, name: str) -> ProjectPage:
+    async def project_page(self, name: str, *, cached_only: bool = False) -> ProjectPage:
         """Upstream's page by the freshness rules of ``PublicIndex.lookup`` (its errors too); the
-        version is the cached record's content id."""
-        record, state = await self.parts.index.lookup(name)
+        version is the cached record's content id. ``cached_only``: the copy held, however old."""
+        if cached_only:
+            held = await self.parts.index.cached_record(name)
+            if held is None or held.page is None:
+                raise ProjectNotFound(f"No cached project named {name!r}.", project=name)
+            record, state = held, CacheState.HIT
+        else:
+            record, state = await self.parts.index.lookup(name)
         assert record.page is not None  # lookup raises ProjectNotFound for a 404
         return ProjectPage(name, Source.UPSTREAM, record.content_id,
                            functools.partial(render.proxied_index_page, record.page), len(record.page.files), state)

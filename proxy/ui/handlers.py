@@ -10,12 +10,12 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
+from proxy.core.errors import ProjectNotFound
 from proxy.core.models import IndexPage, PrivateProject
 from proxy.core.names import is_valid_project_name, matches_any, normalize, validate_project_name
 from proxy.storage.upstream_files import Key
-from proxy.ui import browse
+from proxy.ui import browse, views, views_home, views_list
 from proxy.ui import status as uistatus
-from proxy.ui import views, views_home, views_list
 from proxy.ui.readme import RENDERED_EMPTY, Shown
 from proxy.ui.views_project import (
     ProjectView,
@@ -90,18 +90,17 @@ async def project(request: web.Request) -> web.Response:
     name = normalize(raw)
     if raw != name or not request.path.endswith("/"):
         raise redirects.moved(request, "ui_project", project=name)
-    private = await catalog.private.project(name)
-    if private is not None:
-        description = await _description(request, private)
-        return await _respond(request, "project.html", private_project_view, site, private, description)
-    reserved = matches_any(name, request.app[SETTINGS].upstream.reserved)
-    up = catalog.upstreams
-    page = await up.index.cached_page(name) if up else None
-    if up is None or page is None:
+    try:  # what is held here: the interface never makes upstream requests
+        served = await catalog.project_page(name, cached_only=True)
+    except ProjectNotFound:
         return await _respond(request, "not_found.html", not_found_view, site, name, status=404,
-                              reserved=reserved, upstream_enabled=up is not None)
-    return await _respond(request, "project.html", _cached_project_view, site, page,
-                          await browse.cached_keys(up), reserved)
+                              reserved=matches_any(name, request.app[SETTINGS].upstream.reserved),
+                              upstream_enabled=catalog.upstreams is not None)
+    if served.project is not None:
+        description = await _description(request, served.project)
+        return await _respond(request, "project.html", private_project_view, site, served.project, description)
+    return await _respond(request, "project.html", _cached_project_view, site, served.build,
+                          await browse.cached_keys(catalog.upstreams), False)
 
 
 async def _description(request: web.Request, project: PrivateProject) -> Shown:
@@ -112,8 +111,10 @@ async def _description(request: web.Request, project: PrivateProject) -> Shown:
     return await request.app[DESCRIPTIONS].shown(info.description, info.description_content_type)
 
 
-def _cached_project_view(site: views.Site, page: IndexPage, cached: list[Key], reserved: bool) -> ProjectView:
+def _cached_project_view(site: views.Site, build: Callable[[], IndexPage], cached: list[Key],
+                         reserved: bool) -> ProjectView:
     """Blocking, O(cached files): runs in the executor."""
+    page = build()
     return cached_project_view(site, page, browse.cached_files(cached, page.name), reserved)
 
 

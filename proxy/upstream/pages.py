@@ -36,7 +36,7 @@ from proxy.core.errors import ProjectNotFound, UpstreamCircuitOpen, UpstreamErro
 from proxy.core.flights import SingleFlight, retrieved
 from proxy.core.lru import LruCache
 from proxy.core.merge import CacheState
-from proxy.core.models import IndexPage, iso_z
+from proxy.core.models import iso_z
 from proxy.storage.upstream_pages import CachedPage, CachedProjectList, PageCache, upstream_id
 from proxy.upstream import filespecs
 from proxy.upstream import page_answers as answers
@@ -77,10 +77,10 @@ class PublicIndex:
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
-    async def cached_page(self, name: str) -> IndexPage | None:
-        """The listing of ``name`` as last cached, however old, without asking upstream."""
+    async def cached_record(self, name: str) -> CachedPage | None:
+        """The record of ``name`` as last cached, however old, without asking upstream."""
         record = self._records.get(name) or await self._run(self._cache.page, name, self._source)
-        return record.page if record is not None and record.status == 200 else None
+        return record if record is not None and record.status == 200 else None
 
     async def cache_bytes(self) -> int:
         """Bytes the page cache takes on disk."""
