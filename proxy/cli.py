@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from proxy import __version__
-from proxy.config import Settings, load_settings, parse_size
+from proxy.config import Settings, load_settings
+from proxy.configvalues import parse_size
 from proxy.core.errors import ConfigError, NeedsTerminal, ProxyError
 from proxy.core.models import PrivateProject, version_key
 from proxy.core.names import normalize
