@@ -45,7 +45,7 @@ class ServerSettings:
     shutdown_timeout: float = _setting(30.0, kind.seconds)
     # Server processes sharing the port (SO_REUSEPORT); 0: one per CPU.
     workers: int = _setting(1, kind.workers)
-    # Slow and idle clients (proxy/web/connections.py); 0 turns a limit off. Seconds from connecting,
+    # Slow and idle clients (proxy/web/deadlines.py, connections.py); 0 turns a limit off. Seconds from connecting,
     # or from the first byte of a request, to the end of its line and headers.
     header_timeout: float = _setting(10.0, kind.seconds)
     # A request body must bring at least body_min_rate bytes per second (and one byte at least)
