@@ -16,7 +16,7 @@ from yarl import URL
 
 from proxy.config import settings_from_mapping
 from proxy.core.errors import ConfigError, UpstreamRefused
-from proxy.upstream.client import PolicyResolver
+from proxy.upstream.session import PolicyResolver
 from proxy.upstream.fetchpolicy import FilePolicy, is_public
 
 INDEX = URL("https://pypi.org/simple/")

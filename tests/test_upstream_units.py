@@ -17,7 +17,7 @@ from proxy.core.lru import LruCache
 from proxy.core.merge import Source, project_names, source_for
 from proxy.core.models import IndexFile, IndexPage
 from proxy.storage.upstream_pages import CachedPage, CachedProjectList, PageCache, upstream_id
-from proxy.upstream.client import masked
+from proxy.upstream.responses import masked
 from proxy.upstream.downloads import expected_digest
 
 SHA = "ab" * 32
