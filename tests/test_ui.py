@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from proxy.core.models import IndexFile, IndexPage, PrivateProject, ReleaseInfo, StoredFile
+from proxy.core.indexpage import IndexFile, IndexPage
+from proxy.core.models import PrivateProject, ReleaseInfo, StoredFile
 from proxy.ui import readme
 from proxy.ui import status as uistatus
 from proxy.ui import views as ui

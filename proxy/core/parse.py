@@ -11,7 +11,8 @@ from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sd
 from yarl import URL
 
 from proxy.core.errors import InvalidName, InvalidUpstreamResponse
-from proxy.core.models import IndexFile, IndexPage, version_key
+from proxy.core.indexpage import IndexFile, IndexPage
+from proxy.core.models import version_key
 from proxy.core.names import check_safe_filename, normalize
 from proxy.core.parse_html import AnchorParser, decode, html_page
 from proxy.core.parse_json import json_document, json_files, json_project_keys

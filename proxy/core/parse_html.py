@@ -8,7 +8,7 @@ from typing import Any
 
 from yarl import URL
 
-from proxy.core.models import IndexFile
+from proxy.core.indexpage import IndexFile
 from proxy.core.parse_fields import check_api_version, optional_url, project_status, url_list
 from proxy.core.urls import resolve
 

@@ -9,8 +9,9 @@ from typing import Any
 from yarl import URL
 
 from proxy.core.errors import InvalidUpstreamResponse
-from proxy.core.models import IndexFile, parse_iso
+from proxy.core.indexpage import IndexFile
 from proxy.core.parse_fields import check_api_version, optional_url, project_status, url_list
+from proxy.core.timestamps import parse_iso
 from proxy.core.urls import resolve
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from proxy.core.errors import CorruptStorage, Forbidden, ProxyError, Unauthenticated, describe_corruption
-from proxy.core.models import iso_z, utc_now
 from proxy.core.names import matches_any, normalize
+from proxy.core.timestamps import iso_z, utc_now
 from proxy.storage.atomic import locked, write_atomic
 
 TOKEN_USER = "__token__"

@@ -29,8 +29,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from proxy.core.errors import CorruptStorage, FileExists, ProjectNotEmpty, ProjectNotFound, describe_corruption
-from proxy.core.models import PrivateProject, ReleaseInfo, StoredFile, utc_now
+from proxy.core.models import PrivateProject, ReleaseInfo, StoredFile
 from proxy.core.names import check_safe_filename, normalize
+from proxy.core.timestamps import utc_now
 from proxy.storage.atomic import TEMP_PREFIX, fsync_dir, locked, move_into_place, write_atomic
 from proxy.storage.private_names import ProjectNames
 

@@ -11,7 +11,7 @@ from typing import Protocol
 import aiohttp
 from packaging.requirements import Requirement
 
-from proxy.core.models import IndexFile
+from proxy.core.indexpage import IndexFile
 from proxy.warm.client import FileOutcome, ProxyClient
 from proxy.warm.lockfiles import LockedPackage
 from proxy.warm.resolver import Notices, Resolver

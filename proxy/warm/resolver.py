@@ -14,8 +14,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName
 from packaging.version import Version
 
+from proxy.core.indexpage import IndexFile, IndexPage
 from proxy.core.metadata import parse_metadata
-from proxy.core.models import IndexFile, IndexPage
 from proxy.core.names import normalize
 from proxy.warm.client import ProxyClient, WarmError
 from proxy.warm.lockfiles import LockedPackage
