@@ -1,156 +1,26 @@
-"""Settings: embedded defaults, overridden by a TOML file, overridden by command-line flags."""
+"""Settings: embedded defaults, overridden by a TOML file, overridden by command-line flags.
+
+The sections and their keys are declared here, each with its default and the kind of value it
+holds (``proxy.configvalues``); one loader reads and validates them all."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from yarl import URL
-
+from proxy import configvalues as kind
+from proxy.configvalues import Parser
 from proxy.core.errors import ConfigError
-from proxy.core.names import normalize
 from proxy.oserrors import explain_os_error
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
-
-Parser = Callable[[str, Any], Any]
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
-               "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
-
-
-def _string(key: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(key, f"expected a string, got {type(value).__name__}")
-    return value
-
-
-def _port(key: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
-        raise ConfigError(key, "expected an integer port from 0 to 65535")
-    return value
-
-
-def _size(key: str, value: Any) -> int:
-    """Bytes, as an integer or a string such as "100 MiB" or "2GB"."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    match = _SIZE.match(value) if isinstance(value, str) else None
-    if not match:
-        raise ConfigError(key, f"expected a positive size such as 104857600 or \"100 MiB\", got {value!r}")
-    unit = (match.group(2) or "").lower().removesuffix("b")
-    size = int(match.group(1)) * _SIZE_UNITS[unit]
-    if size <= 0:
-        raise ConfigError(key, "must be positive")
-    return size
-
-
-def parse_size(text: str) -> int:
-    """"100 MiB", "2GB" or a byte count, as the config file writes sizes."""
-    return _size("size", int(text) if text.isdigit() else text)
-
-
-def _optional_size(key: str, value: Any) -> int | None:
-    """A size, or "" / 0 for no limit."""
-    if value in ("", 0):
-        return None
-    return _size(key, value)
-
-
-def _workers(key: str, value: Any) -> int:
-    count = _count(key, value)
-    return count or os.cpu_count() or 1
-
-
-def _choice(*allowed: str) -> Parser:
-    def parse(key: str, value: Any) -> str:
-        if value not in allowed:
-            raise ConfigError(key, f"expected one of {', '.join(allowed)}, got {value!r}")
-        return str(value)
-    return parse
-
-
-def _optional_path(key: str, value: Any) -> Path | None:
-    """A path; empty means "use the built-in default"."""
-    text = _string(key, value).strip()
-    return Path(text).expanduser() if text else None
-
-
-def _optional_url(key: str, value: Any) -> str | None:
-    text = _string(key, value).strip()
-    if not text:
-        return None
-    url = URL(text)
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigError(key, f"expected an absolute http(s) URL, got {text!r}")
-    return text.rstrip("/")
-
-
-def _boolean(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(key, f"expected true or false, got {value!r}")
-    return value
-
-
-def _seconds(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(key, f"expected a number of seconds >= 0, got {value!r}")
-    return float(value)
-
-
-def _positive_seconds(key: str, value: Any) -> float:
-    seconds = _seconds(key, value)
-    if not seconds:
-        raise ConfigError(key, "expected a number of seconds > 0")
-    return seconds
-
-
-def _count(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(key, f"expected an integer >= 0, got {value!r}")
-    return value
-
-
-def _name_patterns(key: str, value: Any) -> tuple[str, ...]:
-    """Project-name patterns such as "acme-*", normalised like the names they match (PEP 503)."""
-    if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
-        raise ConfigError(key, f"expected a list of name patterns such as [\"acme-*\"], got {value!r}")
-    return tuple(normalize(item.strip()) for item in value)
-
-
-def _host_patterns(key: str, value: Any) -> tuple[str, ...]:
-    """Host names or fnmatch patterns ("files.pythonhosted.org", "*.cdn.example"), lower case;
-    an IPv6 address may be written in brackets."""
-    if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
-        raise ConfigError(key, f"expected a list of host names such as [\"files.pythonhosted.org\"], got {value!r}")
-    hosts = tuple(item.strip().lower().removeprefix("[").removesuffix("]") for item in value)
-    for host in hosts:
-        if re.search(r"[/\s@?#\[\]]", host) or (":" in host and not _is_ipv6(host)):
-            raise ConfigError(key, f"expected a host name without scheme, port or path, got {host!r}")
-    return hosts
-
-
-def _is_ipv6(text: str) -> bool:
-    try:
-        return isinstance(ipaddress.ip_address(text), ipaddress.IPv6Address)
-    except ValueError:
-        return False
-
-
-def _upstream_url(key: str, value: Any) -> str:
-    url = _optional_url(key, value)
-    if url is None:
-        raise ConfigError(key, "expected the upstream's simple index URL, e.g. https://pypi.org/simple")
-    return url
 
 
 def _setting(default: Any, parse: Parser) -> Any:
@@ -167,91 +37,91 @@ def default_data_dir() -> Path:
 
 @dataclass(frozen=True)
 class ServerSettings:
-    host: str = _setting("127.0.0.1", _string)
-    port: int = _setting(8080, _port)
+    host: str = _setting("127.0.0.1", kind.string)
+    port: int = _setting(8080, kind.port)
     # Absolute URL clients use to reach this server, when behind a reverse proxy.
-    public_url: str | None = _setting(None, _optional_url)
+    public_url: str | None = _setting(None, kind.optional_url)
     # Seconds requests in flight may take to finish after SIGTERM (keep below TimeoutStopSec).
-    shutdown_timeout: float = _setting(30.0, _seconds)
+    shutdown_timeout: float = _setting(30.0, kind.seconds)
     # Server processes sharing the port (SO_REUSEPORT); 0: one per CPU.
-    workers: int = _setting(1, _workers)
-    # Slow and idle clients (proxy/web/connections.py); 0 turns a limit off. Seconds from connecting,
+    workers: int = _setting(1, kind.workers)
+    # Slow and idle clients (proxy/web/deadlines.py, connections.py); 0 turns a limit off. Seconds from connecting,
     # or from the first byte of a request, to the end of its line and headers.
-    header_timeout: float = _setting(10.0, _seconds)
+    header_timeout: float = _setting(10.0, kind.seconds)
     # A request body must bring at least body_min_rate bytes per second (and one byte at least)
     # in every window of body_idle_timeout seconds in which the server is reading it.
-    body_idle_timeout: float = _setting(20.0, _seconds)
-    body_min_rate: int = _setting(500, _count)
+    body_idle_timeout: float = _setting(20.0, kind.seconds)
+    body_min_rate: int = _setting(500, kind.count)
     # Seconds a response may wait with no byte of it taken by the client.
-    send_idle_timeout: float = _setting(60.0, _seconds)
+    send_idle_timeout: float = _setting(60.0, kind.seconds)
     # Seconds an idle connection is kept open for the client's next request.
-    keepalive_timeout: float = _setting(75.0, _seconds)
+    keepalive_timeout: float = _setting(75.0, kind.seconds)
     # Open connections per server process; at the limit the longest-idle one makes room, else
     # the new one is closed at once.
-    max_connections: int = _setting(1000, _count)
+    max_connections: int = _setting(1000, kind.count)
 
 
 @dataclass(frozen=True)
 class StorageSettings:
-    data_dir: Path = _setting(None, _optional_path)
+    data_dir: Path = _setting(None, kind.optional_path)
 
 
 @dataclass(frozen=True)
 class UploadSettings:
-    max_file_size: int = _setting(100 * 1024**2, _size)
+    max_file_size: int = _setting(100 * 1024**2, kind.size)
     # Failed logins allowed a minute (also as a burst), per client address and per user name.
-    failed_logins_per_address: int = _setting(10, _count)
-    failed_logins_per_user: int = _setting(30, _count)
+    failed_logins_per_address: int = _setting(10, kind.count)
+    failed_logins_per_user: int = _setting(30, kind.count)
     # Who may make private a name that upstream serves: "any" (anyone allowed to upload under
     # that name) or "grant" (only users or tokens whose project list names it exactly).
-    claim_public_names: str = _setting("any", _choice("any", "grant"))
+    claim_public_names: str = _setting("any", kind.choice("any", "grant"))
     # Seconds a staged upload may sit idle in <data_dir>/tmp before it is swept away.
-    staged_max_age: float = _setting(900.0, _seconds)
+    staged_max_age: float = _setting(900.0, kind.seconds)
 
 
 @dataclass(frozen=True)
 class UpstreamSettings:
-    enabled: bool = _setting(True, _boolean)
-    url: str = _setting("https://pypi.org/simple", _upstream_url)
-    username: str = _setting("", _string)
-    password: str = _setting("", _string)
-    connect_timeout: float = _setting(10.0, _seconds)
-    read_timeout: float = _setting(30.0, _seconds)
-    retries: int = _setting(2, _count)
-    fresh_for: float = _setting(600.0, _seconds)
-    not_found_for: float = _setting(60.0, _seconds)
-    retry_after_error: float = _setting(30.0, _seconds)
-    list_projects: bool = _setting(False, _boolean)
-    project_list_fresh_for: float = _setting(86400.0, _seconds)
-    reserved: tuple[str, ...] = _setting((), _name_patterns)
+    enabled: bool = _setting(True, kind.boolean)
+    url: str = _setting("https://pypi.org/simple", kind.upstream_url)
+    username: str = _setting("", kind.string)
+    password: str = _setting("", kind.string)
+    connect_timeout: float = _setting(10.0, kind.seconds)
+    read_timeout: float = _setting(30.0, kind.seconds)
+    retries: int = _setting(2, kind.count)
+    fresh_for: float = _setting(600.0, kind.seconds)
+    not_found_for: float = _setting(60.0, kind.seconds)
+    retry_after_error: float = _setting(30.0, kind.seconds)
+    list_projects: bool = _setting(False, kind.boolean)
+    project_list_fresh_for: float = _setting(86400.0, kind.seconds)
+    reserved: tuple[str, ...] = _setting((), kind.name_patterns)
     # Resilience (issue 11): bounds on what a slow or failing upstream can cost a client.
-    stale_timeout: float = _setting(0.5, _seconds)
-    page_deadline: float = _setting(10.0, _seconds)
-    project_list_deadline: float = _setting(120.0, _seconds)
-    download_min_rate: int | None = _setting(1024, _optional_size)
+    stale_timeout: float = _setting(0.5, kind.seconds)
+    page_deadline: float = _setting(10.0, kind.seconds)
+    project_list_deadline: float = _setting(120.0, kind.seconds)
+    download_min_rate: int | None = _setting(1024, kind.optional_size)
     # Largest upstream file fetched when neither the listing nor upstream gives its size (L1).
-    max_file_size: int = _setting(20 * 1024**3, _size)
-    breaker_threshold: int = _setting(5, _count)
-    breaker_probe_every: float = _setting(5.0, _positive_seconds)
+    max_file_size: int = _setting(20 * 1024**3, kind.size)
+    breaker_threshold: int = _setting(5, kind.count)
+    breaker_probe_every: float = _setting(5.0, kind.positive_seconds)
     # Where files may come from (issue 12 M7, proxy/upstream/fetchpolicy.py): the index's own origin, and
     # these hosts on public addresses; private addresses only when allowed.
-    file_hosts: tuple[str, ...] = _setting(("files.pythonhosted.org",), _host_patterns)
-    allow_private_file_hosts: bool = _setting(False, _boolean)
+    file_hosts: tuple[str, ...] = _setting(("files.pythonhosted.org",), kind.host_patterns)
+    allow_private_file_hosts: bool = _setting(False, kind.boolean)
     # A file listed without a hash cannot be verified: refused (502) unless this is true.
-    cache_unverified_files: bool = _setting(False, _boolean)
+    cache_unverified_files: bool = _setting(False, kind.boolean)
 
 
 @dataclass(frozen=True)
 class CacheSettings:
-    page_cache_size: int = _setting(1024**3, _size)
-    rendered_memory: int = _setting(64 * 1024**2, _size)
-    files_max_size: int | None = _setting(None, _optional_size)
+    page_cache_size: int = _setting(1024**3, kind.size)
+    rendered_memory: int = _setting(64 * 1024**2, kind.size)
+    files_max_size: int | None = _setting(None, kind.optional_size)
 
 
 @dataclass(frozen=True)
 class LoggingSettings:
-    level: str = _setting("info", _choice("debug", "info", "warning", "error"))
-    format: str = _setting("auto", _choice("auto", "json", "console"))
+    level: str = _setting("info", kind.choice("debug", "info", "warning", "error"))
+    format: str = _setting("auto", kind.choice("auto", "json", "console"))
 
 
 @dataclass(frozen=True)
@@ -259,14 +129,14 @@ class DescriptionSettings:
     """Long descriptions (core metadata's Description): the upload cap and the rendering budget."""
 
     # Largest accepted on upload, in UTF-8 bytes; None: no limit (warehouse has none).
-    max_size: int | None = _setting(1024**2, _optional_size)
+    max_size: int | None = _setting(1024**2, kind.optional_size)
     # Larger ones are shown as plain text, never rendered.
-    render_max_size: int = _setting(512 * 1024, _size)
+    render_max_size: int = _setting(512 * 1024, kind.size)
     # Seconds one render may take, and address space its process may use; beyond: plain text.
-    render_timeout: float = _setting(5.0, _positive_seconds)
-    render_memory: int = _setting(1024**3, _size)
+    render_timeout: float = _setting(5.0, kind.positive_seconds)
+    render_memory: int = _setting(1024**3, kind.size)
     # Rendered descriptions kept in memory per server process (least recently used go first).
-    cache_memory: int = _setting(16 * 1024**2, _size)
+    cache_memory: int = _setting(16 * 1024**2, kind.size)
 
 
 @dataclass(frozen=True)

@@ -33,10 +33,11 @@ CRASH = """
 import hashlib, os, sys
 from pathlib import Path
 from proxy.core.metadata import read_core_metadata, release_info
-from proxy.storage.distributions import extract_metadata
-from proxy.storage import private as storage
-from proxy.core.models import StoredFile, utc_now
+from proxy.core.models import StoredFile
 from proxy.core.names import WHEEL, normalize
+from proxy.core.timestamps import utc_now
+from proxy.storage import private as storage
+from proxy.storage.distributions import extract_metadata
 
 data_dir, wheel = Path(sys.argv[1]), Path(sys.argv[2])
 real_move = storage.move_into_place

@@ -16,8 +16,8 @@ from yarl import URL
 
 from proxy.config import settings_from_mapping
 from proxy.core.errors import ConfigError, UpstreamRefused
-from proxy.upstream.client import PolicyResolver
 from proxy.upstream.fetchpolicy import FilePolicy, is_public
+from proxy.upstream.session import PolicyResolver
 
 INDEX = URL("https://pypi.org/simple/")
 PRIVATE_INDEX = URL("http://10.1.2.3:3141/root/pypi/+simple/")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from proxy.core.errors import ProjectNotFound, UpstreamRefused
-from proxy.core.models import IndexFile, IndexPage
+from proxy.core.indexpage import IndexFile, IndexPage
 from proxy.upstream.filespecs import file_spec
 
 SHA = "ab" * 32

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from proxy.core import jsonapi
-from proxy.core.models import IndexFile, IndexPage, PrivateProject, ReleaseInfo
+from proxy.core.indexpage import IndexFile, IndexPage
+from proxy.core.models import PrivateProject, ReleaseInfo
 from tests.test_render import WHEN, project, stored
 
 # --- PyPI's JSON API ------------------------------------------------------------------------------

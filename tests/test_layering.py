@@ -12,8 +12,9 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "proxy"
 # Each package, and what of the project it may import. The foundation (the package's own
-# __init__ for the version, ``config`` and ``oserrors``) may be imported by every package.
-FOUNDATION = {"proxy", "proxy.config", "proxy.oserrors", "proxy.log"}
+# __init__ for the version, ``config`` with its ``configvalues``, and ``oserrors``) may be imported by
+# every package.
+FOUNDATION = {"proxy", "proxy.config", "proxy.configvalues", "proxy.oserrors", "proxy.log"}
 MAY_IMPORT = {
     "core": {"core"},
     "storage": {"core", "storage"},

@@ -8,7 +8,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from proxy.core.models import IndexFile, PrivateProject, ReleaseInfo, StoredFile, iso_z, parse_iso, version_key
+from proxy.core.indexpage import IndexFile
+from proxy.core.models import PrivateProject, ReleaseInfo, StoredFile, version_key
+from proxy.core.timestamps import iso_z, parse_iso
 
 WHEN = datetime(2026, 11, 24, 10, 20, 30, 123456, tzinfo=timezone.utc)
 

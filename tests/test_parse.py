@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from proxy.core.errors import InvalidUpstreamResponse
-from proxy.core.models import IndexPage
+from proxy.core.indexpage import IndexPage
 from proxy.core.parse import parse_project_list, parse_project_page, version_from_filename
 
 PAGE_URL = "https://index.example/simple/demo/"

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from proxy.core.errors import InvalidUpstreamResponse
-from proxy.core.models import IndexPage
+from proxy.core.indexpage import IndexPage
 from proxy.core.names import check_safe_filename
 from proxy.core.parse import parse_project_list, parse_project_page
 

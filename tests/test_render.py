@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from proxy.core import render
-from proxy.core.models import IndexFile, IndexPage, PrivateProject, ReleaseInfo, StoredFile
+from proxy.core.indexpage import IndexFile, IndexPage
+from proxy.core.models import PrivateProject, ReleaseInfo, StoredFile
 
 WHEN = datetime(2026, 11, 24, 10, 20, 30, 123456, tzinfo=timezone.utc)
 SHA = "ab" * 32

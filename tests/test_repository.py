@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from proxy.core.errors import ProjectNotFound
+from proxy.core.indexpage import IndexFile, IndexPage
 from proxy.core.merge import CacheState, Source
-from proxy.core.models import IndexFile, IndexPage
 from proxy.core.negotiate import JSON_V1, TEXT_HTML
 from proxy.repository import rules
 from proxy.repository.base import ProjectList, ProjectPage, Repository, Resource

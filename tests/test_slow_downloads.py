@@ -16,7 +16,7 @@ import pytest
 
 from proxy.config import Settings
 from proxy.storage.auth import AuthStore
-from proxy.web.connections import send_progress
+from proxy.web.deadlines import send_progress
 from tests.conftest import PASSWORD, basic, upload_form
 from tests.fakeupstream import FakeUpstream
 from tests.slowclients import (

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from proxy.core.errors import FileExists, InvalidName, ProjectNotFound
-from proxy.core.models import ReleaseInfo, StoredFile, utc_now
+from proxy.core.models import ReleaseInfo, StoredFile
+from proxy.core.timestamps import utc_now
 from proxy.storage.atomic import TEMP_PREFIX, sweep_temp_files, write_atomic
 from proxy.storage.private import PrivateStorage
 from tests.builders import Dist

@@ -8,7 +8,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.tags import Tag
 from packaging.version import Version
 
-from proxy.core.models import IndexFile, IndexPage
+from proxy.core.indexpage import IndexFile, IndexPage
 from proxy.warm.targets import (
     Target,
     choose_files,

@@ -6,10 +6,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from proxy.core.models import IndexFile, IndexPage, PrivateProject, ReleaseInfo, StoredFile
-from proxy.ui import readme
+from proxy.core.indexpage import IndexFile, IndexPage
+from proxy.core.models import PrivateProject, ReleaseInfo, StoredFile
+from proxy.ui import readme, views, views_home, views_list, views_project, views_releases
 from proxy.ui import status as uistatus
-from proxy.ui import views, views_home, views_list, views_project, views_releases
 from proxy.ui.readme import Shown, render_description
 from proxy.upstream.health import UpstreamHealth
 

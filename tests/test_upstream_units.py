@@ -13,11 +13,11 @@ import pytest
 from yarl import URL
 
 from proxy.core import render
+from proxy.core.indexpage import IndexFile, IndexPage
 from proxy.core.merge import Source, project_names, source_for
-from proxy.core.models import IndexFile, IndexPage
 from proxy.storage.upstream_pages import CachedPage, CachedProjectList, PageCache, upstream_id
-from proxy.upstream.client import masked
 from proxy.upstream.downloads import expected_digest
+from proxy.upstream.responses import masked
 
 SHA = "ab" * 32
 

@@ -16,8 +16,7 @@ from aiohttp.test_utils import TestClient
 from proxy.config import Settings
 from proxy.core import merge
 from proxy.storage.auth import AuthStore
-from proxy.ui import browse
-from proxy.ui import views_list
+from proxy.ui import browse, views_list
 from tests.builders import Dist
 from tests.conftest import PASSWORD, basic, start_client, upload_form
 from tests.fakeupstream import FakeUpstream

@@ -16,10 +16,12 @@ from urllib.parse import quote
 
 from packaging.version import InvalidVersion, Version
 
-from proxy.core.models import IndexFile, IndexPage, PrivateProject, ReleaseInfo, StoredFile, iso_z, version_key
+from proxy.core.indexpage import IndexFile, IndexPage
+from proxy.core.models import PrivateProject, ReleaseInfo, StoredFile, version_key
 from proxy.core.names import guess_packagetype
 from proxy.core.parse import version_from_filename
 from proxy.core.render import file_path
+from proxy.core.timestamps import iso_z
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,8 @@ from typing import Any
 from cvss import CVSS3, CVSS4
 from packaging.version import InvalidVersion, Version
 
-from proxy.core.models import parse_iso
 from proxy.core.names import normalize
+from proxy.core.timestamps import parse_iso
 
 LEVELS = ("unknown", "low", "moderate", "high", "critical")
 _GHSA_LABELS = {"low": "low", "moderate": "moderate", "medium": "moderate", "high": "high", "critical": "critical"}

@@ -9,8 +9,10 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from proxy.core.models import IndexFile, IndexPage, PrivateProject, iso_z, version_key
+from proxy.core.indexpage import IndexFile, IndexPage
+from proxy.core.models import PrivateProject, version_key
 from proxy.core.names import normalize
+from proxy.core.timestamps import iso_z
 from proxy.core.urls import PROVENANCE_SUFFIX, with_path_suffix
 
 # The highest simple-API version whose keys this server serves (STANDARDS D1): 1.1 PEP 700

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from proxy.core.indexpage import IndexPage
 from proxy.core.merge import CacheState, Source
-from proxy.core.models import IndexPage, PrivateProject
+from proxy.core.models import PrivateProject
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,9 +22,10 @@ from proxy.core.errors import (
 )
 from proxy.core.identity import Identity
 from proxy.core.metadata import check_metadata_identity, read_core_metadata, release_info
-from proxy.core.models import ReleaseInfo, StoredFile, utc_now
+from proxy.core.models import ReleaseInfo, StoredFile
 from proxy.core.names import SDIST, WHEEL, parse_dist_filename, parse_version, validate_project_name
 from proxy.core.ratelimit import LoginLimiter
+from proxy.core.timestamps import utc_now
 from proxy.repository.upload_form import UploadForm
 from proxy.storage.atomic import sweep_temp_files
 from proxy.storage.auth import TOKEN_USER, AuthStore, parse_basic_auth, token_id_of

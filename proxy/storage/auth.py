@@ -18,8 +18,8 @@ from typing import Any
 
 from proxy.core.errors import CorruptStorage, ProxyError, Unauthenticated, describe_corruption
 from proxy.core.identity import Identity
-from proxy.core.models import iso_z, utc_now
 from proxy.core.names import normalize
+from proxy.core.timestamps import iso_z, utc_now
 from proxy.storage.atomic import locked, write_atomic
 
 TOKEN_USER = "__token__"

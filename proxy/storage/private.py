@@ -6,6 +6,7 @@ Layout under ``<data_dir>/private``::
     <project>/<filename>              the distribution, immutable once listed
     <project>/<filename>.metadata     its core metadata (PEP 658), the archive's own bytes
     .projects                         replaced whenever a project appears or goes, so readers notice
+                                      (proxy.storage.private_names)
 
 and beside it ``<data_dir>/private-quarantine/<project>/<filename>``: files found in a project's
 directory but not in its index, moved there by ``check --repair``.
@@ -28,16 +29,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from proxy.core.errors import CorruptStorage, FileExists, ProjectNotEmpty, ProjectNotFound, describe_corruption
-from proxy.core.models import PrivateProject, ReleaseInfo, StoredFile, utc_now
+from proxy.core.models import PrivateProject, ReleaseInfo, StoredFile
 from proxy.core.names import check_safe_filename, normalize
+from proxy.core.timestamps import utc_now
 from proxy.storage.atomic import TEMP_PREFIX, fsync_dir, locked, move_into_place, write_atomic
+from proxy.storage.private_names import ProjectNames
 
 INDEX_NAME = "project.json"
-# Every private project's normalised and display name, as JSON; replaced when a project appears,
-# so its stamp tells that the list changed.
-PROJECTS_STAMP = ".projects"
-NAMES_FORMAT = 1
-NAMES_LOCK = ".projects.lock"
 QUARANTINE = "private-quarantine"
 
 
@@ -71,6 +69,7 @@ class PrivateStorage:
         self.temp_dir = data_dir / "tmp"
         self.locks_dir = data_dir / "locks"
         self.quarantine_root = data_dir / QUARANTINE
+        self.names = ProjectNames(self.root, self.locks_dir, INDEX_NAME)
 
     def prepare(self) -> None:
         for directory in (self.root, self.temp_dir, self.locks_dir):
@@ -86,7 +85,7 @@ class PrivateStorage:
         return self.project_dir(project) / INDEX_NAME
 
     def projects_stamp(self) -> Stamp | None:
-        return stamp_of(self.root / PROJECTS_STAMP)
+        return stamp_of(self.names.path)
 
     def index_stamp(self, project: str) -> Stamp | None:
         # Asked on every request: string paths, as pathlib's parsing costs more than the stat.
@@ -115,64 +114,15 @@ class PrivateStorage:
 
     def project_names(self) -> list[str]:
         """Display names of every private project, sorted by normalised name (one file read)."""
-        names = self._read_names()
-        if names is None:
-            names = self.rebuild_names() if self.root.exists() else {}
-        return [names[key] for key in sorted(names)]
+        return self.names.display_names()
 
     def check_names(self) -> None:
-        """At start-up: rebuild the name list when it does not match the project directories
-        (written by an older version, or a crash came between a new index and the list)."""
-        names = self._read_names()
-        if names is None or set(names) != self._project_dirs():
-            self.rebuild_names()
+        """At start-up: rebuild the name list when it does not match the project directories."""
+        self.names.check()
 
     def rebuild_names(self) -> dict[str, str]:
         """Read every project index for its display name (slow: only when the list is unusable)."""
-        with locked(self.locks_dir / NAMES_LOCK):
-            names = self._scan_names()
-            self._write_names(names)
-        return names
-
-    def _scan_names(self) -> dict[str, str]:
-        names = {}
-        for name in self._project_dirs():
-            with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
-                names[name] = json.loads((self.root / name / INDEX_NAME).read_bytes())["display_name"]
-        return names
-
-    def _project_dirs(self) -> set[str]:
-        if not self.root.exists():
-            return set()
-        return {entry.name for entry in os.scandir(self.root)
-                if entry.is_dir() and os.path.exists(os.path.join(entry.path, INDEX_NAME))}
-
-    def _read_names(self) -> dict[str, str] | None:
-        """The list of names, or None when it is missing or unusable (then it is rebuilt from
-        the indexes: it holds nothing they do not)."""
-        try:
-            data = json.loads((self.root / PROJECTS_STAMP).read_bytes())
-        except (FileNotFoundError, ValueError):  # ValueError: not JSON, or not UTF-8
-            return None
-        if not isinstance(data, dict) or data.get("format") != NAMES_FORMAT:
-            return None
-        names = data.get("names")
-        if not isinstance(names, dict) or not all(
-                isinstance(key, str) and isinstance(value, str) for key, value in names.items()):
-            return None
-        return names
-
-    def _write_names(self, names: dict[str, str]) -> None:
-        body = json.dumps({"format": NAMES_FORMAT, "names": names}, sort_keys=True).encode()
-        write_atomic(self.root / PROJECTS_STAMP, body)
-
-    def _add_name(self, project: str, display_name: str) -> None:
-        with locked(self.locks_dir / NAMES_LOCK):
-            names = self._read_names()
-            if names is None:  # unusable: rebuild it (the lock is held)
-                names = self._scan_names()
-            names[project] = display_name
-            self._write_names(names)
+        return self.names.rebuild()
 
     def new_temp_path(self) -> Path:
         return self.temp_dir / f"{TEMP_PREFIX}upload-{os.urandom(8).hex()}"
@@ -219,7 +169,7 @@ class PrivateStorage:
                         directory.rmdir()
                 raise
             if current is None:
-                self._add_name(project, display_name)
+                self.names.add(project, display_name)
             return True
 
     def update(self, project: str, change: Callable[[PrivateProject], PrivateProject]) -> PrivateProject:
@@ -280,17 +230,9 @@ class PrivateStorage:
             for filename in listed_files(current):
                 with contextlib.suppress(FileNotFoundError):
                     self.file_path(project, filename).unlink()
-        self._remove_name(project)
+        self.names.remove(project)
         self.quarantine_unlisted(project)
         return current
-
-    def _remove_name(self, project: str) -> None:
-        with locked(self.locks_dir / NAMES_LOCK):
-            names = self._read_names()
-            if names is None:
-                names = self._scan_names()
-            names.pop(project, None)
-            self._write_names(names)
 
     def _write_index(self, project: PrivateProject) -> None:
         data = json.dumps(project.to_json(), indent=1, sort_keys=True).encode()

@@ -16,7 +16,7 @@ import diskcache
 import structlog
 from yarl import URL
 
-from proxy.core.models import IndexPage
+from proxy.core.indexpage import IndexPage
 
 log = structlog.get_logger(__name__)
 _FORMAT = 2  # bump when the record's JSON shape changes; older records then read as misses

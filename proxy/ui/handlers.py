@@ -11,7 +11,8 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from proxy.core.errors import ProjectNotFound
-from proxy.core.models import IndexPage, PrivateProject
+from proxy.core.indexpage import IndexPage
+from proxy.core.models import PrivateProject
 from proxy.core.names import is_valid_project_name, matches_any, normalize, validate_project_name
 from proxy.storage.upstream_files import Key
 from proxy.ui import browse, views, views_home, views_list

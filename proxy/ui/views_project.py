@@ -8,8 +8,9 @@ from urllib.parse import urlsplit
 
 from markupsafe import Markup
 
+from proxy.core.indexpage import IndexPage
 from proxy.core.jsonapi import current_version, from_private
-from proxy.core.models import IndexPage, PrivateProject, ReleaseInfo
+from proxy.core.models import PrivateProject, ReleaseInfo
 from proxy.ui import readme
 from proxy.ui.views import CACHED, PRIVATE, RESERVED, Site
 from proxy.ui.views_releases import Release, cached_releases, newest_installable, private_releases, with_current

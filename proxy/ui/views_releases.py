@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from packaging.utils import canonicalize_version
 from packaging.version import InvalidVersion, Version
 
-from proxy.core.models import IndexPage, PrivateProject, StoredFile, version_key
+from proxy.core.indexpage import IndexPage
+from proxy.core.models import PrivateProject, StoredFile, version_key
 from proxy.core.parse import version_from_filename
 from proxy.core.render import file_path
 from proxy.ui.views import Site, human_bytes, when

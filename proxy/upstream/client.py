@@ -1,28 +1,35 @@
-"""The upstream index over HTTP: the only user of aiohttp's client in the package."""
+"""The upstream index over HTTP: what is asked of it, retried and redirected how, with which
+credentials. Reading its answers is ``proxy.upstream.responses``; the session and the rules it
+connects by are ``proxy.upstream.session``. (With them, the only user of aiohttp's client in
+the package.)"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import socket
 import time
-import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import TypeVar
 
 import aiohttp
 import structlog
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
-from proxy import __version__
 from proxy.config import UpstreamSettings
 from proxy.core.errors import InvalidUpstreamResponse, UpstreamRefused, UpstreamTimeout, UpstreamUnavailable
-from proxy.upstream.fetchpolicy import Endpoint, FilePolicy, host_of
 from proxy.upstream.health import CircuitBreaker, UpstreamHealth
+from proxy.upstream.responses import (
+    PageAnswer,
+    RangeAnswer,
+    RateGuard,
+    content_range_total,
+    mapped_errors,
+    masked,
+    page_answer,
+    redirect_target,
+)
+from proxy.upstream.session import file_policy, new_session
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -31,94 +38,12 @@ T = TypeVar("T")
 PAGE_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
 )
-USER_AGENT = f"pypi-proxy/{__version__}"
 MAX_PAGE_BYTES = 64 * 1024**2
 MAX_PROJECT_LIST_BYTES = 512 * 1024**2
 MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _RETRY_PAUSE = 0.2  # seconds before the first retry; doubled for each next one
 _RATE_WINDOW_S = 30.0  # the download rate's window when read_timeout is 0 (no idle timeout)
-
-
-@dataclass(frozen=True, slots=True)
-class PageAnswer:
-    """Upstream's answer to a page request: 200 with a body, 304, or 404."""
-
-    status: int
-    url: str = ""
-    body: bytes = b""
-    content_type: str = ""
-    etag: str | None = None
-    last_modified: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RangeAnswer:
-    """Upstream's 206 answer: the bytes of the range, and the whole file's size."""
-
-    body: bytes
-    total_size: int
-
-
-def _content_range_total(value: str) -> int | None:
-    """The complete length from ``Content-Range: bytes A-B/TOTAL`` (RFC 9110 14.4), or None."""
-    unit, _, rest = value.strip().partition(" ")
-    _, _, total = rest.partition("/")
-    return int(total) if unit.lower() == "bytes" and total.isdigit() else None
-
-
-def masked(url: URL) -> str:
-    """The URL for logs: never a password, never a query string (signed URLs carry secrets)."""
-    try:
-        shown = url.with_query(None).with_fragment(None)
-        return str(shown.with_password("***") if url.password else shown)
-    except ValueError:  # not a URL yarl can rebuild (``data:``): only its scheme is told
-        return f"{url.scheme}:…"
-
-
-def _proxy_endpoints() -> list[Endpoint]:
-    """The HTTP proxies of the environment (HTTPS_PROXY, HTTP_PROXY): connected to whatever
-    address they have, as a proxy on the local network usually has a private one."""
-    found = []
-    for scheme, value in urllib.request.getproxies().items():
-        if scheme != "no":
-            try:
-                url = URL(value if "://" in value else f"http://{value}")
-            except ValueError:
-                continue
-            if url.raw_host:
-                found.append((host_of(url), url.port or 0))
-    return found
-
-
-def file_policy(settings: UpstreamSettings) -> FilePolicy:
-    """Where this upstream's files may be fetched from (proxy.upstream.fetchpolicy)."""
-    return FilePolicy(URL(settings.url), settings.file_hosts, allow_private=settings.allow_private_file_hosts,
-                      exempt=_proxy_endpoints())
-
-
-class PolicyResolver(AbstractResolver):
-    """The connector's resolver: the addresses a name resolves to are judged by the file policy
-    when a connection is made, so the answer that is connected to is the one judged (DNS
-    rebinding). IP literals never reach a resolver: ``FilePolicy.check_url`` judges those.
-    Names are looked up with getaddrinfo in a thread (``ThreadedResolver``): /etc/hosts and the
-    system's resolver configuration apply, as for pip."""
-
-    def __init__(self, policy: FilePolicy, inner: AbstractResolver | None = None) -> None:
-        self._policy = policy
-        self._inner = inner if inner is not None else ThreadedResolver()
-
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        try:
-            return self._policy.filter_resolved(host, port, [(r["host"], r) for r in results])
-        except UpstreamRefused:
-            log.warning("upstream_address_refused", host=host, port=port, addresses=[r["host"] for r in results])
-            raise
-
-    async def close(self) -> None:
-        await self._inner.close()
 
 
 class Upstream:
@@ -144,15 +69,8 @@ class Upstream:
 
     @staticmethod
     def new_session(settings: UpstreamSettings) -> aiohttp.ClientSession:
-        """The one client session; its resolver enforces the file policy (``PolicyResolver``)."""
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
-        )
-        connector = aiohttp.TCPConnector(resolver=PolicyResolver(file_policy(settings)))
-        # trust_env: HTTPS_PROXY, HTTP_PROXY and NO_PROXY are honoured, as pip does.
-        return aiohttp.ClientSession(
-            connector=connector, timeout=timeout, trust_env=True, headers={"User-Agent": USER_AGENT}
-        )
+        """The one client session (``proxy.upstream.session.new_session``)."""
+        return new_session(settings)
 
     def project_url(self, name: str) -> URL:
         return self.base / name / ""
@@ -183,8 +101,8 @@ class Upstream:
         started = time.monotonic()
         response = await self._open(url, headers, same_origin=True, raw=False)
         try:
-            with _mapped_errors(url):
-                answer = await _page_answer(response, max_bytes)
+            with mapped_errors(url):
+                answer = await page_answer(response, max_bytes)
         finally:
             response.release()
         log.info("upstream_fetch", url=masked(url), status=answer.status, bytes=len(answer.body),
@@ -207,10 +125,10 @@ class Upstream:
                 raise InvalidUpstreamResponse(f"upstream has no file at {masked(response.url)}")
             if response.status != 200:
                 raise InvalidUpstreamResponse(f"upstream answered {response.status} for {masked(response.url)}")
-            guard = _RateGuard(response, self._settings.download_min_rate,
+            guard = RateGuard(response, self._settings.download_min_rate,
                                self._settings.read_timeout or _RATE_WINDOW_S)
             try:
-                with _mapped_errors(target):
+                with mapped_errors(target):
                     yield response
             finally:
                 guard.cancel()
@@ -243,11 +161,11 @@ class Upstream:
                 return None
             if response.status != 206:
                 raise InvalidUpstreamResponse(f"upstream answered {response.status} to a range of {masked(response.url)}")
-            total = _content_range_total(response.headers.get("Content-Range", ""))
+            total = content_range_total(response.headers.get("Content-Range", ""))
             if total is None:
                 raise InvalidUpstreamResponse(f"upstream sent no usable Content-Range for {masked(response.url)}")
             body = bytearray()
-            with _mapped_errors(target):
+            with mapped_errors(target):
                 async for chunk in response.content.iter_chunked(64 * 1024):
                     body += chunk
                     if len(body) > max_bytes:
@@ -288,7 +206,7 @@ class Upstream:
                 sent = dict(headers)
                 if self._authorization and self._policy.is_index_origin(url):
                     sent["Authorization"] = self._authorization
-                with _mapped_errors(url):
+                with mapped_errors(url):
                     response = await self._session.get(
                         url, headers=sent, allow_redirects=False, auto_decompress=not raw
                     )
@@ -298,7 +216,7 @@ class Upstream:
             location = response.headers.get("Location")
             if response.status in _REDIRECTS and location:
                 response.release()
-                url = _redirect_target(url, location)
+                url = redirect_target(url, location)
                 continue
             if response.status >= 500:
                 response.release()
@@ -311,73 +229,3 @@ class Upstream:
             self._policy.check_url(url)
         elif not self._policy.is_index_origin(url):
             raise UpstreamRefused(f"pages are read from the index's origin ({self._origin}) only", "same_origin")
-
-
-def _redirect_target(url: URL, location: str) -> URL:
-    """Where a redirect from ``url`` leads (RFC 9110 10.2.2: relative to ``url``); a Location
-    yarl cannot read (``http://[::1``, a port out of range) is InvalidUpstreamResponse."""
-    try:
-        return url.join(URL(location))
-    except (ValueError, TypeError) as exc:
-        raise InvalidUpstreamResponse(f"upstream redirected {masked(url)} to an unreadable URL: {exc}") from None
-
-
-async def _page_answer(response: aiohttp.ClientResponse, max_bytes: int) -> PageAnswer:
-    if response.status in (404, 410):
-        return PageAnswer(404, str(response.url))
-    if response.status == 304:
-        return PageAnswer(304, str(response.url), etag=response.headers.get("ETag"),
-                          last_modified=response.headers.get("Last-Modified"))
-    if response.status != 200:
-        raise InvalidUpstreamResponse(f"upstream answered {response.status} for {masked(response.url)}")
-    if response.content_length is not None and response.content_length > max_bytes:
-        raise InvalidUpstreamResponse(f"upstream page {masked(response.url)} is too large")
-    body = bytearray()
-    async for chunk in response.content.iter_chunked(256 * 1024):
-        body += chunk
-        if len(body) > max_bytes:
-            raise InvalidUpstreamResponse(f"upstream page {masked(response.url)} is too large")
-    return PageAnswer(
-        200, str(response.url), bytes(body), response.headers.get("Content-Type", ""),
-        response.headers.get("ETag"), response.headers.get("Last-Modified"),
-    )
-
-
-class _RateGuard:
-    """Abandons a response body that arrives slower than ``rate`` bytes/s, judged over each
-    ``window`` seconds (the idle read timeout catches silence; this catches a trickle). The
-    reader then gets UpstreamTimeout; no rate (None or 0) means no guard."""
-
-    def __init__(self, response: aiohttp.ClientResponse, rate: int | None, window: float) -> None:
-        self._content = response.content
-        self._quota = (rate or 0) * window
-        self._window = window
-        self._seen = self._content.total_bytes
-        self._handle: asyncio.TimerHandle | None = None
-        if self._quota:
-            self._handle = asyncio.get_running_loop().call_later(window, self._check)
-
-    def _check(self) -> None:
-        received = self._content.total_bytes - self._seen
-        if self._content.is_eof() or self._content.exception() is not None:
-            return
-        if received < self._quota:
-            self._content.set_exception(UpstreamTimeout(
-                f"upstream sent {received} bytes in {self._window:g} s, slower than download_min_rate"))
-            return
-        self._seen = self._content.total_bytes
-        self._handle = asyncio.get_running_loop().call_later(self._window, self._check)
-
-    def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-
-
-@contextmanager
-def _mapped_errors(url: URL) -> Iterator[None]:
-    try:
-        yield
-    except asyncio.TimeoutError:
-        raise UpstreamTimeout(f"upstream timed out: {masked(url)}") from None
-    except aiohttp.ClientError as exc:
-        raise UpstreamUnavailable(f"upstream failed on {masked(url)}: {exc}") from None

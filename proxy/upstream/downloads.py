@@ -29,7 +29,8 @@ from yarl import URL
 from proxy.core.errors import IntegrityError, UpstreamError, UpstreamFileTooLarge
 from proxy.storage.upstream_files import FileCache, Key, Part
 from proxy.upstream import follow
-from proxy.upstream.client import Upstream, masked
+from proxy.upstream.client import Upstream
+from proxy.upstream.responses import masked
 from proxy.upstream.tee import CHUNK, Download, FileStream
 
 T = TypeVar("T")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import structlog
 
 from proxy.core.errors import ProjectNotFound, UpstreamRefused
-from proxy.core.models import IndexFile, IndexPage
+from proxy.core.indexpage import IndexFile, IndexPage
 from proxy.core.urls import METADATA_SUFFIX, PROVENANCE_SUFFIX, with_path_suffix
 from proxy.upstream.downloads import FileSpec, expected_digest
 

@@ -16,7 +16,7 @@ from proxy.core.merge import CacheState
 from proxy.core.names import is_valid_project_name
 from proxy.core.parse import parse_project_list, parse_project_page
 from proxy.storage.upstream_pages import CachedPage, CachedProjectList
-from proxy.upstream.client import PageAnswer
+from proxy.upstream.responses import PageAnswer
 
 T = TypeVar("T")
 Run = Callable[..., Awaitable[Any]]  # runs a blocking function in the executor

@@ -36,12 +36,13 @@ from proxy.core.errors import ProjectNotFound, UpstreamCircuitOpen, UpstreamErro
 from proxy.core.flights import SingleFlight, retrieved
 from proxy.core.lru import LruCache
 from proxy.core.merge import CacheState
-from proxy.core.models import iso_z
+from proxy.core.timestamps import iso_z
 from proxy.storage.upstream_pages import CachedPage, CachedProjectList, PageCache, upstream_id
 from proxy.upstream import filespecs
 from proxy.upstream import page_answers as answers
-from proxy.upstream.client import MAX_PROJECT_LIST_BYTES, Upstream, masked
+from proxy.upstream.client import MAX_PROJECT_LIST_BYTES, Upstream
 from proxy.upstream.downloads import FileSpec
+from proxy.upstream.responses import masked
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)

@@ -10,7 +10,7 @@ import aiohttp
 from packaging.utils import NormalizedName
 
 from proxy.core.errors import ProxyError
-from proxy.core.models import IndexFile, IndexPage
+from proxy.core.indexpage import IndexFile, IndexPage
 from proxy.core.negotiate import JSON_V1
 from proxy.core.parse import parse_project_page
 

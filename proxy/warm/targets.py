@@ -16,7 +16,7 @@ from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from proxy.core.models import IndexFile, IndexPage
+from proxy.core.indexpage import IndexFile, IndexPage
 from proxy.core.names import SDIST, guess_packagetype
 from proxy.core.parse import version_from_filename
 

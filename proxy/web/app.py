@@ -30,9 +30,10 @@ from proxy.storage.upstream_pages import PageCache
 from proxy.ui import assets
 from proxy.ui import handlers as ui
 from proxy.ui.descriptions import Budget, Descriptions
-from proxy.upstream.client import Upstream, masked
+from proxy.upstream.client import Upstream
 from proxy.upstream.downloads import Downloader
 from proxy.upstream.pages import PublicIndex
+from proxy.upstream.responses import masked
 from proxy.upstream.wheel_metadata import WheelMetadata
 from proxy.web import api, files, middlewares, ops, simple, upload
 from proxy.web.keys import (

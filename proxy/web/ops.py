@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from proxy.core.health import UpstreamEvent, UpstreamReport
-from proxy.core.models import iso_z
+from proxy.core.timestamps import iso_z
 from proxy.repository.catalog import Catalog
 from proxy.web import metrics as prometheus
 from proxy.web.keys import CATALOG, DATA_DIR_PROBE, EXECUTOR, METRICS
