@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from proxy import configvalues as kind
+from proxy import policyvalues
 from proxy.configvalues import Parser
 from proxy.core.errors import ConfigError
+from proxy.core.policy import FLOORS, MODES, Exemption, Rules
 from proxy.oserrors import explain_os_error
 
 if sys.version_info >= (3, 11):
@@ -140,6 +142,37 @@ class DescriptionSettings:
 
 
 @dataclass(frozen=True)
+class PolicySettings:
+    """Supply-chain policy (proxy/core/policy.py): every rule off | warn | block; all off by default."""
+
+    vulnerabilities: str = _setting("off", kind.choice(*MODES))
+    min_severity: str = _setting("any", kind.choice(*FLOORS))
+    malicious: str = _setting("off", kind.choice(*MODES))
+    cooldown: float = _setting(0.0, policyvalues.duration)
+    cooldown_exempt: tuple[str, ...] = _setting((), kind.name_patterns)
+    deny: tuple[str, ...] = _setting((), policyvalues.requirements)
+    allow_only: tuple[str, ...] = _setting((), policyvalues.requirements)
+    quarantined: str = _setting("off", kind.choice(*MODES))
+    archived: str = _setting("off", kind.choice(*MODES))
+    deprecated: str = _setting("off", kind.choice(*MODES))
+    exemptions: tuple[Exemption, ...] = _setting((), policyvalues.exemptions)
+    dry_run: bool = _setting(False, kind.boolean)
+    # OSV records: the OSV bulk export for PyPI (a zip), or a local directory or zip of records.
+    advisories: str = _setting("https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip", kind.string)
+    advisories_refresh: float = _setting(6 * 3600.0, kind.positive_seconds)
+
+    def rules(self) -> Rules:
+        """The rules these settings configure."""
+        return Rules(self.vulnerabilities, self.min_severity, self.malicious, self.cooldown, self.cooldown_exempt,
+                     self.deny, self.allow_only, self.quarantined, self.archived, self.deprecated, self.exemptions,
+                     self.dry_run)
+
+    @property
+    def needs_advisories(self) -> bool:
+        return self.vulnerabilities != "off" or self.malicious != "off"
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -148,6 +181,7 @@ class Settings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     descriptions: DescriptionSettings = field(default_factory=DescriptionSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
 
     @property
     def data_dir(self) -> Path:
@@ -200,7 +234,9 @@ def settings_to_mapping(settings: Settings) -> dict[str, dict[str, Any]]:
         if isinstance(value, Path):
             return str(value)
         if isinstance(value, tuple):
-            return list(value)
+            return [plain(item) for item in value]
+        if isinstance(value, Exemption):
+            return policyvalues.exemption_mapping(value)
         return value
 
     return {

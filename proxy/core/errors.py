@@ -82,6 +82,18 @@ class FileExists(UploadRejected):
         self.existing = existing
 
 
+class PolicyBlocked(Forbidden):
+    """The supply-chain policy blocks this release (HTTP 403). ``rules`` names the rules that
+    apply; the message says why (``Decision.summary``) and how to see every reason."""
+
+    def __init__(self, project: str, version: str, rules: tuple[str, ...], summary: str) -> None:
+        super().__init__(f"{project} {version} is blocked by this index's policy: {summary}. "
+                         f"Every reason: /-/explain/{project}/{version}")
+        self.project = project
+        self.version = version
+        self.rules = rules
+
+
 class TooManyAttempts(ProxyError):
     """Too many failed logins from one client address or for one user name: refused without
     checking the credentials; ``retry_after`` is whole seconds until one more is allowed (HTTP 429)."""
