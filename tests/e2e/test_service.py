@@ -23,6 +23,7 @@ import pytest
 from tests.builders import Dist
 from tests.e2e.conftest import UpstreamThread, clean_env, free_port, tool, wait_until_serving
 from tests.fakeupstream import FakeFile, FakeUpstream
+from tests.waiting import until_sync
 
 pytestmark = pytest.mark.e2e
 BIG = Dist("big", "1.0", description="x" * (1024 * 1024))  # about 1 MiB of wheel, sent slowly
@@ -88,10 +89,7 @@ def test_sigterm_during_a_download_leaves_no_partial_file(tmp_path: Path) -> Non
 
         client = threading.Thread(target=download)
         client.start()
-        deadline = time.monotonic() + 10
-        while not any((cache / "tmp").glob("*")) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert any((cache / "tmp").glob("*")), "the download did not start"
+        until_sync(lambda: any((cache / "tmp").glob("*")), "the download started")
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
         client.join(timeout=10)
@@ -143,12 +141,17 @@ def test_workers_share_the_port_and_download_a_cold_file_once(
         assert len(downloads) == 30
         assert {d["worker"] for d in downloads} == {0, 1}, "both workers served the cold file"
 
-        time.sleep(1.5)  # each worker snapshots its counters every second
         files_route = 'pypi_proxy_requests_total{route="/pypi/files/{project}/{filename}",method="GET",status="200"}'
-        for _ in range(4):  # whichever worker answers, the counters are the sum of both
-            text = urllib.request.urlopen(f"{url}/-/metrics", timeout=5).read().decode()
-            assert f"{files_route} 30" in text, text
-            assert 'pypi_proxy_upstream_requests_total{kind="file"} 1' in text
+        summed = (f"{files_route} 30", 'pypi_proxy_upstream_requests_total{kind="file"} 1')
+        answers: list[str] = []
+
+        def both_workers_counted() -> bool:
+            """Each worker snapshots its counters every second: until both snapshots hold every
+            request, the sum may lag. Then four answers in a row (whichever worker) give it."""
+            answers.append(urllib.request.urlopen(f"{url}/-/metrics", timeout=5).read().decode())
+            return len(answers) >= 4 and all(line in text for text in answers[-4:] for line in summed)
+
+        until_sync(both_workers_counted, f"four /-/metrics answers in a row with {summed}")
         process.send_signal(signal.SIGTERM)
         assert sock.recv(4096).decode() == "STOPPING=1"
         assert process.wait(timeout=60) == 0
@@ -283,9 +286,7 @@ def test_a_worker_following_another_never_sends_a_failed_download_as_complete(
         downloading = threading.Thread(target=fetch, args=("A", 0))
         downloading.start()
         part = tmp_path / "data" / "cache" / "tmp"
-        deadline = time.monotonic() + 10
-        while not any(p.stat().st_size for p in part.glob("*")) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        until_sync(lambda: any(p.stat().st_size for p in part.glob("*")), "worker 0's download started")
         following = threading.Thread(target=fetch, args=("C", 1))
         following.start()
         downloading.join(30)
