@@ -54,6 +54,9 @@ class Misbehaviour:
     delay: float = 0.0  # seconds to wait before answering anything
     truncate_pages: bool = False  # announce the full length, send half, close
     truncate_files: bool = False
+    # A truncated file's connection closes once this is set (the test saw the proxy hold the
+    # half it was sent), not at once: where a download breaks is then the test's choice.
+    truncate_hold: asyncio.Event | None = None
     corrupt_files: bool = False  # send different bytes of the right length (wrong hash)
     chunked_files: bool = False  # no Content-Length: the size is known only at the end
     redirect_pages_to: str | None = None  # absolute base URL: 302 to <base><path>
@@ -302,7 +305,8 @@ class FakeUpstream:
             body = bytes(b ^ 0xFF for b in body)
         if self.bad.truncate_files or plan == "truncate":
             return await _truncated(request, body, "application/octet-stream", self.bad.file_chunk_size,
-                                    self.bad.file_chunk_pause, chunked=self.bad.chunked_files)
+                                    self.bad.file_chunk_pause, chunked=self.bad.chunked_files,
+                                    hold=self.bad.truncate_hold)
         if self.bad.file_stall in ("hang_body", "trickle"):
             return await self._stalled(request, body, "application/octet-stream", self.bad.file_stall)
         whole = self.range_content.get(filename, body)
@@ -370,9 +374,10 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | None:
 
 
 async def _truncated(request: web.Request, body: bytes, content_type: str, step: int = 2**62,
-                     pause: float = 0.0, chunked: bool = False) -> web.StreamResponse:
+                     pause: float = 0.0, chunked: bool = False,
+                     hold: asyncio.Event | None = None) -> web.StreamResponse:
     """Announce the whole length (or send chunks), send half of it (``step`` bytes at a time), and
-    hang up."""
+    hang up (once ``hold`` is set, when given)."""
     response = web.StreamResponse(headers={"Content-Type": content_type})
     if not chunked:
         response.content_length = len(body)
@@ -382,6 +387,8 @@ async def _truncated(request: web.Request, body: bytes, content_type: str, step:
         await response.write(body[start:min(half, start + step)])
         if pause:
             await asyncio.sleep(pause)
+    if hold is not None:
+        await asyncio.wait_for(hold.wait(), 10)
     assert request.transport is not None
     request.transport.close()
     return response

@@ -5,9 +5,7 @@ thing and what to do, and a non-zero status; never a traceback. Each case runs t
 from __future__ import annotations
 
 import asyncio
-import errno
 import io
-import os
 import socket
 import subprocess
 import sys
@@ -22,6 +20,7 @@ from proxy.storage.auth import AuthStore
 from tests.builders import Dist
 from tests.clitools import PYPI_PROXY, assert_fails_with, cli_env, on_terminal, on_tmpfs, run_cli, unprivileged
 from tests.conftest import Uploader, snapshot
+from tests.faults import DiskFull
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -227,12 +226,10 @@ def test_a_data_dir_on_a_full_disk(home: Path, args: list[str]) -> None:
 
 def test_a_disk_filling_up_during_a_command_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    """After the checks up front: any file-system error still ends in one line (in-process, as
-    a disk cannot be made to fill up between the check and the write from outside)."""
-    def full(*args: object, **kwargs: object) -> None:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "auth.json"))
-
-    monkeypatch.setattr("proxy.storage.auth.write_atomic", full)
+    """After the checks up front: any file-system error still ends in one line naming the file
+    (in-process, as a disk cannot be made to fill up between the check and the write from
+    outside): ENOSPC from the OS's write, which names no file, after the check's own write."""
+    DiskFull(tmp_path, "write", nth=2).install(monkeypatch)
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD_LINE))
     assert main(["user", "add", "bob", "--password-stdin", "--data-dir", str(tmp_path)]) == 1
     assert capsys.readouterr().err == (f"pypi-proxy: no space left on the device of {tmp_path / 'auth.json'}; "

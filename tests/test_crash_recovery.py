@@ -9,7 +9,6 @@ same point (a full disk) leaves nothing at all. Staged uploads are swept while t
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import subprocess
 import sys
@@ -26,6 +25,8 @@ from proxy.config import Settings
 from proxy.storage.private import PrivateStorage
 from tests.builders import Dist
 from tests.conftest import PASSWORD, Uploader, basic, snapshot, start_client, upload_form
+from tests.faults import OPERATIONS, DiskFull
+from tests.waiting import until
 
 OLD, NEW = Dist("Acme", "1.0"), Dist("Acme", "2.0")
 # Commit NEW's wheel as the server would, in a process that dies as soon as the file is placed.
@@ -132,37 +133,33 @@ async def test_l6_a_crash_during_a_first_upload_leaves_no_private_name_after_rep
     assert (await client.get("/pypi/simple/acme/")).status == 404
 
 
-@pytest.mark.parametrize("failing", ["_write_index", "move_into_place", "write_atomic"])
-async def test_l6_an_exception_between_the_steps_leaves_storage_as_it_was(
-        upload: Uploader, settings: Settings, monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
-    """A full disk (ENOSPC where the OS would raise it) at any step of the commit: 507, and the
-    project exactly as before: nothing placed, nothing listed."""
-    import proxy.storage.private
-
-    assert (await upload(OLD)).status == 200
+@pytest.mark.parametrize("operation", OPERATIONS)
+@pytest.mark.parametrize("first", [True, False], ids=["first-upload", "next-upload"])
+async def test_l6_a_full_disk_at_any_step_of_the_commit_leaves_storage_as_it_was(
+        upload: Uploader, settings: Settings, monkeypatch: pytest.MonkeyPatch, operation: str,
+        first: bool) -> None:
+    """A full disk (ENOSPC from the OS, tests/faults.py) at each call of ``operation`` the commit
+    makes in private/, one after the other (the 1st, the 2nd, ...): 507, and the project exactly as
+    before (for a first upload: no directory, no name), until an upload needs fewer of them
+    and goes through."""
+    if not first:
+        assert (await upload(OLD)).status == 200
     before = snapshot(settings.data_dir)
-    target = PrivateStorage if failing == "_write_index" else proxy.storage.private
-    real = getattr(target, failing)
-
-    def full_disk(*args: Any) -> None:
-        if failing != "write_atomic" or str(args[0]).endswith(".metadata"):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(*args)
-
-    monkeypatch.setattr(target, failing, full_disk)
-    response = await upload(NEW)
-    assert response.status == 507
-    assert snapshot(settings.data_dir) == before
-
-
-async def test_l6_an_exception_in_a_first_upload_leaves_no_directory(
-        upload: Uploader, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    def full_disk(*args: Any) -> None:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(PrivateStorage, "_write_index", full_disk)
-    assert (await upload(NEW)).status == 507
-    assert [p.name for p in (settings.data_dir / "private").iterdir() if p.is_dir()] == []
+    for nth in range(1, 30):
+        with monkeypatch.context() as patch:
+            disk = DiskFull(settings.data_dir / "private", operation, nth).install(patch)
+            response = await upload(NEW)
+        if not disk.failed:
+            break
+        text = await response.text()
+        assert response.status == 507 and "storage is full" in text, (nth, text)
+        assert snapshot(settings.data_dir) == before, f"the {nth}. {operation} failed and storage changed"
+    else:
+        pytest.fail(f"the commit never ran without a failing {operation}")
+    assert nth > 1, f"the commit made no {operation} call in private/: nothing was tested"
+    assert response.status == 200, await response.text()
+    stored = await asyncio.to_thread(PrivateStorage(settings.data_dir).load, "acme")
+    assert stored is not None and NEW.wheel_filename in {f.filename for f in stored.files}
 
 
 # --- Staged uploads --------------------------------------------------------------------------------
@@ -186,17 +183,11 @@ async def test_l6_idle_staged_uploads_are_swept_at_start_and_while_running(
     client = await start_client(aiohttp_client, settings)
     young = temp / ".tmp-upload-in-progress"
     young.write_bytes(b"still coming")
-    await poll(lambda: not left.exists())
+    await until(lambda: not left.exists(), "the crash's staged upload swept at start", 10)
     assert young.exists()
     age(young, 60)  # its client went quiet
-    await poll(lambda: not young.exists())
+    await until(lambda: not young.exists(), "the idle staged upload swept while running", 10)
     assert (await client.get("/-/health")).status == 200
-
-
-async def poll(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.05)
 
 
 async def test_l6_an_upload_whose_staged_file_was_swept_is_408(

@@ -12,18 +12,19 @@ from proxy.core.flights import SingleFlight
 
 async def test_concurrent_calls_share_one_task_and_a_cancelled_caller_does_not_cancel_it() -> None:
     flights = SingleFlight()
-    release = asyncio.Event()
+    release, began = asyncio.Event(), asyncio.Event()
     started = 0
 
     async def work() -> str:
         nonlocal started
         started += 1
+        began.set()
         await release.wait()
         return "done"
 
     first = asyncio.ensure_future(flights.run("k", work))
     second = asyncio.ensure_future(flights.run("k", work))
-    await asyncio.sleep(0)
+    await began.wait()  # the flight runs: both callers are waiting for it
     first.cancel()
     release.set()
     assert await second == "done"

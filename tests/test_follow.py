@@ -26,6 +26,7 @@ from tests import rawhttp
 from tests.conftest import start_client
 from tests.fakeupstream import FakeFile, FakeUpstream
 from tests.test_tee import BLOB, PATH, check, fetch, part_file_growing, prepare_upstream
+from tests.waiting import until
 
 MakeSettings = Callable[..., Settings]
 
@@ -135,8 +136,7 @@ async def test_a_follower_polls_a_stalled_download_with_back_off(
     monkeypatch.setattr(follower_cache, "part_state", counting_state)
     stalled = asyncio.ensure_future(fetch(first, "GET", "1.1"))
     part = follower_cache.part_path("blob", BLOB.filename)
-    while not part.exists():
-        await asyncio.sleep(0.005)
+    await until(part.exists, "the first worker's part file created")
     following = asyncio.ensure_future(fetch(second, "GET", "1.1"))
     await asyncio.sleep(2.0)  # the interval measured: about 9 polls with back-off, 100 without
     assert 3 <= polls <= 12, f"{polls} polls in 2 s of a stalled download"

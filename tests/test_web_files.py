@@ -17,6 +17,7 @@ from proxy.config import Settings
 from tests.builders import Dist
 from tests.conftest import Uploader, start_client
 from tests.fakeupstream import FakeUpstream
+from tests.waiting import until
 
 DIST = Dist("Acme.Widget", "1.0.0")
 DEMO_WHEEL = "demo-1.0-py3-none-any.whl"
@@ -120,8 +121,7 @@ async def test_a_cached_file_evicted_between_look_up_and_open_is_fetched_again(
     gate = threading.Event()
     held = loop.run_in_executor(None, gate.wait)
     request = asyncio.ensure_future(client.get(path))
-    while executor._work_queue.qsize() == 0:  # the FileResponse's stat and open, queued
-        await asyncio.sleep(0.005)
+    await until(lambda: executor._work_queue.qsize() > 0, "the FileResponse's stat and open queued")
     cached.unlink()  # evicted by another process
     gate.set()
     await held

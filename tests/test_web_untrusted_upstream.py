@@ -24,7 +24,7 @@ from proxy.config import Settings
 from tests.builders import Dist
 from tests.conftest import start_client
 from tests.fakeupstream import FakeUpstream
-from tests.test_public import until
+from tests.waiting import until
 
 MakeSettings = Callable[..., Settings]
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
@@ -184,7 +184,8 @@ async def test_m7_a_file_listed_without_a_hash_is_refused_unless_configured(
     client = await start_client(aiohttp_client, allowed)
     response = await client.get(f"/pypi/files/demo/{DEMO_SDIST}")
     assert await response.read() == fake_upstream.file(DEMO_SDIST).content
-    await until(lambda: cached_files(allowed) == [f"demo/{DEMO_SDIST}"])  # committed after the last byte
+    await until(lambda: cached_files(allowed) == [f"demo/{DEMO_SDIST}"],
+                "the sdist committed after its last byte")
 
 
 @pytest.mark.parametrize("flavour", ["json", "html"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import threading
@@ -19,6 +20,7 @@ from proxy.repository.uploads import UploadService
 from proxy.storage.auth import AuthStore
 from tests.builders import Dist, build_with_poetry
 from tests.conftest import PASSWORD, Uploader, basic, snapshot, start_client, upload_form
+from tests.faults import DiskFull
 
 DIST = Dist("Acme.Widget", "1.0.0", requires_python=">=3.8")
 JSON_PAGE = {"Accept": "application/vnd.pypi.simple.v1+json"}
@@ -254,24 +256,19 @@ async def test_version_spellings_share_one_release(client: TestClient, upload: U
     assert (await page.json())["versions"] == ["1.0"]
 
 
-@pytest.mark.parametrize("stage", ["staging", "commit"])
-async def test_full_disk_is_507_and_loses_nothing(upload: Uploader, settings: Settings, monkeypatch: pytest.MonkeyPatch, stage: str) -> None:
-    """A full disk (ENOSPC injected where the OS would raise it) is a clear 507; storage unchanged."""
-    import errno
-    import os
-
-    from proxy.storage.private import PrivateStorage
-    from proxy.storage.staging import StagedFile
-
+@pytest.mark.parametrize(("stage", "operation"), [("staging", "fsync"), ("commit", "write")])
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+async def test_full_disk_is_507_and_loses_nothing(upload: Uploader, settings: Settings, monkeypatch: pytest.MonkeyPatch,
+                                                  stage: str, operation: str, code: int) -> None:
+    """A full disk (ENOSPC, or EDQUOT for a quota, from the OS: tests/faults.py) while the upload
+    is staged in tmp/ or committed into private/ is a clear 507; storage unchanged. Every step of
+    the commit: tests/test_crash_recovery.py."""
     assert (await upload(DIST)).status == 200
     before = snapshot(settings.data_dir)
-
-    def no_space(*args: object, **kwargs: object) -> None:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(StagedFile if stage == "staging" else PrivateStorage,
-                        "write" if stage == "staging" else "commit_file", no_space)
+    disk = DiskFull(settings.data_dir / ("tmp" if stage == "staging" else "private"), operation, code=code)
+    disk.install(monkeypatch)
     response = await upload(Dist("Acme.Widget", "2.0"))
+    assert disk.failed == 1
     assert response.status == 507
     assert "storage is full" in await response.text()
     assert snapshot(settings.data_dir) == before

@@ -4,6 +4,7 @@ reserved names, files streamed and verified, single-flight. Upstream is FakeUpst
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -18,9 +19,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from proxy.config import Settings
+from proxy.upstream.tee import START_BYTES
+from tests import rawhttp
 from tests.builders import Dist
 from tests.conftest import PASSWORD, basic, start_client, upload_form
-from tests.fakeupstream import FakeUpstream, free_port
+from tests.fakeupstream import FakeFile, FakeUpstream, free_port
+from tests.waiting import until
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 PIP_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01"
@@ -321,28 +325,75 @@ async def test_core_metadata_file_is_proxied_and_verified(
     assert missing.status == 404
 
 
+LARGE = FakeFile("large-1.0.tar.gz", os.urandom(4 * START_BYTES))  # half of it is past START_BYTES
+SMALL_WHEEL = "small-1.0-py3-none-any.whl"
+
+
+def part_bytes(settings: Settings) -> int:
+    """Bytes in the download part files (0 while there are none)."""
+    total = 0
+    for part in (settings.data_dir / "cache" / "tmp").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # discarded meanwhile
+            total += part.stat().st_size
+    return total
+
+
+def damaged_file(fake: FakeUpstream, size: str, listing: str, damage: str) -> FakeFile:
+    """A file of ``size`` ("small": a wheel of a few KiB, below START_BYTES; "large"), listed with
+    its size (PEP 691 JSON, upstream sends Content-Length) or without (HTML, chunked), that
+    upstream damages from now on."""
+    file = fake.add(Dist("small", "1.0"), sdist=False)[0] if size == "small" else fake.add_file("large", LARGE)
+    assert (len(file.content) < START_BYTES) == (size == "small")
+    fake.flavour = "json" if listing == "sized" else "html"
+    fake.bad.chunked_files = listing == "unsized"
+    return file
+
+
+@pytest.mark.parametrize("listing", ["sized", "unsized"])
 @pytest.mark.parametrize("damage", ["corrupt", "truncated"])
-async def test_damaged_upstream_file_is_never_cached_nor_served_complete(
-    aiohttp_client: Any, upstream_settings: MakeSettings, fake_upstream: FakeUpstream, damage: str,
-    caplog: pytest.LogCaptureFixture,
+@pytest.mark.parametrize("size", ["small", "large"])
+async def test_a_damaged_upstream_file_gets_one_outcome_decided_by_its_size(
+    aiohttp_client: Any, upstream_settings: MakeSettings, fake_upstream: FakeUpstream,
+    size: str, damage: str, listing: str,
 ) -> None:
+    """Issue 13: a damaged file was a 502 or a broken 200, whichever task ran first. The response
+    starts once START_BYTES are downloaded (or the file is verified): a smaller file is always
+    verified first, so damaged it is a clean 502 naming the problem; a larger one damaged past
+    START_BYTES is a 200 that breaks off (H5: never a clean end of unverified bytes). Never cached."""
+    file = damaged_file(fake_upstream, size, listing, damage)
+    project = file.filename.split("-")[0]
     settings = upstream_settings({"retries": 0})
     client = await proxy(aiohttp_client, settings)
-    await json_page(client, "demo")
-    setattr(fake_upstream.bad, {"corrupt": "corrupt_files", "truncated": "truncate_files"}[damage], True)
-    good = fake_upstream.file(DEMO_WHEEL).content
-    response = await client.get(f"/pypi/files/demo/{DEMO_WHEEL}")
-    if response.status == 200:  # the download failed after the response had started
-        with pytest.raises(aiohttp.ClientPayloadError):
-            await response.read()  # fewer bytes than Content-Length: the client sees a broken body
-    else:  # it failed before the response started (a small file, checked at once)
-        assert response.status == 502
+    assert (await client.get(f"/pypi/simple/{project}/")).status == 200
+    fake_upstream.bad.corrupt_files = damage == "corrupt"
+    fake_upstream.bad.truncate_files = damage == "truncated"
+    path = f"/pypi/files/{project}/{file.filename}"
+    if size == "large" and damage == "truncated":  # the cut comes once the proxy holds the half sent
+        fake_upstream.bad.truncate_hold = asyncio.Event()
+        request = asyncio.ensure_future(rawhttp.request(client.host, client.port, path))
+        await until(lambda: part_bytes(settings) >= len(LARGE.content) // 2,
+                    "the proxy holding the half of the file upstream sent")
+        fake_upstream.bad.truncate_hold.set()
+        response = await request
+    else:
+        response = await rawhttp.request(client.host, client.port, path)
+    framing = "chunked" if listing == "unsized" else "length"
+    if size == "small":
+        assert (response.status, response.framing, response.complete) == (502, "length", True)
+        reason = "does not match the listing" if damage == "corrupt" else "Upstream failed"
+        assert reason in response.body.decode(), response.body
+    else:
+        assert (response.status, response.framing, response.complete) == (200, framing, False)
+        sent = bytes(b ^ 0xFF for b in file.content) if damage == "corrupt" else file.content
+        # with a length, the last byte waits for the verification; chunked, the final chunk does
+        whole = len(file.content) - (1 if listing == "sized" else 0)
+        assert START_BYTES <= len(response.body) <= whole
+        assert response.body == sent[:len(response.body)], "what was sent is what upstream sent"
     assert cached_files(settings) == []
-    await asyncio.sleep(0.05)  # the download task discards its temp file as it ends
-    assert leftover_temp_files(settings) == []
+    assert leftover_temp_files(settings) == [], "the part file is discarded before the client hears"
     fake_upstream.bad.corrupt_files = fake_upstream.bad.truncate_files = False
-    healed = await client.get(f"/pypi/files/demo/{DEMO_WHEEL}")
-    assert await healed.read() == good  # nothing bad was remembered
+    healed = await client.get(path)
+    assert await healed.read() == file.content  # nothing bad was remembered
 
 
 async def test_size_mismatch_with_the_listing_is_refused_before_sending(

@@ -22,18 +22,27 @@ def fsync_dir(directory: Path) -> None:
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` so that readers see either the old or the new content."""
+    """Replace ``path`` with ``data`` so that readers see either the old or the new content.
+
+    OSError (ENOSPC, EDQUOT, EIO) from any step leaves ``path`` as it was and no temp file; it
+    names ``path`` when the OS named no file (a failed write or fsync). The bytes go through
+    ``os.write`` itself: where the OS reports a full disk, and where a test can make it do so."""
     fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.chmod(temp, mode)
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)
         raise
     fsync_dir(path.parent)
 

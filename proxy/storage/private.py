@@ -159,17 +159,18 @@ class PrivateStorage:
                 move_into_place(staged, placed[1])
                 # E6: upload-time is the server's clock when the file becomes visible.
                 self._write_index(base.with_file(replace(stored, upload_time=utc_now()), info))
+                if current is None:  # a full disk here too must leave no project behind
+                    self.names.add(project, display_name)
             except BaseException:
-                # Nothing lists them (the filename was free): leave the project as it was.
-                for path in placed:
+                # Nothing lists them (the filename was free): leave the project as it was; a new
+                # one's index goes too (the project is not in the names list).
+                for path in placed + ([self.index_path(project)] if current is None else []):
                     with contextlib.suppress(FileNotFoundError):
                         path.unlink()
                 if current is None:
                     with contextlib.suppress(OSError):
                         directory.rmdir()
                 raise
-            if current is None:
-                self.names.add(project, display_name)
             return True
 
     def update(self, project: str, change: Callable[[PrivateProject], PrivateProject]) -> PrivateProject:

@@ -10,9 +10,13 @@ name, an eviction may unlink the cached file). ``written`` counts bytes in that 
 A ``FileStream`` is one client's view: it yields what it may send, holding back the last byte
 of a file with a known size until the file is verified (so a corrupt file is never complete),
 and the end of one without a size (the caller ends its response only after ``read`` returned
-``b""``). Readers never poll: one that has caught up sleeps on an event the writer sets, so CPU
-goes with bytes, not with time; and as writes are unbuffered, a read always finds the bytes
-counted (an empty one means the file was tampered with: an error, never "try again now").
+``b""``). Its response starts once ``START_BYTES`` are in the file, or the file is verified:
+what a client gets is decided by the file, never by which task runs first. A failure before
+that (any failure of a file no longer than ``START_BYTES``) is a clean error status; after it,
+the response is under way and breaks off. Readers never poll: one that has caught up sleeps on
+an event the writer sets, so CPU goes with bytes, not with time; and as writes are unbuffered,
+a read always finds the bytes counted (an empty one means the file was tampered with: an
+error, never "try again now").
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ from proxy.storage.upstream_files import FileCache
 
 log = structlog.get_logger(__name__)
 CHUNK = 256 * 1024
+# Bytes in the file before responses start. A smaller file (most core metadata files, many
+# wheels) is verified before anyone sends a byte, so when it is damaged its clients get a clean
+# 502 naming the problem, not a broken body. The cost: the first byte waits for these (2 s at
+# 32 KiB/s; at download_min_rate's floor of 1 KiB/s a minute, past pip's 15 s read timeout).
+START_BYTES = 64 * 1024
 
 
 class SharedFd:
@@ -62,8 +71,8 @@ class SharedFd:
 class Download:
     """One file being fetched: written into ``fd`` (``written`` bytes so far), verified, committed.
 
-    ``started`` resolves once the first bytes are in the file (or it is complete): a failure
-    before that reaches clients as a clean error. ``result`` resolves with the committed file.
+    ``started`` resolves once ``START_BYTES`` are in the file or it is verified: a failure before
+    that reaches clients as a clean error. ``result`` resolves with the committed file.
     """
 
     def __init__(self, project: str, filename: str, expected_size: int | None) -> None:
@@ -85,7 +94,7 @@ class Download:
     def wrote(self, size: int) -> None:
         """``size`` bytes are in the file now."""
         self.written = size
-        if not self.started.done():
+        if size >= START_BYTES and not self.started.done():
             self.started.set_result(None)
         self._wake()
 
@@ -154,8 +163,8 @@ class FileStream:
         return self._download.filename
 
     async def start(self) -> None:
-        """Wait for the first bytes (or the whole file); a download failing before them raises
-        (unless a verified copy is in the cache by then: it is read instead)."""
+        """Wait until the response may start (``Download.started``); a download failing before
+        raises (unless a verified copy is in the cache by then: it is read instead)."""
         try:
             await asyncio.shield(self._download.started)
         except ProxyError:

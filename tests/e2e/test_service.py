@@ -23,6 +23,7 @@ import pytest
 from tests.builders import Dist
 from tests.e2e.conftest import UpstreamThread, clean_env, free_port, tool, wait_until_serving
 from tests.fakeupstream import FakeFile, FakeUpstream
+from tests.waiting import until_sync
 
 pytestmark = pytest.mark.e2e
 BIG = Dist("big", "1.0", description="x" * (1024 * 1024))  # about 1 MiB of wheel, sent slowly
@@ -88,10 +89,7 @@ def test_sigterm_during_a_download_leaves_no_partial_file(tmp_path: Path) -> Non
 
         client = threading.Thread(target=download)
         client.start()
-        deadline = time.monotonic() + 10
-        while not any((cache / "tmp").glob("*")) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert any((cache / "tmp").glob("*")), "the download did not start"
+        until_sync(lambda: any((cache / "tmp").glob("*")), "the download started")
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
         client.join(timeout=10)
@@ -282,9 +280,7 @@ def test_a_worker_following_another_never_sends_a_failed_download_as_complete(
         downloading = threading.Thread(target=fetch, args=("A", 0))
         downloading.start()
         part = tmp_path / "data" / "cache" / "tmp"
-        deadline = time.monotonic() + 10
-        while not any(p.stat().st_size for p in part.glob("*")) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        until_sync(lambda: any(p.stat().st_size for p in part.glob("*")), "worker 0's download started")
         following = threading.Thread(target=fetch, args=("C", 1))
         following.start()
         downloading.join(30)

@@ -50,19 +50,24 @@ def serve_with_open_files(home: Path, open_files: int, server: dict[str, int]) -
             process.wait()
 
 
-async def slow_client(port: int, first: bytes, pace: float) -> float:
+async def slow_client(port: int, first: bytes, pace: float, sent: asyncio.Event | None = None) -> float:
     """Connects, sends ``first``, then a byte every ``pace`` seconds; seconds until the server
-    closed the connection."""
+    closed the connection. ``sent`` is set once ``first`` is on its way (or the connection refused)."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except ConnectionError:  # refused at the cap before the handshake was seen through
+        if sent is not None:
+            sent.set()
         return loop.time() - start
 
     async def trickle() -> None:
         with contextlib.suppress(ConnectionError):
             writer.write(first)
+            await writer.drain()
+            if sent is not None:
+                sent.set()
             while True:
                 await asyncio.sleep(pace)
                 writer.write(b"a")
@@ -133,8 +138,9 @@ async def test_health_answers_while_slow_uploads_hold_every_connection(tmp_path:
     with serve_with_open_files(tmp_path, 256, {"body_idle_timeout": 600}) as (port, _):
         clients = []
         for _ in range(150):  # one at a time, so every admitted one has sent its head: none is idle
-            clients.append(asyncio.create_task(slow_client(port, REPRO_HEAD, 1.0)))
-            await asyncio.sleep(0.005)
+            sent = asyncio.Event()
+            clients.append(asyncio.create_task(slow_client(port, REPRO_HEAD, 1.0, sent)))
+            await asyncio.wait_for(sent.wait(), 10)
         await asyncio.wait_for(health_answers(port), 30)
         assert sum(not client.done() for client in clients) >= 60  # still held
         for client in clients:
