@@ -100,6 +100,7 @@ class FakeUpstream:
     unhashed: set[str] = field(default_factory=set)
     unhashed_metadata: set[str] = field(default_factory=set)  # PEP 658 file offered as "true"
     redirects: dict[str, str] = field(default_factory=dict)
+    upload_times: dict[str, str] = field(default_factory=dict)  # PEP 700 upload-time by filename
     port: int = 0
     _runner: web.AppRunner | None = None
     _released: asyncio.Event | None = None  # set by stop: stalled answers end
@@ -240,7 +241,7 @@ class FakeUpstream:
                 "requires-python": f.requires_python,
                 "core-metadata": meta, "data-dist-info-metadata": meta,
                 "yanked": f.yanked if f.yanked else False, "size": len(f.content),
-                "upload-time": "2025-01-02T03:04:05.000000Z",
+                "upload-time": self.upload_times.get(f.filename, "2025-01-02T03:04:05.000000Z"),
             }
         versions = sorted({re.sub(r"\.(tar\.gz|tar|zip|whl)$", "", f.filename.split("-")[1]) for f in files})
         document = {"meta": {"api-version": "1.1"}, "name": name, "versions": versions,

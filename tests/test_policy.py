@@ -49,7 +49,8 @@ def test_warn_keeps_the_release_and_says_why() -> None:
 
 @pytest.mark.parametrize("floor", ["any", "critical"])
 def test_malicious_records_block_under_any_floor_as_their_own_rule(floor) -> None:
-    decision = decide(Rules(vulnerabilities="off", min_severity=floor), release("colourama", "0.1"), (MALWARE,), NOW)
+    rules = Rules(vulnerabilities="off", min_severity=floor, malicious="block")
+    decision = decide(rules, release("colourama", "0.1"), (MALWARE,), NOW)
     assert decision.blocked and [r.rule for r in decision.reasons] == ["malicious"]
 
 
@@ -102,7 +103,9 @@ def test_allow_only_serves_nothing_else(project, version, blocked) -> None:
     ("quarantined", "block"), ("archived", "warn"), ("deprecated", "warn"), ("active", "serve"), (None, "serve"),
 ])
 def test_pep_792_statuses(status, action) -> None:
-    assert decide(Rules(), release(status=status), (), NOW).action == action
+    rules = Rules(quarantined="block", archived="warn", deprecated="warn")
+    assert decide(rules, release(status=status), (), NOW).action == action
+    assert decide(Rules(), release(status=status), (), NOW).action == "serve"  # every rule is off by default
 
 
 def test_an_exemption_lifts_its_rules_until_it_expires_and_the_finding_stays_visible() -> None:

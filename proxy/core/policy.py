@@ -51,14 +51,14 @@ class Rules:
 
     vulnerabilities: str = "off"
     min_severity: str = "any"
-    malicious: str = "block"
+    malicious: str = "off"
     cooldown: float = 0.0  # seconds; 0: off
     cooldown_exempt: tuple[str, ...] = ()  # fnmatch patterns on normalised names
     deny: tuple[str, ...] = ()  # PEP 508 requirement strings
     allow_only: tuple[str, ...] = ()
-    quarantined: str = "block"
-    archived: str = "warn"
-    deprecated: str = "warn"
+    quarantined: str = "off"
+    archived: str = "off"
+    deprecated: str = "off"
     exemptions: tuple[Exemption, ...] = ()
     dry_run: bool = False
     _deny: tuple[Requirement, ...] = field(default=(), compare=False, repr=False)

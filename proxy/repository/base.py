@@ -89,6 +89,7 @@ class Resource:
     path: Path | None = None
     stream: VerifiedStream | None = None
     cache: CacheState | None = None
+    policy: str | None = None  # "warn; <why>" when the policy warns about its release
 
 
 class Repository(Protocol):

@@ -1,19 +1,23 @@
 """The catalog: every component composed into the one repository that web, JSON API and UI use.
 
-    Shadowing(private, valid_names(reserved(upstream)))
+    Shadowing(private, valid_names(reserved(policy(upstream))))
 
 A private name shadows upstream entirely (the first component that claims a name answers for it
-alone); reserved and invalid names never reach upstream. Upstream is absent when switched off.
+alone); reserved and invalid names never reach upstream; the supply-chain policy filters what
+upstream serves (never private releases). Upstream is absent when switched off, the policy when
+no rule is on.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from concurrent.futures import Executor
 
 from proxy.core.errors import ProjectNotFound, UploadRejected, UpstreamError
 from proxy.repository import rules
 from proxy.repository.base import ProjectList, ProjectPage, Repository, Resource
+from proxy.repository.policy import PolicyFilter
 from proxy.repository.private import PrivateRepository
 from proxy.repository.shadowing import Shadowing
 from proxy.repository.upstream import UpstreamRepository, Upstreams
@@ -24,18 +28,29 @@ class Catalog:
     ``private`` (the private component) and ``upstreams`` (the upstream's parts, or None)."""
 
     def __init__(self, private: PrivateRepository, upstreams: Upstreams | None, reserved: tuple[str, ...],
-                 executor: Executor) -> None:
+                 executor: Executor, policy: Callable[[Repository], PolicyFilter] | None = None) -> None:
         self.private = private
         self.upstreams = upstreams
         self._upstream = UpstreamRepository(upstreams) if upstreams is not None else None
+        self.policy = policy(self._upstream) if policy is not None and self._upstream is not None else None
+        filtered: Repository | None = self.policy or self._upstream
         # What may be asked of upstream: the public half of the chain, on its own.
         self.public: Repository | None = (
+            rules.valid_names(rules.reserved(filtered, reserved)) if filtered is not None else None
+        )
+        # Whether upstream serves a name is asked of it unfiltered: a name the policy hides is
+        # still public, and making it private still needs what claim_public_names asks.
+        self._upstream_names: Repository | None = (
             rules.valid_names(rules.reserved(self._upstream, reserved)) if self._upstream is not None else None
         )
         self._chain = Shadowing([private] + ([self.public] if self.public is not None else []), executor)
 
     async def claims(self, name: str) -> bool:
         return await self._chain.claims(name)
+
+    async def owner(self, name: str) -> Repository | None:
+        """The component answering for ``name``: ``private``, the public chain, or None."""
+        return await self._chain.owner(name)
 
     async def project_page(self, name: str, *, cached_only: bool = False) -> ProjectPage:
         """The page of ``name`` (normalised) from the one component that answers for it."""
@@ -54,9 +69,9 @@ class Catalog:
         with upstream off, is served by nobody. UploadRejected (503) when upstream cannot say:
         a name it serves may only be made private with an explicit grant."""
         try:
-            if self.public is None or not await self.public.claims(name):
+            if self._upstream_names is None or not await self._upstream_names.claims(name):
                 return False
-            await self.public.project_page(name)
+            await self._upstream_names.project_page(name)
         except ProjectNotFound:
             return False
         except UpstreamError as exc:

@@ -12,7 +12,7 @@ import diskcache
 
 class FirstSeen:
     def __init__(self, directory: Path) -> None:
-        self._cache = diskcache.Cache(str(directory), size_limit=256 * 1024**2, eviction_policy="least-stored")
+        self._cache = diskcache.Cache(str(directory), size_limit=256 * 1024**2, eviction_policy="least-recently-stored")
 
     def moments(self, project: str, versions: Iterable[str], now: float) -> dict[str, float]:
         """For each version of ``project`` (normalised), when it was first seen (seconds since the

@@ -17,6 +17,7 @@ from proxy.core.names import is_valid_project_name, matches_any, normalize, vali
 from proxy.storage.upstream_files import Key
 from proxy.ui import browse, views, views_home, views_list
 from proxy.ui import status as uistatus
+from proxy.ui.explain import explain_view
 from proxy.ui.readme import RENDERED_EMPTY, Shown
 from proxy.ui.views_project import (
     ProjectView,
@@ -147,3 +148,8 @@ async def status(request: web.Request) -> web.Response:
         private_projects=len(private), upstream=upstream, cache=await cache_figures(catalog),
         page_cache_limit=app[SETTINGS].cache.page_cache_size,
     )
+
+
+async def explain_page(request: web.Request, document: dict[str, Any]) -> web.Response:
+    """The web page of an explanation (``/-/explain``)."""
+    return await _respond(request, "explain.html", explain_view, _site(request), document)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,14 +14,19 @@ import structlog
 from aiohttp import web
 
 from proxy.config import Settings
+from proxy.core.policy import RULES
+from proxy.repository.base import Repository
 from proxy.repository.catalog import Catalog
+from proxy.repository.explain import Explainer
 from proxy.repository.jsonapi import JsonApiService
+from proxy.repository.policy import PolicyFilter
 from proxy.repository.private import PrivateRepository
 from proxy.repository.uploads import UploadService
 from proxy.repository.upstream import Upstreams
 from proxy.storage.atomic import sweep_temp_files
 from proxy.storage.auth import AuthStore
 from proxy.storage.descriptions import RenderedDescriptions
+from proxy.storage.first_seen import FirstSeen
 from proxy.storage.private import PrivateStorage
 from proxy.storage.private_pages import RenderedPages
 from proxy.storage.runfiles import DataDirProbe, metrics_dir
@@ -35,7 +40,7 @@ from proxy.upstream.downloads import Downloader
 from proxy.upstream.pages import PublicIndex
 from proxy.upstream.responses import masked
 from proxy.upstream.wheel_metadata import WheelMetadata
-from proxy.web import api, files, middlewares, ops, simple, upload
+from proxy.web import api, explain, files, middlewares, ops, simple, upload
 from proxy.web.keys import (
     AUTH,
     AUTH_EXECUTOR,
@@ -43,6 +48,7 @@ from proxy.web.keys import (
     DATA_DIR_PROBE,
     DESCRIPTIONS,
     EXECUTOR,
+    EXPLAINER,
     JSON_API,
     METRICS,
     REPRESENTATIONS,
@@ -94,6 +100,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/pypi/{project}/{version}", ui.release)
     router.add_get("/-/health", ops.health, name="health")
     router.add_get("/-/metrics", ops.metrics, name="metrics")
+    router.add_get("/-/explain/{project}/{version}", explain.explain, name="explain")
     router.add_get("/", ui.home, name="ui_home")
     router.add_get("/-/projects", ui.projects, name="ui_projects")
     router.add_get("/-/projects/{project}/", ui.project, name="ui_project")
@@ -178,8 +185,10 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
                                   upstream.health, masked(upstream.base))
             log.info("upstream_ready", url=masked(upstream.base), reserved=list(upstream_settings.reserved))
         private = PrivateRepository(app[STORAGE], executor)
-        app[CATALOG] = catalog = Catalog(private, upstreams, upstream_settings.reserved, executor)
+        policy = await _policy(settings, executor, stack) if upstreams is not None else None
+        app[CATALOG] = catalog = Catalog(private, upstreams, upstream_settings.reserved, executor, policy)
         stack.push_async_callback(catalog.close)
+        app[EXPLAINER] = Explainer(catalog)
         app[REPRESENTATIONS] = representations = Representations(
             executor, settings.cache.rendered_memory, RenderedPages(settings.data_dir))
         stack.push_async_callback(representations.close)
@@ -188,6 +197,22 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         app[UPLOADS] = UploadService(app[STORAGE], app[AUTH], executor, settings.upload, app[AUTH_EXECUTOR],
                                      catalog, max_description_size=settings.descriptions.max_size)
         yield
+
+
+async def _policy(settings: Settings, executor: ThreadPoolExecutor,
+                  stack: contextlib.AsyncExitStack) -> Callable[[Repository], PolicyFilter] | None:
+    """The policy component's maker, when any rule is on (else nothing is added to the chain)."""
+    rules = settings.policy.rules()
+    if not rules.active:
+        return None
+    loop = asyncio.get_running_loop()
+    first_seen = None
+    if rules.cooldown:
+        first_seen = await loop.run_in_executor(executor, FirstSeen, settings.data_dir / "policy" / "first-seen")
+        stack.push_async_callback(loop.run_in_executor, executor, first_seen.close)
+    log.info("policy_ready", rules=[name for name in RULES if getattr(rules, name, None) not in ("off", (), 0.0)],
+             dry_run=rules.dry_run)
+    return lambda inner: PolicyFilter(inner, rules, None, first_seen, executor)
 
 
 async def _file_cache(settings: Settings, executor: ThreadPoolExecutor, stack: contextlib.AsyncExitStack) -> FileCache:

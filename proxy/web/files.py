@@ -41,6 +41,7 @@ async def distribution(request: web.Request) -> web.StreamResponse:
                 "Content-Type": content_type_for(filename),
                 "Cache-Control": IMMUTABLE,
                 **source_headers(served.source.value, served.cache.value if served.cache else None),
+                **({"X-Proxy-Policy": served.policy.encode("ascii", "replace").decode()} if served.policy else {}),
             }
             try:
                 if served.path is not None:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from proxy.config import Settings
 from proxy.repository.catalog import Catalog
+from proxy.repository.explain import Explainer
 from proxy.repository.jsonapi import JsonApiService
 from proxy.repository.uploads import UploadService
 from proxy.storage.auth import AuthStore
@@ -23,6 +24,7 @@ AUTH_EXECUTOR = web.AppKey("auth_executor", ThreadPoolExecutor)  # scrypt checks
 STORAGE = web.AppKey("storage", PrivateStorage)
 AUTH = web.AppKey("auth", AuthStore)
 CATALOG = web.AppKey("catalog", Catalog)
+EXPLAINER = web.AppKey("explainer", Explainer)
 REPRESENTATIONS = web.AppKey("representations", Representations)
 JSON_API = web.AppKey("json_api", JsonApiService)
 UPLOADS = web.AppKey("uploads", UploadService)
