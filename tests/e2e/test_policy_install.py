@@ -1,0 +1,80 @@
+"""Real pip and uv against a policy (issue 15): an unpinned install resolves to the newest release
+the policy allows; a pinned blocked release is not found; a blocked file fetched by its URL (what
+lock files do) fails with the rule in the error; a warned file installs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.builders import Dist
+from tests.e2e.conftest import Server, UpstreamThread, installed_version, start_proxy, stop_proxy, tool
+from tests.fakeupstream import FakeUpstream
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def proxy(tmp_path: Path) -> Iterator[Server]:
+    """demo 1.0 (denied), 2.0 (advised against: warned), 3.0 (in its cooldown: blocked)."""
+    fake = FakeUpstream()
+    for version in ("1.0", "2.0", "3.0"):
+        fake.add(Dist("demo", version))
+    for filename in ("demo-3.0-py3-none-any.whl", "demo-3.0.tar.gz"):
+        fake.upload_times[filename] = "2099-01-01T00:00:00Z"  # a release of the future: never out of cooldown
+    fake.project_keys["demo"] = {"project-status": {"status": "archived", "reason": "no longer maintained"}}
+    upstream = UpstreamThread(fake)
+    upstream.start()
+    home = tmp_path / "home"
+    home.mkdir()
+    config = home / "config.toml"
+    config.write_text(f'[upstream]\nurl = "{fake.url}"\n\n[policy]\ndeny = ["demo<2"]\ncooldown = "7 days"\n'
+                      'archived = "warn"\n')
+    server = start_proxy(home, "--config", str(config))
+    yield server
+    stop_proxy(server.process)
+    upstream.stop()
+    upstream.close()
+
+
+def pip(proxy: Server, target: Path, *requirement: str) -> tuple[int, str]:
+    result = proxy.run([tool("python"), "-m", "pip", "install", "--no-cache-dir", "--target", str(target),
+                        "--index-url", proxy.simple, *requirement], check=False)
+    return result.returncode, result.stdout + result.stderr
+
+
+def uv(proxy: Server, target: Path, *requirement: str) -> tuple[int, str]:
+    result = proxy.run([tool("uv"), "pip", "install", "--no-cache", "--target", str(target),
+                        "--index-url", proxy.simple, *requirement], check=False)
+    return result.returncode, result.stdout + result.stderr
+
+
+INSTALLERS = {"pip": pip, "uv": uv}
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_an_unpinned_install_gets_the_newest_release_the_policy_allows(proxy: Server, tmp_path: Path,
+                                                                       installer: str) -> None:
+    code, output = INSTALLERS[installer](proxy, tmp_path / "t", "demo")
+    assert code == 0, output
+    assert installed_version(tmp_path / "t", "demo") == "2.0"
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+@pytest.mark.parametrize("version", ["1.0", "3.0"])
+def test_a_pinned_blocked_release_is_not_found(proxy: Server, tmp_path: Path, installer: str, version: str) -> None:
+    code, output = INSTALLERS[installer](proxy, tmp_path / "t", f"demo=={version}")
+    assert code != 0 and not (tmp_path / "t" / "demo").exists()
+    expected = "(from versions: 2.0)" if installer == "pip" else f"there is no version of demo=={version}"
+    assert expected in output, output  # only the allowed release is offered
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_a_blocked_file_by_url_fails_naming_the_rule(proxy: Server, tmp_path: Path, installer: str) -> None:
+    url = f"{proxy.url}/pypi/files/demo/demo-1.0-py3-none-any.whl"
+    code, output = INSTALLERS[installer](proxy, tmp_path / "t", f"demo @ {url}")
+    assert code != 0 and "403" in output
+    if installer == "pip":  # pip shows the reason phrase, which carries the rule
+        assert "deny" in output and "demo<2" in output
