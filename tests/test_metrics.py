@@ -30,6 +30,7 @@ FAMILIES = {  # every family the README names, and its type, as the parser reads
     "pypi_proxy_upstream_breaker_openings": "counter", "pypi_proxy_cache_write_failures": "counter",
     "pypi_proxy_private_projects": "gauge", "pypi_proxy_cache_files": "gauge",
     "pypi_proxy_cache_file_bytes": "gauge", "pypi_proxy_page_cache_bytes": "gauge",
+    "pypi_proxy_policy_blocked": "counter",
 }
 
 

@@ -65,6 +65,8 @@ async def test_deny_hides_the_release_everywhere_and_its_files_answer_403(
     assert (blocked["action"], [r["rule"] for r in blocked["reasons"]]) == ("block", ["deny"])
     assert (served["action"], served["reasons"], served["source"]) == ("serve", [], "upstream")
     assert blocked["release"]["uploaded"] == "2025-01-02T03:04:05.000000Z"
+    metrics = await (await client.get("/-/metrics")).text()
+    assert 'pypi_proxy_policy_blocked_total{project="demo",rule="deny"} 3.0' in metrics
 
 
 async def test_allow_only_is_a_curated_index(

@@ -51,6 +51,8 @@ class Metrics:
                                     ("route",), registry=self.registry)
         self.cache = Counter("pypi_proxy_cache", "Upstream pages and files answered from the cache "
                              "(hit, revalidated, stale) or not (miss).", ("kind", "outcome"), registry=self.registry)
+        self.policy_blocks = Counter("pypi_proxy_policy_blocked", "Files refused by the supply-chain policy, "
+                                     "by rule and project.", ("rule", "project"), registry=self.registry)
         self._upstream: UpstreamMetrics | None = None
 
     def observe(self, route: str, method: str, status: int, seconds: float, sent: int,
@@ -60,6 +62,11 @@ class Metrics:
         self.bytes_served.labels(route).inc(sent)
         if cache_kind and cache_outcome:
             self.cache.labels(cache_kind, cache_outcome).inc()
+
+    def policy_blocked(self, project: str, rules: tuple[str, ...]) -> None:
+        """One file request the policy refused (PolicyBlocked), counted once per rule that applied."""
+        for rule in rules:
+            self.policy_blocks.labels(rule, project).inc()
 
     def upstream(self) -> UpstreamMetrics:
         """The upstream's counters (created on first use: none when upstream is off), to add as

@@ -16,6 +16,7 @@ from aiohttp.web_response import StreamResponse
 from proxy.core.errors import (
     CorruptStorage,
     Forbidden,
+    PolicyBlocked,
     InvalidName,
     NotAcceptable,
     ProjectNotFound,
@@ -96,6 +97,9 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return await handler(request)
     except Unauthenticated as exc:
         return error_response(401, str(exc), {"WWW-Authenticate": REALM})
+    except PolicyBlocked as exc:
+        request.app[METRICS].policy_blocked(exc.project, exc.rules)
+        return error_response(403, str(exc))
     except Forbidden as exc:
         return error_response(403, str(exc))
     except TooManyAttempts as exc:
