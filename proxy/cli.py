@@ -20,6 +20,7 @@ from proxy.oserrors import explain_os_error
 from proxy.storage.auth import AuthError, AuthStore
 from proxy.storage.datadir import check_data_dir
 from proxy.storage.private import PrivateStorage
+from proxy.warm import audit, explaincli
 from proxy.warm import cli as warmcli
 
 
@@ -107,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "files no index lists to private-quarantine (listed private files are only reported)")
     _common(check)
     warmcli.register(commands)
+    explaincli.register(commands)
+    audit.register(commands)
     return parser
 
 
@@ -143,8 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.command == "warm":  # talks to a server over HTTP: no settings of its own
-        return warmcli.run(args)
+    if args.command in ("warm", "audit", "policy"):  # HTTP clients of a server: no settings of their own
+        return int(args.handler(args))
     try:
         settings = _settings(args)
         if args.command == "serve":
