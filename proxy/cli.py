@@ -15,6 +15,7 @@ from proxy.core.errors import ConfigError, NeedsTerminal, ProxyError
 from proxy.ops import admin
 from proxy.oserrors import explain_os_error
 from proxy.storage.datadir import check_data_dir
+from proxy.warm import audit, explaincli
 from proxy.warm import cli as warmcli
 
 # (The docstring above is the --help description.) Here: the arguments, the settings and the exit
@@ -105,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "files no index lists to private-quarantine (listed private files are only reported)")
     _common(check)
     warmcli.register(commands)
+    explaincli.register(commands)
+    audit.register(commands)
     return parser
 
 
@@ -141,8 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.command == "warm":  # talks to a server over HTTP: no settings of its own
-        return warmcli.run(args)
+    if args.command in ("warm", "audit", "policy"):  # HTTP clients of a server: no settings of their own
+        return int(args.handler(args))
     try:
         settings = _settings(args)
         if args.command == "serve":
