@@ -78,3 +78,16 @@ def test_a_blocked_file_by_url_fails_naming_the_rule(proxy: Server, tmp_path: Pa
     assert code != 0 and "403" in output
     if installer == "pip":  # pip shows the reason phrase, which carries the rule
         assert "deny" in output and "demo<2" in output
+
+
+def test_policy_explain_and_audit_against_the_real_endpoint(proxy: Server, tmp_path: Path) -> None:
+    explain = proxy.run([tool("pypi-proxy"), "policy", "explain", "demo==1.0", "--server", proxy.url], check=False)
+    assert explain.returncode == 1 and "blocked" in explain.stdout and "deny" in explain.stdout, explain.stdout
+    warned = proxy.run([tool("pypi-proxy"), "policy", "explain", "demo==2.0", "--server", proxy.url], check=False)
+    assert warned.returncode == 0 and "archived" in warned.stdout, warned.stdout
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("demo==2.0\n")
+    assert proxy.run([tool("pypi-proxy"), "audit", "-r", str(requirements), "--server", proxy.url]).returncode == 0
+    requirements.write_text("demo==2.0\ndemo==3.0  # in its cooldown\nflask>=2\n")
+    audit = proxy.run([tool("pypi-proxy"), "audit", "-r", str(requirements), "--server", proxy.url], check=False)
+    assert audit.returncode == 1 and "cooldown" in audit.stdout and "not pinned" in audit.stdout, audit.stdout
