@@ -112,18 +112,22 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return error_response(406, str(exc))
     except (ProjectNotFound, InvalidName) as exc:
         return error_response(404, str(exc))
-    except UpstreamTimeout as exc:
-        return error_response(504, f"Upstream timed out and nothing is cached: {exc}")
-    except UpstreamRefused as exc:
-        return error_response(502, f"Upstream answer refused ({exc.rule}); nothing was fetched or cached: {exc}")
     except UpstreamError as exc:
-        return error_response(502, f"Upstream failed and nothing is cached: {exc}")
+        return _upstream_error(exc)
     except CorruptStorage as exc:
         # The server's own data is damaged: clients learn which file (inside the data directory,
         # not where that is) and the fix; the log has the full path for the operator.
         log.error("corrupt_storage", path=exc.path, problem=exc.problem)
         return error_response(500, f"The server's stored file {exc.relative} is corrupt ({exc.problem}); "
                                    f"its administrator should {exc.hint}.")
+
+
+def _upstream_error(exc: UpstreamError) -> web.Response:
+    if isinstance(exc, UpstreamTimeout):
+        return error_response(504, f"Upstream timed out and nothing is cached: {exc}")
+    if isinstance(exc, UpstreamRefused):
+        return error_response(502, f"Upstream answer refused ({exc.rule}); nothing was fetched or cached: {exc}")
+    return error_response(502, f"Upstream failed and nothing is cached: {exc}")
 
 
 def _body_bytes(request: BaseRequest, response: StreamResponse) -> int:
