@@ -17,14 +17,14 @@ from typing import Any
 
 import structlog
 
-from proxy.core import jsonapi
+from proxy.core import jsonapi, jsonpolicy
 from proxy.core.errors import ProjectNotFound, ProxyError
 from proxy.core.lru import LruCache
 from proxy.core.merge import CacheState, Source
 from proxy.core.metadata import lenient_release_info
 from proxy.core.models import ReleaseInfo
 from proxy.core.urls import METADATA_SUFFIX
-from proxy.repository.catalog import Catalog
+from proxy.repository.catalog import Catalog, Findings
 
 log = structlog.get_logger(__name__)
 _INFO_ENTRIES = 4096  # parsed ``info`` of upstream releases kept in memory
@@ -60,8 +60,9 @@ class JsonApiService:
         offered = [f.filename for f in page.files if f.core_metadata is not None]
         source = jsonapi.metadata_source(api, chosen, offered) if chosen else None
         info = await self._info(name, source, chosen) if source and chosen else None
-        body = await loop.run_in_executor(self._executor, _encode, jsonapi.document, api, chosen, info,
-                                          base_url, version is None)
+        findings = await self._catalog.findings(name)
+        body = await loop.run_in_executor(self._executor, _encode, _upstream_document, api, chosen, info,
+                                          base_url, version is None, findings)
         return body, served.source, served.cache
 
     async def _info(self, name: str, filename: str, version: str) -> ReleaseInfo | None:
@@ -86,6 +87,19 @@ class JsonApiService:
         info = await asyncio.get_running_loop().run_in_executor(self._executor, lenient_release_info, raw, version)
         self._infos.put((name, filename), info)
         return info
+
+
+def _upstream_document(api: jsonapi.ApiProject, chosen: str | None, info: ReleaseInfo | None, base_url: str,
+                       with_releases: bool, findings: Findings | None) -> dict[str, Any]:
+    """An upstream project's document, with the policy's marks and the advisories affecting the
+    chosen release when a policy is on (``jsonpolicy``). Blocking, O(releases)."""
+    document = jsonapi.document(api, chosen, info, base_url, with_releases)
+    if findings is None:
+        return document
+    decisions = {v: d for v in api.releases if (d := findings.decided.of(v)[0]) is not None}
+    index = findings.advisories
+    affecting = index.affecting(api.name, chosen) if index is not None and chosen is not None else ()
+    return jsonpolicy.annotate(document, decisions, affecting)
 
 
 def _encode(build: Any, *args: Any) -> bytes:
