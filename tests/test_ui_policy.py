@@ -23,7 +23,7 @@ from proxy.repository.policy import PolicyFilter
 from proxy.storage.auth import AuthStore
 from tests.builders import Dist
 from tests.conftest import PASSWORD, basic, start_client, upload_form
-from tests.fakeupstream import FakeUpstream
+from tests.fakeupstream import FakeFile, FakeUpstream
 from tests.test_policy_component import Data
 
 MakeSettings = Callable[..., Settings]
@@ -143,6 +143,19 @@ async def test_an_exempted_finding_and_a_dry_run_are_shown_as_served_with_their_
     blocks, page = await releases_shown(dry)
     assert state_of(blocks["3"]) == "warned" and "a dry run, which would hide it" in blocks["3"]
     assert install_line(page) == "3.0"
+
+
+@pytest.mark.parametrize(("policy", "state"), [({"deny": ["demo==3.0"]}, "hidden"), ({"archived": "warn"}, None)])
+async def test_files_that_name_no_release_are_shown_hidden_while_a_rule_blocks(
+        aiohttp_client: Any, upstream_settings: MakeSettings, three_releases: FakeUpstream,
+        policy: dict[str, Any], state: str | None) -> None:
+    three_releases.add_file("demo", FakeFile("demo-latest.zip", b"PK\x05\x06" + bytes(18)))
+    client = await proxy_with(aiohttp_client, upstream_settings, policy)
+    blocks, _ = await releases_shown(client)
+    [block] = [block for block in blocks.values() if "demo-latest.zip" in block]
+    assert state_of(block) == state and state_of(blocks["3"]) == ("hidden" if state else "served")
+    if state == "hidden":
+        assert "these files name no release" in block and "/-/explain/" not in block
 
 
 async def test_a_private_project_is_never_marked(aiohttp_client: Any, upstream_settings: MakeSettings,
