@@ -229,3 +229,16 @@ async def test_the_json_api_of_a_private_project_has_no_upstream_advisories(
     assert (await client.post("/pypi/", data=form, headers=basic("alice", PASSWORD))).status == 200
     document = await json_api(client, "/pypi/app/json")
     assert document["vulnerabilities"] == [] and "policy" not in document["info"]
+
+
+async def test_the_json_api_of_a_blocked_release_is_a_404_that_names_the_rule(
+        aiohttp_client: Any, upstream_settings: MakeSettings, three_releases: FakeUpstream) -> None:
+    client = await proxy_with(aiohttp_client, upstream_settings, {"deny": ["demo==3.0"]})
+    assert set((await json_api(client, "/pypi/demo/json"))["releases"]) == {"1.0", "2.0"}
+    for spelling in ("3.0", "3"):
+        response = await client.get(f"/pypi/demo/{spelling}/json")
+        text = await response.text()
+        assert response.status == 404 and "deny: denied by 'demo==3.0'" in text
+        assert f"/-/explain/demo/{spelling}" in text
+    missing = await client.get("/pypi/demo/9.9/json")
+    assert missing.status == 404 and "No version '9.9'" in await missing.text()

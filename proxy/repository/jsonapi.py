@@ -55,12 +55,12 @@ class JsonApiService:
         page = served.build()
         api = jsonapi.from_upstream(page)
         chosen = api.release(version) if version else jsonapi.current_version(api)
+        findings = await self._catalog.findings(name)
         if version is not None and chosen is None:
-            raise ProjectNotFound(f"No version {version!r} of project {name!r}.", project=name)
+            raise ProjectNotFound(_no_release(name, version, findings), project=name)
         offered = [f.filename for f in page.files if f.core_metadata is not None]
         source = jsonapi.metadata_source(api, chosen, offered) if chosen else None
         info = await self._info(name, source, chosen) if source and chosen else None
-        findings = await self._catalog.findings(name)
         body = await loop.run_in_executor(self._executor, _encode, _upstream_document, api, chosen, info,
                                           base_url, version is None, findings)
         return body, served.source, served.cache
@@ -87,6 +87,15 @@ class JsonApiService:
         info = await asyncio.get_running_loop().run_in_executor(self._executor, lenient_release_info, raw, version)
         self._infos.put((name, filename), info)
         return info
+
+
+def _no_release(name: str, version: str, findings: Findings | None) -> str:
+    """Why ``/pypi/<name>/<version>/json`` is a 404: no such release, or the policy blocks it."""
+    decision = findings.decided.of(version)[0] if findings is not None else None
+    if decision is None or not decision.blocked:
+        return f"No version {version!r} of project {name!r}."
+    return (f"Version {version!r} of project {name!r} is not served: the policy blocks it ({decision.summary()}); "
+            f"see /-/explain/{name}/{version}")
 
 
 def _upstream_document(api: jsonapi.ApiProject, chosen: str | None, info: ReleaseInfo | None, base_url: str,
