@@ -41,8 +41,10 @@ class JsonApiService:
     async def document(self, name: str, version: str | None,
                        base_url: str) -> tuple[bytes, Source, CacheState | None]:
         """The document of ``name`` (normalised), of release ``version`` when given (PEP 440
-        equality), its URLs below ``base_url`` (``jsonapi.document``); ProjectNotFound when the index serves no such project or release, upstream
-        errors as for its simple page."""
+        equality), its URLs below ``base_url`` (``jsonapi.document``), with the policy's marks and
+        vulnerabilities for an upstream project (``jsonpolicy``); ProjectNotFound when the index
+        serves no such project or release (naming the policy when it blocks it), upstream errors
+        as for its simple page."""
         loop = asyncio.get_running_loop()
         served = await self._catalog.project_page(name)
         if served.project is not None:
