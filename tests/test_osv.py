@@ -126,3 +126,30 @@ def test_invalid_records_are_skipped_when_indexing() -> None:
 def test_an_invalid_release_version_matches_nothing() -> None:
     index = AdvisoryIndex.from_records([record(ranges=[ecosystem({"introduced": "0"})])], "v1")
     assert index.for_release("requests", "not-a-version") == ()
+
+
+@pytest.mark.parametrize(("ranges", "expected"), [
+    ([ecosystem({"introduced": "0"}, {"fixed": "2.0"})], ["2.0"]),
+    # several ranges, out of order, one fixed twice: PEP 440 order, once each
+    ([ecosystem({"introduced": "2.1"}, {"fixed": "2.10"}), ecosystem({"introduced": "0"}, {"fixed": "1.9"}),
+      ecosystem({"introduced": "1.9.5"}, {"fixed": "2.10.0"})], ["1.9", "2.10"]),
+    ([ecosystem({"introduced": "0"}, {"last_affected": "1.5"})], []),  # no fix published
+    ([ecosystem({"introduced": "1.0"}, {"fixed": "1.2"}, {"introduced": "1.5"}, {"fixed": "2.0.1"})], ["1.2", "2.0.1"]),
+])
+def test_fixed_in_lists_the_versions_fixed_events_name(ranges, expected) -> None:
+    """PyPI's JSON API ``vulnerabilities[].fixed_in``: the record's fixed versions for the package."""
+    [(_, affected)] = parse_record(record(ranges=ranges))
+    assert list(affected.fixed_in) == expected
+
+
+def test_affecting_gives_the_records_for_release_gives_the_advisories_of() -> None:
+    index = AdvisoryIndex.from_records([
+        record("GHSA-b", ranges=[ecosystem({"introduced": "0"}, {"fixed": "2.0"})], aliases=["CVE-1"]),
+        record("PYSEC-a", ranges=[ecosystem({"introduced": "0"}, {"fixed": "3.0"})], aliases=["CVE-1"]),
+        record("GHSA-c", ranges=[ecosystem({"introduced": "1.5"}, {"fixed": "1.6"})]),
+    ], "v1")
+    found = index.affecting("requests", "1.5")
+    advisories = index.for_release("requests", "1.5")
+    assert [a.advisory.id for a in found] == [a.id for a in advisories] == ["GHSA-b", "GHSA-c"]
+    assert [list(a.fixed_in) for a in found] == [["2.0"], ["1.6"]]
+    assert index.affecting("requests", "not a version") == () and index.affecting("nothing", "1.0") == ()

@@ -114,6 +114,12 @@ class Affected:
         introduced opens, fixed closes at it, last_affected closes after it, limit caps)."""
         return version in self.versions or any(_in_range(version, events) for events in self.ranges)
 
+    @property
+    def fixed_in(self) -> tuple[str, ...]:
+        """The versions its ranges' ``fixed`` events name, in PEP 440 order (PyPI's ``fixed_in``)."""
+        fixed = {at for events in self.ranges for kind, at in events if kind == "fixed" and at is not None}
+        return tuple(str(version) for version in sorted(fixed))
+
 
 def _in_range(version: Version, events: tuple[Event, ...]) -> bool:
     affected = False
@@ -214,14 +220,18 @@ class AdvisoryIndex:
     def for_release(self, project: str, version: str) -> tuple[Advisory, ...]:
         """Advisories affecting ``version`` of ``project`` (normalised), one per advisory (records
         that share an id or alias count once, the first by id kept), sorted by id."""
+        return tuple(affected.advisory for affected in self.affecting(project, version))
+
+    def affecting(self, project: str, version: str) -> tuple[Affected, ...]:
+        """As ``for_release``, with what each record says of the package (its ranges)."""
         entries = self._by_project.get(project)
         parsed = _version(version)
         if not entries or parsed is None:
             return ()
-        found: list[Advisory] = []
+        found: list[Affected] = []
         seen: set[str] = set()
         for affected in sorted(entries, key=lambda a: a.advisory.id):
             if affected.affects(parsed) and not (affected.advisory.names & seen):
-                found.append(affected.advisory)
+                found.append(affected)
                 seen |= affected.advisory.names
         return tuple(found)

@@ -13,14 +13,27 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import dataclass
+
+from proxy.core.osv import AdvisoryIndex
 
 from proxy.core.errors import ProjectNotFound, UploadRejected, UpstreamError
 from proxy.repository import rules
 from proxy.repository.base import ProjectList, ProjectPage, Repository, Resource
-from proxy.repository.policy import PolicyFilter
+from proxy.repository.policy import Decided, PolicyFilter
 from proxy.repository.private import PrivateRepository
 from proxy.repository.shadowing import Shadowing
 from proxy.repository.upstream import UpstreamRepository, Upstreams
+
+
+@dataclass(frozen=True, slots=True)
+class Findings:
+    """What the policy found about an upstream project: its page as upstream lists it (blocked
+    releases included), the decision about each release, and the advisory data (None: none loaded)."""
+
+    page: ProjectPage
+    decided: Decided
+    advisories: AdvisoryIndex | None
 
 
 class Catalog:
@@ -63,6 +76,18 @@ class Catalog:
     async def resource(self, project: str, filename: str) -> Resource:
         """A file of ``project``: a private project's own, else upstream's (cached or being fetched)."""
         return await self._chain.resource(project, filename)
+
+    async def findings(self, name: str) -> Findings | None:
+        """The policy's findings about upstream project ``name`` (normalised), from the page held
+        here (upstream is never asked); None when no rule is on, when the name is not upstream's
+        to serve (private projects are never hidden) or when its page is not cached."""
+        if self.policy is None or self.public is None or await self.owner(name) is not self.public:
+            return None
+        try:
+            page = await self.policy.inner.project_page(name, cached_only=True)
+        except ProjectNotFound:
+            return None
+        return Findings(page, await self.policy.decided(page), await self.policy.advisory_index())
 
     async def served_upstream(self, name: str) -> bool:
         """Whether upstream serves a project ``name`` (read-only): a reserved name, or any name

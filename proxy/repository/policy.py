@@ -153,6 +153,10 @@ class PolicyFilter:
 
         return ProjectList(listed.source, listed.version, names, listed.cache)
 
+    async def advisory_index(self) -> AdvisoryIndex | None:
+        """The advisory data decisions are made with now; None when none is loaded."""
+        return await self._advisories.current() if self._advisories is not None else None
+
     async def decided(self, page: ProjectPage) -> Decided:
         """The decisions for ``page``'s releases, computed once per key (in the executor)."""
         index = await self._advisories.current() if self._advisories is not None else None

@@ -14,6 +14,7 @@ from proxy.core.errors import ProjectNotFound
 from proxy.core.indexpage import IndexPage
 from proxy.core.models import PrivateProject
 from proxy.core.names import is_valid_project_name, matches_any, normalize, validate_project_name
+from proxy.repository.policy import Decided
 from proxy.storage.upstream_files import Key
 from proxy.ui import browse, views, views_home, views_list
 from proxy.ui import status as uistatus
@@ -101,8 +102,10 @@ async def project(request: web.Request) -> web.Response:
     if served.project is not None:
         description = await _description(request, served.project)
         return await _respond(request, "project.html", private_project_view, site, served.project, description)
-    return await _respond(request, "project.html", _cached_project_view, site, served.build,
-                          await browse.cached_keys(catalog.upstreams), False)
+    findings = await catalog.findings(name)  # the policy's, about the page with blocked releases
+    build = findings.page.build if findings is not None else served.build
+    return await _respond(request, "project.html", _cached_project_view, site, build,
+                          await browse.cached_keys(catalog.upstreams), False, findings.decided if findings else None)
 
 
 async def _description(request: web.Request, project: PrivateProject) -> Shown:
@@ -114,10 +117,10 @@ async def _description(request: web.Request, project: PrivateProject) -> Shown:
 
 
 def _cached_project_view(site: views.Site, build: Callable[[], IndexPage], cached: list[Key],
-                         reserved: bool) -> ProjectView:
+                         reserved: bool, decided: Decided | None = None) -> ProjectView:
     """Blocking, O(cached files): runs in the executor."""
     page = build()
-    return cached_project_view(site, page, browse.cached_files(cached, page.name), reserved)
+    return cached_project_view(site, page, browse.cached_files(cached, page.name), reserved, decided)
 
 
 async def release(request: web.Request) -> web.Response:

@@ -11,8 +11,10 @@ from markupsafe import Markup
 from proxy.core.indexpage import IndexPage
 from proxy.core.jsonapi import current_version, from_private
 from proxy.core.models import PrivateProject, ReleaseInfo
+from proxy.repository.policy import Decided
 from proxy.ui import readme
 from proxy.ui.views import CACHED, PRIVATE, RESERVED, Site
+from proxy.ui.views_policy import with_policy
 from proxy.ui.views_releases import Release, cached_releases, newest_installable, private_releases, with_current
 
 
@@ -84,9 +86,14 @@ def private_project_view(site: Site, project: PrivateProject, description: readm
     )
 
 
-def cached_project_view(site: Site, page: IndexPage, cached_files: frozenset[str], reserved: bool) -> ProjectView:
-    """An upstream project as this server last cached its listing (nothing is fetched for it)."""
+def cached_project_view(site: Site, page: IndexPage, cached_files: frozenset[str], reserved: bool,
+                        decided: Decided | None = None) -> ProjectView:
+    """An upstream project as this server last cached its listing (nothing is fetched for it);
+    with the policy's ``decided`` (about every release of ``page``, unfiltered), each release is
+    marked served, warned or hidden, and the install line names a served one."""
     releases = cached_releases(site, page, cached_files)
+    if decided is not None:
+        releases = with_policy(site, page.name, releases, decided)
     chosen = None if reserved else newest_installable(releases)
     return ProjectView(
         site, page.name, page.name, RESERVED if reserved else CACHED, chosen,

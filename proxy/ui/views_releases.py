@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from packaging.utils import canonicalize_version
 from packaging.version import InvalidVersion, Version
@@ -14,6 +15,9 @@ from proxy.core.models import PrivateProject, StoredFile, version_key
 from proxy.core.parse import version_from_filename
 from proxy.core.render import file_path
 from proxy.ui.views import Site, human_bytes, when
+
+if TYPE_CHECKING:
+    from proxy.ui.views_policy import PolicyMark
 
 OTHER_FILES = "other files"  # the group of listed files whose names give no version
 
@@ -51,10 +55,16 @@ class Release:
     version: str
     files: tuple[FileRow, ...]
     current: bool
+    policy: PolicyMark | None = None  # upstream releases while a policy is on (``views_policy``)
 
     @property
     def anchor(self) -> str:
         return release_anchor(self.version)
+
+    @property
+    def hidden(self) -> bool:
+        """Blocked by the policy: installers do not see it."""
+        return self.policy is not None and self.policy.state == "hidden"
 
     @property
     def yanked(self) -> bool:
@@ -106,8 +116,9 @@ def cached_releases(site: Site, page: IndexPage, cached_files: frozenset[str]) -
 
 
 def newest_installable(releases: Sequence[Release]) -> str | None:
-    """Newest release with a file not yanked, finals before pre-releases (as pip chooses)."""
-    usable = [r.version for r in releases if not r.yanked and r.version != OTHER_FILES]
+    """Newest release with a file not yanked, finals before pre-releases (as pip chooses); never
+    one the policy hides (installers do not see it)."""
+    usable = [r.version for r in releases if not r.yanked and not r.hidden and r.version != OTHER_FILES]
     finals = [v for v in usable if _is_final(v)]
     candidates = finals or usable
     return candidates[0] if candidates else None
@@ -122,4 +133,4 @@ def _is_final(version: str) -> bool:
 
 def with_current(releases: Sequence[Release], current: str | None) -> tuple[Release, ...]:
     """``releases`` with ``current`` (a version, or None for none) marked as the current one."""
-    return tuple(Release(r.version, r.files, r.version == current) for r in releases)
+    return tuple(replace(r, current=r.version == current) for r in releases)
