@@ -13,21 +13,28 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import tempfile
-import zipfile
-import zlib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
 import structlog
 
-from proxy.core.errors import ProxyError
-from proxy.core.osv import Affected, AdvisoryIndex, InvalidAdvisory, parse_record
+from proxy.core.osv import AdvisoryIndex
 from proxy.storage.atomic import TEMP_PREFIX, fsync_dir, move_into_place, write_atomic
+from proxy.storage.osv_zip import (
+    InvalidAdvisoryData,
+    Limits,
+    json_files,
+    pack_directory,
+    read_zip,
+    sha256_of,
+    source_fingerprint,
+)
+
+__all__ = ["AdvisoryStore", "DownloadLock", "InvalidAdvisoryData", "Limits", "StoredMeta", "source_fingerprint"]
 
 log = structlog.get_logger(__name__)
 META = "meta.json"
@@ -35,28 +42,6 @@ LOCK = "download.lock"
 _ZIP_PREFIX = "osv-"
 _CHUNK = 1024 * 1024
 Stamp = tuple[int, int, int]
-
-
-class InvalidAdvisoryData(ProxyError):
-    """Advisory data that is not stored (or no longer loads): not a zip, a member over a limit,
-    no OSV record in it, a stored copy whose bytes changed. ``limit`` names the limit exceeded
-    (``max_members``, ``max_member_bytes``, ``max_total_bytes``, ``max_download_bytes``) when
-    that is the problem, else None. The copy stored before is kept."""
-
-    def __init__(self, message: str, limit: str | None = None) -> None:
-        super().__init__(message)
-        self.limit = limit
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """What one copy of the data may make us do. The OSV PyPI export (2025) holds some tens of
-    thousands of records, a few hundred MB once decompressed; these leave room for growth."""
-
-    max_members: int = 500_000  # entries in the zip, directories included
-    max_member_bytes: int = 16 * 1024**2  # one record, decompressed
-    max_total_bytes: int = 2 * 1024**3  # every record, decompressed
-    max_download_bytes: int = 1024**3  # the zip itself (a download, a local zip, a packed directory)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,13 +81,6 @@ class StoredMeta:
         if not isinstance(meta.sha256, str) or len(meta.sha256) != 64 or not isinstance(meta.fetched_at, (int, float)):
             raise ValueError("malformed advisory meta")
         return meta
-
-
-@dataclass(slots=True)
-class _Reading:
-    by_project: dict[str, list[Affected]] = field(default_factory=dict)
-    records: int = 0
-    skipped: int = 0
 
 
 class DownloadLock:
@@ -184,8 +162,8 @@ class AdvisoryStore:
         holds ``download_lock()``. InvalidAdvisoryData (the temp file removed, the old copy
         kept) when the zip is not readable within the limits or holds no OSV record."""
         try:
-            sha256 = _sha256_of(temp)
-            reading = _read_zip(temp, self.limits)
+            sha256 = sha256_of(temp)
+            reading = read_zip(temp, self.limits)
             if not reading.records:
                 raise InvalidAdvisoryData(f"no OSV record in the zip ({reading.skipped} members skipped)")
             meta = replace(meta, sha256=sha256, records=reading.records, skipped=reading.skipped, last_error=None)
@@ -222,9 +200,9 @@ class AdvisoryStore:
                 return None
             path = self.directory / meta.zip_name
             try:
-                if _sha256_of(path) != meta.sha256:
+                if sha256_of(path) != meta.sha256:
                     raise InvalidAdvisoryData(f"{path} does not match its recorded sha256")
-                reading = _read_zip(path, self.limits)
+                reading = read_zip(path, self.limits)
             except FileNotFoundError:
                 continue
             return AdvisoryIndex(reading.by_project, meta.version, meta.fetched_at)
@@ -270,20 +248,10 @@ class AdvisoryStore:
         """Pack a directory's ``*.json`` files (recursively, hidden directories such as .git
         skipped) into a temp zip (for ``commit``). InvalidAdvisoryData past a limit."""
         files = json_files(source)
-        if len(files) > self.limits.max_members:
-            raise InvalidAdvisoryData(f"{source} has more than max_members ({self.limits.max_members}) "
-                                      "JSON files", "max_members")
         temp, handle = self.open_temp()
         try:
-            # strict_timestamps off: a file dated before 1980 (SOURCE_DATE_EPOCH=0 checkouts) is packed
-            # as 1980 rather than refused; only the fingerprint reads mtimes.
-            with handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED, compresslevel=1,
-                                         strict_timestamps=False) as archive:
-                for path in files:
-                    if path.stat().st_size > self.limits.max_member_bytes:
-                        raise InvalidAdvisoryData(f"{path} is larger than max_member_bytes "
-                                                  f"({self.limits.max_member_bytes})", "max_member_bytes")
-                    archive.write(path, path.relative_to(source).as_posix())
+            with handle:
+                pack_directory(source, files, handle, self.limits)
         except BaseException:
             self.discard(temp)
             raise
@@ -297,84 +265,3 @@ class AdvisoryStore:
             if path.name != keep:
                 self.discard(path)
         fsync_dir(self.directory)
-
-
-def json_files(directory: Path) -> list[Path]:
-    """The ``*.json`` files under ``directory``, sorted, hidden directories (.git) skipped."""
-    found: list[Path] = []
-    for root, dirs, files in os.walk(directory):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(root, name) for name in sorted(files) if name.endswith(".json"))
-    return found
-
-
-def source_fingerprint(path: Path) -> str:
-    """Changes when a local source changes: a zip's inode, size and mtime; for a directory, the
-    relative name, size and mtime of each ``*.json`` file. FileNotFoundError when it is gone."""
-    if not path.is_dir():
-        st = path.stat()
-        return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
-    digest = hashlib.sha256()
-    for file in json_files(path):
-        st = file.stat()
-        digest.update(f"{file.relative_to(path).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _read_zip(path: Path, limits: Limits) -> _Reading:
-    """Every ``*.json`` member parsed as an OSV record; bad ones skipped and counted. The limits
-    are checked on the sizes the zip declares before anything is decompressed, and again on
-    what is actually read (a member may understate its size)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = _members_within_limits(archive, limits)
-            reading = _Reading()
-            total = 0
-            for info in members:
-                with archive.open(info) as member:
-                    data = member.read(limits.max_member_bytes + 1)
-                total += len(data)
-                if len(data) > limits.max_member_bytes or total > limits.max_total_bytes:
-                    which = "max_member_bytes" if len(data) > limits.max_member_bytes else "max_total_bytes"
-                    raise InvalidAdvisoryData(f"{info.filename} decompresses past {which}", which)
-                _add_record(reading, data)
-            return reading
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
-        raise InvalidAdvisoryData(f"not a readable zip of OSV records: {exc}") from None
-
-
-def _members_within_limits(archive: zipfile.ZipFile, limits: Limits) -> list[zipfile.ZipInfo]:
-    infos = archive.infolist()
-    if len(infos) > limits.max_members:
-        raise InvalidAdvisoryData(f"the zip has {len(infos)} members, more than max_members "
-                                  f"({limits.max_members})", "max_members")
-    members = [info for info in infos if not info.is_dir() and info.filename.endswith(".json")]
-    for info in members:
-        if info.file_size > limits.max_member_bytes:
-            raise InvalidAdvisoryData(f"{info.filename} is {info.file_size} bytes decompressed, more than "
-                                      f"max_member_bytes ({limits.max_member_bytes})", "max_member_bytes")
-    total = sum(info.file_size for info in members)
-    if total > limits.max_total_bytes:
-        raise InvalidAdvisoryData(f"the zip is {total} bytes decompressed, more than max_total_bytes "
-                                  f"({limits.max_total_bytes})", "max_total_bytes")
-    return members
-
-
-def _add_record(reading: _Reading, data: bytes) -> None:
-    try:
-        found = parse_record(json.loads(data))
-    except (ValueError, InvalidAdvisory, AttributeError, TypeError):
-        reading.skipped += 1
-        return
-    reading.records += 1
-    for name, affected in found:
-        reading.by_project.setdefault(name, []).append(affected)
-
