@@ -11,6 +11,7 @@ a policy blocks them whatever its severity floor.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from cvss import CVSS3, CVSS4
+from packaging.utils import canonicalize_version
 from packaging.version import InvalidVersion, Version
 
 from proxy.core.names import normalize
@@ -103,16 +105,26 @@ _KINDS = ("introduced", "fixed", "last_affected", "limit")
 
 @dataclass(frozen=True, slots=True)
 class Affected:
-    """What one record says of one package: ranges of events and explicit versions."""
+    """What one record says of one package: ranges of events and explicit versions, these in
+    their canonical form (``packaging.utils.canonicalize_version``: equal for PEP 440-equal
+    versions, "2.0.0" and "2.0" both "2"), as a sorted tuple of shared strings: the export
+    lists millions of versions, and a Version object costs ten times a string, a set's slots
+    four times a tuple's (memory: issue 15 asks under 200 MB for the whole export)."""
 
     advisory: Advisory
     ranges: tuple[tuple[Event, ...], ...]
-    versions: frozenset[Version]
+    versions: tuple[str, ...]
 
     def affects(self, version: Version) -> bool:
         """OSV's evaluation: listed explicitly, or inside a range (events in version order:
         introduced opens, fixed closes at it, last_affected closes after it, limit caps)."""
-        return version in self.versions or any(_in_range(version, events) for events in self.ranges)
+        return (bool(self.versions) and _listed(canonicalize_version(version), self.versions)) or any(
+            _in_range(version, events) for events in self.ranges)
+
+
+def _listed(canonical: str, versions: tuple[str, ...]) -> bool:
+    at = bisect.bisect_left(versions, canonical)
+    return at < len(versions) and versions[at] == canonical
 
     @property
     def fixed_in(self) -> tuple[str, ...]:
@@ -142,7 +154,43 @@ def _version(text: Any) -> Version | None:
         return None
 
 
-def _events(raw: Any) -> tuple[Event, ...] | None:
+class Interner:
+    """Equal values shared among the records of one load, each parsed once: versions and
+    severities repeat across records (the PYSEC and GHSA copies of an advisory list the same
+    versions), and a parsed Version or a scored CVSS vector costs far more than a lookup.
+    One per load (not thread-safe); it holds every distinct value until dropped."""
+
+    def __init__(self) -> None:
+        self._versions: dict[str, Version | None] = {}
+        self._canonical: dict[str, str | None] = {}
+        self._severities: dict[tuple[str, ...], Severity] = {}
+
+    def version(self, text: Any) -> Version | None:
+        """The Version of ``text`` (the same object for the same text); None when not PEP 440."""
+        key = str(text)
+        if key not in self._versions:
+            self._versions[key] = _version(key)
+        return self._versions[key]
+
+    def canonical(self, text: Any) -> str | None:
+        """``text``'s canonical version string, one shared object per value; None when not PEP 440."""
+        key = str(text)
+        if key not in self._canonical:
+            parsed = self.version(key)
+            value = None if parsed is None else canonicalize_version(parsed)
+            self._canonical[key] = None if value is None else self._canonical.setdefault(f"={value}", value)
+        return self._canonical[key]
+
+    def severity(self, entries: Any, database_specific: Any) -> Severity:
+        """``severity_of``, scored once per distinct vectors and label."""
+        label = database_specific.get("severity") if isinstance(database_specific, dict) else None
+        key = (str(label), *(str(sorted(e.items())) if isinstance(e, dict) else str(e) for e in entries or ()))
+        if key not in self._severities:
+            self._severities[key] = severity_of(entries, database_specific)
+        return self._severities[key]
+
+
+def _events(raw: Any, interner: Interner) -> tuple[Event, ...] | None:
     """A range's events sorted by version (``introduced: 0`` first); None for a range that
     cannot be read with PEP 440 (a GIT range, a malformed version)."""
     if not isinstance(raw, dict) or raw.get("type") not in ("ECOSYSTEM", "SEMVER"):
@@ -153,7 +201,7 @@ def _events(raw: Any) -> tuple[Event, ...] | None:
         if kind is None:
             continue
         text = event[kind]
-        at = None if kind == "introduced" and str(text) == "0" else _version(text)
+        at = None if kind == "introduced" and str(text) == "0" else interner.version(text)
         if at is None and not (kind == "introduced" and str(text) == "0"):
             return None
         events.append((kind, at))
@@ -161,14 +209,16 @@ def _events(raw: Any) -> tuple[Event, ...] | None:
     return tuple(sorted(events, key=lambda e: (e[1] is not None, e[1] or Version("0"), order[e[0]])))
 
 
-def parse_record(data: Any) -> list[tuple[str, Affected]]:
+def parse_record(data: Any, interner: Interner | None = None) -> list[tuple[str, Affected]]:
     """The PyPI packages (normalised names) a record affects, each with its Affected; [] for a
-    withdrawn record or one about other ecosystems. InvalidAdvisory when it is not OSV."""
+    withdrawn record or one about other ecosystems. InvalidAdvisory when it is not OSV.
+    ``interner``: share one among the records of a load (memory and time; see Interner)."""
     if not isinstance(data, dict) or not isinstance(data.get("id"), str):
         raise InvalidAdvisory("an OSV record needs a string id")
     if data.get("withdrawn"):
         return []
-    record_severity = severity_of(data.get("severity"), data.get("database_specific"))
+    interner = interner or Interner()
+    record_severity = interner.severity(data.get("severity"), data.get("database_specific"))
     found: list[tuple[str, Affected]] = []
     for entry in data.get("affected") or ():
         package = entry.get("package") if isinstance(entry, dict) else None
@@ -176,12 +226,12 @@ def parse_record(data: Any) -> list[tuple[str, Affected]]:
             continue
         severity = record_severity
         if entry.get("severity"):
-            severity = severity_of(entry.get("severity"), entry.get("database_specific"))
+            severity = interner.severity(entry.get("severity"), entry.get("database_specific"))
         advisory = Advisory(data["id"], tuple(str(a) for a in data.get("aliases") or ()),
                             str(data.get("summary") or data.get("details") or "")[:300], severity,
                             _moment(data.get("published")))
-        ranges = tuple(r for r in (_events(raw) for raw in entry.get("ranges") or ()) if r)
-        versions = frozenset(v for v in (_version(t) for t in entry.get("versions") or ()) if v is not None)
+        ranges = tuple(r for r in (_events(raw, interner) for raw in entry.get("ranges") or ()) if r)
+        versions = tuple(sorted({v for v in (interner.canonical(t) for t in entry.get("versions") or ()) if v}))
         found.append((normalize(str(package["name"])), Affected(advisory, ranges, versions)))
     return found
 
@@ -205,9 +255,10 @@ class AdvisoryIndex:
     def from_records(cls, records: Iterable[Any], version: str, fetched_at: float | None = None) -> AdvisoryIndex:
         """Index ``records`` (parsed JSON objects); invalid ones are skipped (``parse_record``)."""
         by_project: dict[str, list[Affected]] = {}
+        interner = Interner()
         for record in records:
             with contextlib.suppress(InvalidAdvisory):
-                for name, affected in parse_record(record):
+                for name, affected in parse_record(record, interner):
                     by_project.setdefault(name, []).append(affected)
         return cls(by_project, version, fetched_at)
 
