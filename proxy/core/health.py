@@ -63,3 +63,18 @@ class HealthListener(Protocol):
 
     def storage_failed(self, kind: str) -> None:
         """Caching upstream data of ``kind`` failed on the local disk."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStatus:
+    """For /-/health, the UI and metrics. ``fetched_at`` is unix seconds of the last time the
+    source confirmed the data, ``age_s`` seconds since then (None: no data yet), ``records`` the
+    OSV records in the stored copy, ``last_error`` the last refresh's or load's failure (None
+    after a success), ``version`` the loaded data's name (AdvisoryIndex.version)."""
+
+    source: str
+    fetched_at: float | None
+    age_s: float | None
+    records: int
+    last_error: str | None
+    version: str | None = None

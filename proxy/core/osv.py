@@ -121,16 +121,16 @@ class Affected:
         return (bool(self.versions) and _listed(canonicalize_version(version), self.versions)) or any(
             _in_range(version, events) for events in self.ranges)
 
-
-def _listed(canonical: str, versions: tuple[str, ...]) -> bool:
-    at = bisect.bisect_left(versions, canonical)
-    return at < len(versions) and versions[at] == canonical
-
     @property
     def fixed_in(self) -> tuple[str, ...]:
         """The versions its ranges' ``fixed`` events name, in PEP 440 order (PyPI's ``fixed_in``)."""
         fixed = {at for events in self.ranges for kind, at in events if kind == "fixed" and at is not None}
         return tuple(str(version) for version in sorted(fixed))
+
+
+def _listed(canonical: str, versions: tuple[str, ...]) -> bool:
+    at = bisect.bisect_left(versions, canonical)
+    return at < len(versions) and versions[at] == canonical
 
 
 def _in_range(version: Version, events: tuple[Event, ...]) -> bool:

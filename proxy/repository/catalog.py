@@ -15,9 +15,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
-from proxy.core.osv import AdvisoryIndex
-
 from proxy.core.errors import ProjectNotFound, UploadRejected, UpstreamError
+from proxy.core.osv import AdvisoryIndex
 from proxy.repository import rules
 from proxy.repository.base import ProjectList, ProjectPage, Repository, Resource
 from proxy.repository.policy import Decided, PolicyFilter

@@ -71,7 +71,7 @@ class Explainer:
     """Explanations through the catalog. ``advisory_status`` describes the advisory data (source,
     age, records) or is None when no advisory rule is on."""
 
-    def __init__(self, catalog: Catalog, advisory_status: Callable[[], dict[str, Any]] | None = None) -> None:
+    def __init__(self, catalog: Catalog, advisory_status: Callable[[], dict[str, Any] | None] | None = None) -> None:
         self._catalog = catalog
         self._advisory_status = advisory_status
 

@@ -265,3 +265,16 @@ class AdvisoryStore:
             if path.name != keep:
                 self.discard(path)
         fsync_dir(self.directory)
+
+
+def finish_download(handle: IO[bytes], rest: bytes) -> None:
+    """Blocking: write the last bytes of a download and close its temp file."""
+    with handle:
+        handle.write(rest)
+        handle.flush()
+
+
+def abandon_download(handle: IO[bytes], temp: Path) -> None:
+    """Blocking: close and remove the temp file of a download that failed."""
+    handle.close()
+    AdvisoryStore.discard(temp)

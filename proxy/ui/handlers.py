@@ -31,7 +31,7 @@ from proxy.ui.views_releases import release_anchor
 from proxy.web import redirects
 from proxy.web.keys import CATALOG, DESCRIPTIONS, EXECUTOR, SETTINGS
 from proxy.web.middlewares import UI_POLICY
-from proxy.web.ops import cache_figures, storage_error
+from proxy.web.ops import advisory_figures, cache_figures, feed_status, storage_error
 
 HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": UI_POLICY}
 
@@ -149,7 +149,7 @@ async def status(request: web.Request) -> web.Response:
     return await _respond(
         request, "status.html", uistatus.status_view, _site(request), storage_error=error,
         private_projects=len(private), upstream=upstream, cache=await cache_figures(catalog),
-        page_cache_limit=app[SETTINGS].cache.page_cache_size,
+        page_cache_limit=app[SETTINGS].cache.page_cache_size, advisories=advisory_figures(feed_status(app)),
     )
 
 

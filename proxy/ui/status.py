@@ -44,6 +44,7 @@ class StatusView:
     upstream: UpstreamStatus | None  # None: upstream is off
     cached_files: int
     gauges: tuple[Gauge, ...]
+    advisories: Mapping[str, Any] | None = None  # ``proxy.web.ops.advisory_figures``
 
 
 _BREAKER_BADGES = {BreakerState.CLOSED: "ok", BreakerState.OPEN: "failing", BreakerState.HALF_OPEN: "unknown"}
@@ -70,7 +71,8 @@ def upstream_status(health: UpstreamReport, url: str, now: float) -> UpstreamSta
 
 
 def status_view(site: Site, *, storage_error: str | None, private_projects: int,
-                upstream: UpstreamStatus | None, cache: Mapping[str, Any], page_cache_limit: int) -> StatusView:
+                upstream: UpstreamStatus | None, cache: Mapping[str, Any], page_cache_limit: int,
+                advisories: Mapping[str, Any] | None = None) -> StatusView:
     """``cache`` holds the figures /-/health reports (empty when upstream is off)."""
     gauges: list[Gauge] = []
     if cache:
@@ -79,4 +81,5 @@ def status_view(site: Site, *, storage_error: str | None, private_projects: int,
                             human_bytes(limit) if limit is not None else None, percent(cache["file_bytes"], limit)))
         gauges.append(Gauge("Page cache", human_bytes(cache["page_cache_bytes"]), human_bytes(page_cache_limit),
                             percent(cache["page_cache_bytes"], page_cache_limit)))
-    return StatusView(site, storage_error, private_projects, upstream, int(cache.get("files", 0)), tuple(gauges))
+    return StatusView(site, storage_error, private_projects, upstream, int(cache.get("files", 0)), tuple(gauges),
+                      advisories)

@@ -3,9 +3,8 @@ into an AdvisoryStore, and the loaded AdvisoryIndex every worker reads.
 
 Sources: an http(s) URL of a zip of OSV JSON records (the default is OSV's bulk export for
 PyPI), a local ``.zip``, or a local directory of OSV ``*.json`` files. PyPA's advisory-database
-keeps its records as YAML: convert them (``osv`` tools, or ``yq -o json``) or point at OSV's
-export, which holds them as JSON; parsing YAML here would add a dependency for one source
-that OSV already republishes in its export.
+keeps its records as YAML: convert them (``yq -o json``) or point at OSV's export, which holds
+them as JSON (parsing YAML here would add a dependency for data OSV already republishes).
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import structlog
@@ -24,30 +23,24 @@ from yarl import URL
 
 from proxy import __version__
 from proxy.core.errors import InvalidUpstreamResponse, ProxyError, UpstreamTimeout, UpstreamUnavailable
+from proxy.core.health import FeedStatus
 from proxy.core.osv import AdvisoryIndex
-from proxy.storage.advisories import AdvisoryStore, InvalidAdvisoryData, Stamp, StoredMeta, source_fingerprint
-from proxy.upstream.client import masked
+from proxy.storage.advisories import (
+    AdvisoryStore,
+    InvalidAdvisoryData,
+    Stamp,
+    StoredMeta,
+    abandon_download,
+    finish_download,
+    source_fingerprint,
+)
+from proxy.upstream.responses import masked
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 DEFAULT_SOURCE = "https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip"
 _WRITE_BATCH = 1024 * 1024  # bytes gathered before one write in the executor
 _TICK_S = 60.0  # the loop wakes at least this often to pick up a copy another worker stored
-
-
-@dataclass(frozen=True, slots=True)
-class FeedStatus:
-    """For /-/health, the UI and metrics. ``fetched_at`` is unix seconds of the last time the
-    source confirmed the data, ``age_s`` seconds since then (None: no data yet), ``records`` the
-    OSV records in the stored copy, ``last_error`` the last refresh's or load's failure (None
-    after a success), ``version`` the loaded data's name (AdvisoryIndex.version)."""
-
-    source: str
-    fetched_at: float | None
-    age_s: float | None
-    records: int
-    last_error: str | None
-    version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,9 +263,9 @@ class AdvisoryFeed:
                 if len(batch) >= _WRITE_BATCH:
                     await self._run(handle.write, bytes(batch))
                     batch.clear()
-            await self._run(_finish, handle, bytes(batch))
+            await self._run(finish_download, handle, bytes(batch))
         except BaseException:
-            await asyncio.shield(self._run(_abandon, handle, temp))
+            await asyncio.shield(self._run(abandon_download, handle, temp))
             raise
         log.info("advisory_download", source=self._label, bytes=received)
         return temp
@@ -291,14 +284,3 @@ class AdvisoryFeed:
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
-
-
-def _finish(handle: IO[bytes], rest: bytes) -> None:
-    with handle:
-        handle.write(rest)
-        handle.flush()
-
-
-def _abandon(handle: IO[bytes], temp: Path) -> None:
-    handle.close()
-    AdvisoryStore.discard(temp)

@@ -23,6 +23,7 @@ from proxy.repository.policy import PolicyFilter
 from proxy.repository.private import PrivateRepository
 from proxy.repository.uploads import UploadService
 from proxy.repository.upstream import Upstreams
+from proxy.storage.advisories import AdvisoryStore
 from proxy.storage.atomic import sweep_temp_files
 from proxy.storage.auth import AuthStore
 from proxy.storage.descriptions import RenderedDescriptions
@@ -35,6 +36,7 @@ from proxy.storage.upstream_pages import PageCache
 from proxy.ui import assets
 from proxy.ui import handlers as ui
 from proxy.ui.descriptions import Budget, Descriptions
+from proxy.upstream.advisories import AdvisoryFeed
 from proxy.upstream.client import Upstream
 from proxy.upstream.downloads import Downloader
 from proxy.upstream.pages import PublicIndex
@@ -42,6 +44,7 @@ from proxy.upstream.responses import masked
 from proxy.upstream.wheel_metadata import WheelMetadata
 from proxy.web import api, explain, files, middlewares, ops, simple, upload
 from proxy.web.keys import (
+    ADVISORIES,
     AUTH,
     AUTH_EXECUTOR,
     CATALOG,
@@ -185,10 +188,11 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
                                   upstream.health, masked(upstream.base))
             log.info("upstream_ready", url=masked(upstream.base), reserved=list(upstream_settings.reserved))
         private = PrivateRepository(app[STORAGE], executor)
-        policy = await _policy(settings, executor, stack) if upstreams is not None else None
+        policy = await _policy(app, executor, stack) if upstreams is not None else None
         app[CATALOG] = catalog = Catalog(private, upstreams, upstream_settings.reserved, executor, policy)
         stack.push_async_callback(catalog.close)
-        app[EXPLAINER] = Explainer(catalog)
+        feed = app.get(ADVISORIES)
+        app[EXPLAINER] = Explainer(catalog, (lambda: ops.advisory_figures(feed.status())) if feed is not None else None)
         app[REPRESENTATIONS] = representations = Representations(
             executor, settings.cache.rendered_memory, RenderedPages(settings.data_dir))
         stack.push_async_callback(representations.close)
@@ -199,9 +203,12 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def _policy(settings: Settings, executor: ThreadPoolExecutor,
+async def _policy(app: web.Application, executor: ThreadPoolExecutor,
                   stack: contextlib.AsyncExitStack) -> Callable[[Repository], PolicyFilter] | None:
-    """The policy component's maker, when any rule is on (else nothing is added to the chain)."""
+    """The policy component's maker, when any rule is on (else nothing is added to the chain);
+    with an advisory rule on, the advisory feed too (``app[ADVISORIES]``), refreshed in the
+    background and stopped with the app."""
+    settings = app[SETTINGS]
     rules = settings.policy.rules()
     if not rules.active:
         return None
@@ -210,9 +217,16 @@ async def _policy(settings: Settings, executor: ThreadPoolExecutor,
     if rules.cooldown:
         first_seen = await loop.run_in_executor(executor, FirstSeen, settings.data_dir / "policy" / "first-seen")
         stack.push_async_callback(loop.run_in_executor, executor, first_seen.close)
+    feed = None
+    if settings.policy.needs_advisories:
+        store = AdvisoryStore(settings.data_dir / "policy" / "osv")
+        feed = app[ADVISORIES] = AdvisoryFeed(settings.policy.advisories, store, executor,
+                                              settings.policy.advisories_refresh)
+        await feed.start()
+        stack.push_async_callback(feed.close)
     log.info("policy_ready", rules=[name for name in RULES if getattr(rules, name, None) not in ("off", (), 0.0)],
-             dry_run=rules.dry_run)
-    return lambda inner: PolicyFilter(inner, rules, None, first_seen, executor)
+             dry_run=rules.dry_run, advisories=feed.status().source if feed else None)
+    return lambda inner: PolicyFilter(inner, rules, feed, first_seen, executor)
 
 
 async def _file_cache(settings: Settings, executor: ThreadPoolExecutor, stack: contextlib.AsyncExitStack) -> FileCache:

@@ -15,6 +15,7 @@ from proxy.storage.auth import AuthStore
 from proxy.storage.private import PrivateStorage
 from proxy.storage.runfiles import DataDirProbe
 from proxy.ui.descriptions import Descriptions
+from proxy.upstream.advisories import AdvisoryFeed
 from proxy.web.metrics import Metrics
 from proxy.web.representations import Representations
 
@@ -24,6 +25,7 @@ AUTH_EXECUTOR = web.AppKey("auth_executor", ThreadPoolExecutor)  # scrypt checks
 STORAGE = web.AppKey("storage", PrivateStorage)
 AUTH = web.AppKey("auth", AuthStore)
 CATALOG = web.AppKey("catalog", Catalog)
+ADVISORIES = web.AppKey("advisories", AdvisoryFeed)  # only while an advisory rule is on
 EXPLAINER = web.AppKey("explainer", Explainer)
 REPRESENTATIONS = web.AppKey("representations", Representations)
 JSON_API = web.AppKey("json_api", JsonApiService)

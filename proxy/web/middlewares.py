@@ -16,9 +16,9 @@ from aiohttp.web_response import StreamResponse
 from proxy.core.errors import (
     CorruptStorage,
     Forbidden,
-    PolicyBlocked,
     InvalidName,
     NotAcceptable,
+    PolicyBlocked,
     ProjectNotFound,
     StorageFull,
     TooManyAttempts,

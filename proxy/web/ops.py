@@ -8,11 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy.core.health import UpstreamEvent, UpstreamReport
+from proxy.core.health import FeedStatus, UpstreamEvent, UpstreamReport
 from proxy.core.timestamps import iso_z
 from proxy.repository.catalog import Catalog
 from proxy.web import metrics as prometheus
-from proxy.web.keys import CATALOG, DATA_DIR_PROBE, EXECUTOR, METRICS
+from proxy.web.keys import ADVISORIES, CATALOG, DATA_DIR_PROBE, EXECUTOR, METRICS
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -72,6 +72,22 @@ def upstream_health(health: UpstreamReport, url: str) -> dict[str, Any]:
     }
 
 
+def feed_status(app: web.Application) -> FeedStatus | None:
+    """The advisory feed's status, or None while no advisory rule is on."""
+    feed = app.get(ADVISORIES)
+    return feed.status() if feed is not None else None
+
+
+def advisory_figures(status: FeedStatus | None) -> dict[str, Any] | None:
+    """How old the advisory data is and where it comes from (None while no advisory rule is on):
+    for /-/health, /-/explain, the status page and metrics."""
+    if status is None:
+        return None
+    return {"source": status.source, "records": status.records, "last_error": status.last_error,
+            "fetched_at": iso_z(datetime.fromtimestamp(status.fetched_at, timezone.utc)) if status.fetched_at else None,
+            "age_s": round(status.age_s, 1) if status.age_s is not None else None}
+
+
 async def health(request: web.Request) -> web.Response:
     """200 when storage is writable, else 503; upstream trouble is reported but is not unhealthy:
     cached pages and files are still served. So are failures to cache upstream data locally
@@ -94,6 +110,7 @@ async def health(request: web.Request) -> web.Response:
         "upstream": upstream,
         "private_projects": len(private_names),
         "cache": await cache_figures(catalog),
+        "advisories": advisory_figures(feed_status(app)),
     }
     return web.json_response(body, status=200 if error is None else 503, headers=NO_STORE)
 
@@ -115,6 +132,11 @@ async def metrics(request: web.Request) -> web.Response:
         }
         if upstreams.files.max_size is not None:
             gauges["pypi_proxy_cache_file_limit_bytes"] = ("The limit of cached public files.", upstreams.files.max_size)
+    if (advisories := advisory_figures(feed_status(app))) is not None:
+        gauges["pypi_proxy_advisory_records"] = ("OSV records in the advisory data.", advisories["records"])
+        if advisories["age_s"] is not None:
+            gauges["pypi_proxy_advisory_data_age_seconds"] = ("Seconds since the advisory source last confirmed "
+                                                             "the data.", advisories["age_s"])
     # Off the loop: with workers it reads their files; alone, ~1 ms of formatting per 100 series.
     text = await asyncio.get_running_loop().run_in_executor(app[EXECUTOR], app[METRICS].render, gauges)
     return web.Response(body=text, headers={**NO_STORE, "Content-Type": prometheus.CONTENT_TYPE})
