@@ -63,3 +63,10 @@ def test_tiny_benchmark_runs_without_nginx_and_wrk(tmp_path: Path) -> None:
                "--only", "conditional")
     assert "| static |" in out and "| proxy |" in out
     assert "load: python" in out
+
+
+def test_tiny_policy_benchmark_compares_the_pages_with_and_without_a_policy(tmp_path: Path) -> None:
+    """Issue 15's performance target is measured in bench/, never here: this only runs it."""
+    out = _run(tmp_path, "--load", "python", "--upstream-server", "python", "--only", "policy")
+    assert "| proxy-policy |" in out and "| proxy |" in out
+    assert "big page HTML with 10,000 advisories within 5% of policy off:" in out

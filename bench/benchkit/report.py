@@ -29,6 +29,10 @@ STALE_COLUMNS = (("healthy_s", "healthy s", "{:.2f}"), ("refusing_s", "refusing 
 STALE_CASES = {"refusing": "refusing", "hanging": "hanging", "cold_hanging": "hanging from the proxy's start"}
 
 TABLES = (
+    *(Table(f"policy-page-{size}-{fmt}", f"Cached page, {size} project, {fmt.upper()}: policy off and with "
+            "10,000 advisories", (("rps", "req/s", "{:.0f}"), ("p50_ms", "p50 ms", "{:.2f}"),
+                                  ("p99_ms", "p99 ms", "{:.2f}")) + RSS, "rps")
+      for size in ("big", "small") for fmt in ("html", "json")),
     Table("page-big-html", "Cached page, big project, HTML", PAGE_COLUMNS + RSS, "rps"),
     Table("page-big-json", "Cached page, big project, JSON", PAGE_COLUMNS + RSS, "rps"),
     Table("page-small-html", "Cached page, small project, HTML", PAGE_COLUMNS + RSS, "rps"),
@@ -164,6 +168,13 @@ def checklist(results: Results, reference: str) -> list[dict[str, Any]]:
         item(f"warm {tool} dry-run ≤ 1.2× {reference}",
              None if mine is None or base is None else f"{mine / base:.2f}× ({mine:.2f} s vs {base:.2f} s)",
              None if mine is None or base is None else mine <= 1.2 * base)
+    for size in ("big", "small"):
+        for fmt in ("html", "json"):
+            table = f"policy-page-{size}-{fmt}"
+            on, off = get(table, "proxy-policy", "rps"), get(table, "proxy", "rps")
+            item(f"{size} page {fmt.upper()} with 10,000 advisories within 5% of policy off",
+                 None if on is None or off is None else f"{on / off:.0%} ({on:.0f} vs {off:.0f} req/s)",
+                 None if on is None or off is None else on >= 0.95 * off)
     _stale_items(get, item)
     first, cached = get("scale", "proxy", "first_html_ms"), get("scale", "proxy", "cached_html_ms")
     item("3,000-version page cold render < 50 ms", None if first is None else f"{first:.1f} ms",

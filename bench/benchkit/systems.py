@@ -170,13 +170,13 @@ def proxy_has_workers(python: str) -> bool:
 
 
 def start_proxy(work: Path, upstream: System, workers: int | None, data_dir: Path | None = None,
-                name: str = "proxy") -> System:
+                name: str = "proxy", extra: list[str] | None = None, label: str = "proxy") -> System:
     port = free_port()
     if data_dir is None:
         shutil.rmtree(work / "run" / name, ignore_errors=True)  # every invocation starts cold
     data = data_dir or work / "run" / name / "data"
     argv = [*proxy_argv(sys.executable), "--host", HOST, "--port", str(port), "--data-dir", str(data),
-            "--upstream", f"{upstream.base}/simple"]
+            "--upstream", f"{upstream.base}/simple", *(extra or [])]
     notes = []
     if workers and proxy_has_workers(sys.executable):
         argv += ["--workers", str(workers)]
@@ -184,7 +184,7 @@ def start_proxy(work: Path, upstream: System, workers: int | None, data_dir: Pat
     elif workers:
         notes.append("serve has no --workers: one process")
     server = Server(name, argv, work / "run" / name / "server.log")
-    system = System("proxy", server, port, "/pypi/simple/", notes)
+    system = System(label, server, port, "/pypi/simple/", notes)
     system.server.wait_ready(system.index_url)
     return system
 
