@@ -89,7 +89,7 @@ async def test_a_release_leaves_its_cooldown_without_any_change_upstream(executo
 async def test_decisions_are_made_once_per_version_of_the_page_rules_and_data(executor) -> None:
     inner = Memory(Source.UPSTREAM, {"demo": dict(FILES)})
     data = Data(AdvisoryIndex.from_records([osv("GHSA-1", "1.1")], "v1"))
-    policy = PolicyFilter(inner, Rules(vulnerabilities="block"), data, None, executor)
+    policy = PolicyFilter(inner, Rules(vulnerabilities="block"), data, None, executor, recheck_every=0)
     page = await policy.project_page("demo")
     assert listed(page) == ["demo-1.1-py3-none-any.whl", "demo-2.0.zip"]
     builds = inner.builds

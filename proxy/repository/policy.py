@@ -98,7 +98,7 @@ class PolicyFilter:
 
     def __init__(self, inner: Repository, rules: Rules, advisories: Advisories | None,
                  first_seen: FirstSeenStore | None, executor: Executor,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, recheck_every: float = 1.0) -> None:
         self.inner = inner
         self.rules = rules
         self._advisories = advisories
@@ -107,6 +107,11 @@ class PolicyFilter:
         self._clock = clock
         self._allowed = frozenset(normalize(Requirement(text).name) for text in rules.allow_only)
         self._decided: LruCache[str, Decided] = LruCache(4096)
+        # The advisory data is asked for (a stat of its store) at most every recheck_every
+        # seconds: a refresh by another worker shows within that, and a request costs no stat.
+        self._recheck_every = recheck_every
+        self._index: AdvisoryIndex | None = None
+        self._index_checked = -math.inf
 
     async def claims(self, name: str) -> bool:
         return await self.inner.claims(name)
@@ -121,7 +126,8 @@ class PolicyFilter:
         page = await self.inner.project_page(name, cached_only=cached_only)
         decided = await self.decided(page)
         build = functools.partial(_filtered, page.build, decided.blocked, decided.hide_unknown, name)
-        return dataclasses.replace(page, version=(page.version, decided.key[2:], decided.valid_until), build=build)
+        return ProjectPage(page.name, page.source, (page.version, decided.key[2:], decided.valid_until), build,
+                           page.files, page.cache, page.project)
 
     async def resource(self, project: str, filename: str) -> Resource:
         self._check_allowed(project)
@@ -159,7 +165,7 @@ class PolicyFilter:
 
     async def decided(self, page: ProjectPage) -> Decided:
         """The decisions for ``page``'s releases, computed once per key (in the executor)."""
-        index = await self._advisories.current() if self._advisories is not None else None
+        index = await self._current_index()
         key = (page.name, page.version, self.rules.digest, index.version if index is not None else None)
         held = self._decided.get(page.name)
         now = self._clock()
@@ -169,6 +175,15 @@ class PolicyFilter:
         decided = await loop.run_in_executor(self._executor, self._decide, key, page, index, now)
         self._decided.put(page.name, decided)
         return decided
+
+    async def _current_index(self) -> AdvisoryIndex | None:
+        if self._advisories is None:
+            return None
+        checked = time.monotonic()
+        if checked - self._index_checked >= self._recheck_every:
+            self._index = await self._advisories.current()
+            self._index_checked = checked
+        return self._index
 
     def _decide(self, key: tuple[Any, ...], page: ProjectPage, index: AdvisoryIndex | None, now: float) -> Decided:
         """Blocking: O(releases × advisories of the project)."""
