@@ -63,15 +63,14 @@ class Rules:
     dry_run: bool = False
     _deny: tuple[Requirement, ...] = field(default=(), compare=False, repr=False)
     _allow: tuple[Requirement, ...] = field(default=(), compare=False, repr=False)
+    # Changes whenever the rules do: part of a rendered page's version (computed once: it is
+    # read on every page request).
+    digest: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_deny", tuple(Requirement(text) for text in self.deny))
         object.__setattr__(self, "_allow", tuple(Requirement(text) for text in self.allow_only))
-
-    @property
-    def digest(self) -> str:
-        """Changes whenever the rules do: part of a rendered page's version."""
-        return hashlib.sha256(repr(self).encode()).hexdigest()[:16]
+        object.__setattr__(self, "digest", hashlib.sha256(repr(self).encode()).hexdigest()[:16])
 
     @property
     def active(self) -> bool:
