@@ -21,7 +21,7 @@ from proxy.core.osv import Advisory
 from proxy.core.policy import Decision, Reason, Release
 from proxy.core.timestamps import iso_z
 from proxy.repository.catalog import Catalog
-from proxy.repository.policy import release_version
+from proxy.repository.policy import release_version, version_or_none
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +93,8 @@ class Explainer:
         policy = self._catalog.policy
         if policy is None:  # no rule is on: whatever upstream lists is served
             page = await owner.project_page(project)
-            if not any(_same_version(f.filename, project, version) for f in page.build().files):
+            wanted = version_or_none(version)
+            if wanted is None or not any(release_version(project, f.filename) == wanted for f in page.build().files):
                 raise ProjectNotFound(f"No version {version!r} of project {project!r}.", project=project)
             return Explanation(project, version, Source.UPSTREAM, Decision(), Release(project, version), status)
         decided = await policy.decided(await policy.inner.project_page(project))
@@ -116,8 +117,3 @@ class Explainer:
         except ProjectNotFound:
             missing = Reason("missing", "block", "this index serves no such release: installing it fails")
             return Explanation(normalize(requirement.name), specs[0].version, Source.NONE, Decision((missing,)), None)
-
-
-def _same_version(filename: str, project: str, version: str) -> bool:
-    found, wanted = release_version(project, filename), release_version(project, f"{project}-{version}.tar.gz")
-    return found is not None and found == wanted

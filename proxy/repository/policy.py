@@ -64,7 +64,7 @@ class Decided:
 
     def of(self, version: str) -> tuple[Decision | None, Release | None]:
         """The decision and the facts for ``version`` (any PEP 440 spelling); Nones when unlisted."""
-        parsed = _parse(version)
+        parsed = version_or_none(version)
         return (self.decisions.get(parsed), self.releases.get(parsed)) if parsed is not None else (None, None)
 
 
@@ -73,18 +73,19 @@ def release_version(project: str, filename: str) -> Version | None:
     a legacy name ``<project>-<version>.<ext>`` (.zip, .tar.bz2, .egg, ...); None when unknown."""
     filename = filename.removesuffix(METADATA_SUFFIX)
     try:
-        return _parse(str(parse_dist_filename(filename).version))
+        return version_or_none(str(parse_dist_filename(filename).version))
     except Exception:  # noqa: BLE001 - InvalidName, or a legacy name: tried below
         pass
     stem = next((filename[: -len(ext)] for ext in _LEGACY if filename.endswith(ext)), None)
     parts = stem.split("-") if stem else []
     for index in range(1, len(parts)):
         if normalize("-".join(parts[:index])) == project:
-            return _parse(parts[index])
+            return version_or_none(parts[index])
     return None
 
 
-def _parse(text: str) -> Version | None:
+def version_or_none(text: str) -> Version | None:
+    """``text`` as a PEP 440 version, or None when it is not one."""
     try:
         return Version(text)
     except InvalidVersion:
@@ -242,5 +243,5 @@ def _filtered(build: Callable[[], IndexPage], blocked: frozenset[Version], hide_
         if (version is None and hide_unknown) or (version is not None and version in blocked):
             continue
         kept.append(file)
-    versions = tuple(v for v in model.versions if _parse(v) not in blocked)
+    versions = tuple(v for v in model.versions if version_or_none(v) not in blocked)
     return dataclasses.replace(model, files=tuple(kept), versions=versions)

@@ -9,12 +9,13 @@ the first component's spelling winning.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
 from proxy.core import merge
 from proxy.core.errors import ProjectNotFound
+from proxy.core.flights import SingleFlight
 from proxy.core.merge import Source
 from proxy.repository.base import ProjectList, ProjectPage, Repository, Resource
 
@@ -27,7 +28,8 @@ class Shadowing:
     def __init__(self, components: Sequence[Repository], executor: Executor) -> None:
         self.components = tuple(components)
         self._executor = executor
-        self._merged: tuple[Hashable, asyncio.Future[list[str]]] | None = None
+        self._merged: tuple[Hashable, list[str]] | None = None  # the last merge, by version of the lists
+        self._merges = SingleFlight()
 
     async def owner(self, name: str) -> Repository | None:
         """The component that answers for ``name``, or None when none claims it."""
@@ -59,9 +61,9 @@ class Shadowing:
         version = tuple(item.version for item in lists)
         merged = self._merged
         if merged is None or merged[0] != version:
-            work = self._run(_merge, [item.names for item in listing])
-            merged = self._merged = (version, _shared(work, self._forget))
-        names = await asyncio.shield(merged[1])
+            sources = [item.names for item in listing]
+            merged = self._merged = (version, await self._merges.run(version, lambda: self._run(_merge, sources)))
+        names = merged[1]
         others = listing[1:] if listing and listing[0].source is lists[0].source else listing
         source = Source.MERGED if others else lists[0].source
         cache = next((item.cache for item in reversed(lists) if item.cache is not None), None)
@@ -70,14 +72,9 @@ class Shadowing:
     async def _run(self, func: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
-    def _forget(self, task: asyncio.Future[Any]) -> None:
-        if self._merged is not None and self._merged[1] is task:
-            self._merged = None
-
     async def close(self) -> None:
-        """Wait for a merge still running (at shutdown): no task outlives the app."""
-        if self._merged is not None:
-            await asyncio.gather(self._merged[1], return_exceptions=True)
+        """End a merge still running (at shutdown): no task outlives the app."""
+        await self._merges.close()
 
 
 def _merge(sources: list[Callable[[], Sequence[str]]]) -> list[str]:
@@ -86,11 +83,3 @@ def _merge(sources: list[Callable[[], Sequence[str]]]) -> list[str]:
     for source in sources[2:]:
         names = merge.project_names(names, source(), ())
     return names
-
-
-def _shared(work: Awaitable[Any], forget: Callable[[asyncio.Future[Any]], None]) -> asyncio.Future[Any]:
-    """``work`` as a task every caller for the same version awaits (never cancelled by one caller
-    leaving); a failure is not kept, the next caller tries again."""
-    task = asyncio.ensure_future(work)
-    task.add_done_callback(lambda done: forget(done) if done.cancelled() or done.exception() else None)
-    return task

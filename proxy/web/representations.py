@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from proxy.core import compression, render
+from proxy.core.flights import SingleFlight
 from proxy.core.lru import LruCache
 from proxy.core.merge import Source
 from proxy.core.negotiate import JSON_V1, TEXT_HTML
@@ -89,7 +90,7 @@ class Representations:
         self._executor = executor
         self._store = store
         self._pages: LruCache[tuple[Any, ...], Rendered] = LruCache(memory, lambda r: r.weight + 200)
-        self._renders: dict[tuple[Any, ...], asyncio.Future[Rendered]] = {}
+        self._renders = SingleFlight()
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
@@ -143,18 +144,13 @@ class Representations:
     async def _shared(self, key: tuple[Any, ...], make: Callable[[], Awaitable[Rendered]]) -> Rendered:
         """One render per key however many wait; a request leaving does not cancel it, and a
         failure is not kept (the next request tries again)."""
-        task = self._renders.get(key)
-        if task is None:
-            task = asyncio.ensure_future(make())
-            self._renders[key] = task
-            task.add_done_callback(lambda done: self._done(key, done))
-        return await asyncio.shield(task)
+        async def make_and_keep() -> Rendered:
+            page = await make()
+            self._pages.put(key, page)
+            return page
 
-    def _done(self, key: tuple[Any, ...], task: asyncio.Future[Rendered]) -> None:
-        self._renders.pop(key, None)
-        if not task.cancelled() and task.exception() is None:
-            self._pages.put(key, task.result())
+        return await self._renders.run(key, make_and_keep)
 
     async def close(self) -> None:
         """Wait for renders still running (at shutdown): no task outlives the app."""
-        await asyncio.gather(*self._renders.values(), return_exceptions=True)
+        await self._renders.close()
