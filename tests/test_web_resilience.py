@@ -134,8 +134,8 @@ async def test_an_uncached_page_fails_clearly_within_the_page_deadline(
     assert body.startswith(b"Upstream ") and b"nothing is cached" in body
     if status == 504:
         assert 1.5 <= waited < 2.5 and b"within 1.5 s" in body
-    else:
-        assert waited < 0.5
+    else:  # answered at once, not held until the deadline (a bound, not a speed: CI machines are slow)
+        assert waited < 1.5
 
 
 # The circuit breaker -------------------------------------------------------------------------------------
