@@ -370,7 +370,8 @@ def test_a_large_file_is_never_held_whole_in_memory(store_settings: ObjectStoreS
 @pytest.mark.parametrize(("error", "status", "text"), [
     (ObjectStoreUnavailable("s3://bucket/prefix at http://store:9000", "GET: HTTP 500 Internal Server Error"),
      503, "The object store s3://bucket/prefix at http://store:9000 is unavailable (GET: HTTP 500"),
-    (ObjectNotFound("s3://bucket/prefix", "sha256/ab/cd/abcd"), 404, "has no object sha256/ab/cd/abcd"),
+    (ObjectNotFound("s3://bucket/prefix at http://store:9000", "sha256/ab/cd/abcd"), 404,
+     "the object store has no object sha256/ab/cd/abcd\n"),
     (ObjectIntegrityError("sha256/ab/cd/abcd", ("abcd", 10), (None, 11)), 500, "11 or more bytes, not 10"),
 ])
 async def test_the_store_s_errors_as_http_answers(
@@ -383,4 +384,6 @@ async def test_the_store_s_errors_as_http_answers(
     client = await aiohttp_client(app)  # type: ignore[operator]
     response = await client.get("/")
     assert response.status == status
-    assert text in await response.text()
+    body = await response.text()
+    assert text in body
+    assert ("store:9000" in body) == (status == 503)  # the address is told only when the store fails

@@ -230,10 +230,11 @@ class ObjectStoreUnavailable(ProxyError):
 
 class ObjectNotFound(ProjectNotFound):
     """The object store has no object under ``key`` (a blob nobody stored, or one deleted):
-    distinct from ObjectStoreUnavailable, which means the store could not answer."""
+    distinct from ObjectStoreUnavailable, which means the store could not answer. The message
+    (a 404's text) leaves out the store's address; ``store`` has it for the logs."""
 
     def __init__(self, store: str, key: str) -> None:
-        super().__init__(f"the object store {store} has no object {key}")
+        super().__init__(f"the object store has no object {key}")
         self.store = store
         self.key = key
 
