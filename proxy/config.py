@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy import configvalues as kind
-from proxy import policyvalues
+from proxy import objectsettings, policyvalues
 from proxy.configvalues import Parser
 from proxy.core.errors import ConfigError
 from proxy.core.policy import FLOORS, MODES, Exemption, Rules
@@ -66,6 +66,9 @@ class ServerSettings:
 @dataclass(frozen=True)
 class StorageSettings:
     data_dir: Path = _setting(None, kind.optional_path)
+    # Blobs in an object store (issue 14): the keys "objects" and "objects_*" of [storage].
+    objects: objectsettings.ObjectStoreSettings = field(default_factory=objectsettings.ObjectStoreSettings,
+                                                        metadata={"group": objectsettings})
 
 
 @dataclass(frozen=True)
@@ -191,14 +194,21 @@ class Settings:
 _SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(Settings)}  # type: ignore[misc]
 
 
+def section_keys(cls: type) -> list[str]:
+    """The keys a section's file table may hold: its fields', a group field's own keys in its place."""
+    return [key for f in fields(cls) for key in (f.metadata["group"].keys() if "group" in f.metadata else [f.name])]
+
+
 def _build_section(name: str, cls: type, table: Any) -> Any:
     if not isinstance(table, Mapping):
         raise ConfigError(name, "expected a table")
-    known = {f.name: f for f in fields(cls)}
-    values = {}
+    known = {f.name: f for f in fields(cls) if "group" not in f.metadata}
+    table = dict(table)
+    # A group field (ObjectStoreSettings) takes its keys out of the table first.
+    values = {f.name: f.metadata["group"].take(name, table, os.environ) for f in fields(cls) if "group" in f.metadata}
     for key, value in table.items():
         if key not in known:
-            raise ConfigError(f"{name}.{key}", f"unknown key; known keys of [{name}]: {', '.join(known)}")
+            raise ConfigError(f"{name}.{key}", f"unknown key; known keys of [{name}]: {', '.join(section_keys(cls))}")
         values[key] = known[key].metadata["parse"](f"{name}.{key}", value)
     return cls(**values)
 
@@ -221,7 +231,7 @@ def settings_from_mapping(data: Mapping[str, Any], overrides: Mapping[str, Any] 
     sections = {name: _build_section(name, cls, merged.get(name, {})) for name, cls in _SECTIONS.items()}
     settings = Settings(**sections)
     if settings.storage.data_dir is None:
-        settings = replace(settings, storage=StorageSettings(data_dir=default_data_dir()))
+        settings = replace(settings, storage=replace(settings.storage, data_dir=default_data_dir()))
     return settings
 
 
@@ -239,10 +249,12 @@ def settings_to_mapping(settings: Settings) -> dict[str, dict[str, Any]]:
             return policyvalues.exemption_mapping(value)
         return value
 
-    return {
-        name: {item.name: plain(getattr(getattr(settings, name), item.name)) for item in fields(cls)}
-        for name, cls in _SECTIONS.items()
-    }
+    def items(section: Any, item: Any) -> dict[str, Any]:  # a group field: its own keys in its place
+        value = getattr(section, item.name)
+        return item.metadata["group"].flatten(value) if "group" in item.metadata else {item.name: plain(value)}
+
+    return {name: {key: value for item in fields(cls) for key, value in items(getattr(settings, name), item).items()}
+            for name, cls in _SECTIONS.items()}
 
 
 def load_settings(path: Path | None = None, overrides: Mapping[str, Any] | None = None,

@@ -20,6 +20,9 @@ from proxy.web.connections import GuardedAppRunner
 from tests.builders import Dist
 from tests.fakeupstream import FakeUpstream
 
+# The object store (issue 14): SeaweedFS fixtures (seaweedfs, s3_settings, seaweedfs_outage).
+pytest_plugins = ("tests.s3server",)
+
 PASSWORD = "correct horse battery"
 
 

@@ -215,3 +215,41 @@ class UpstreamCircuitOpen(UpstreamUnavailable):
         super().__init__(message)
         self.since = since
         self.last_error = last_error
+
+
+class ObjectStoreUnavailable(ProxyError):
+    """The object store (issue 14) failed: refused or dropped the connection, timed out, answered
+    5xx, or refused the credentials. ``store`` names it (``s3://bucket/prefix at <endpoint>``, no
+    credentials), ``reason`` says what failed. Nothing was stored or served (HTTP 503)."""
+
+    def __init__(self, store: str, reason: str) -> None:
+        super().__init__(f"the object store {store} is unavailable: {reason}")
+        self.store = store
+        self.reason = reason
+
+
+class ObjectNotFound(ProjectNotFound):
+    """The object store has no object under ``key`` (a blob nobody stored, or one deleted):
+    distinct from ObjectStoreUnavailable, which means the store could not answer. The message
+    (a 404's text) leaves out the store's address; ``store`` has it for the logs."""
+
+    def __init__(self, store: str, key: str) -> None:
+        super().__init__(f"the object store has no object {key}")
+        self.store = store
+        self.key = key
+
+
+class ObjectIntegrityError(ProxyError):
+    """The bytes read for a blob do not hash to the sha256 or count the size it was stored under:
+    nothing was left under ``key``. ``expected`` and ``found`` are (sha256 hex, size) pairs; the
+    sha256 found is None when reading stopped early, past the expected size."""
+
+    def __init__(self, key: str, expected: tuple[str, int], found: tuple[str | None, int]) -> None:
+        if found[1] != expected[1]:
+            detail = f"are {found[1]}{' or more' if found[0] is None else ''} bytes, not {expected[1]}"
+        else:
+            detail = f"hash to sha256 {found[0]}, not {expected[0]}"
+        super().__init__(f"refused to store {key}: the bytes read {detail}")
+        self.key = key
+        self.expected = expected
+        self.found = found

@@ -18,6 +18,8 @@ from proxy.core.errors import (
     Forbidden,
     InvalidName,
     NotAcceptable,
+    ObjectIntegrityError,
+    ObjectStoreUnavailable,
     PolicyBlocked,
     ProjectNotFound,
     StorageFull,
@@ -114,12 +116,8 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return error_response(404, str(exc))
     except UpstreamError as exc:
         return _upstream_error(exc)
-    except CorruptStorage as exc:
-        # The server's own data is damaged: clients learn which file (inside the data directory,
-        # not where that is) and the fix; the log has the full path for the operator.
-        log.error("corrupt_storage", path=exc.path, problem=exc.problem)
-        return error_response(500, f"The server's stored file {exc.relative} is corrupt ({exc.problem}); "
-                                   f"its administrator should {exc.hint}.")
+    except (CorruptStorage, ObjectStoreUnavailable, ObjectIntegrityError) as exc:
+        return _storage_error(exc)
 
 
 def _upstream_error(exc: UpstreamError) -> web.Response:
@@ -128,6 +126,22 @@ def _upstream_error(exc: UpstreamError) -> web.Response:
     if isinstance(exc, UpstreamRefused):
         return error_response(502, f"Upstream answer refused ({exc.rule}); nothing was fetched or cached: {exc}")
     return error_response(502, f"Upstream failed and nothing is cached: {exc}")
+
+
+def _storage_error(exc: CorruptStorage | ObjectStoreUnavailable | ObjectIntegrityError) -> web.Response:
+    """The server's own storage failed: its data directory or its object store."""
+    if isinstance(exc, CorruptStorage):
+        # The server's own data is damaged: clients learn which file (inside the data directory,
+        # not where that is) and the fix; the log has the full path for the operator.
+        log.error("corrupt_storage", path=exc.path, problem=exc.problem)
+        return error_response(500, f"The server's stored file {exc.relative} is corrupt ({exc.problem}); "
+                                   f"its administrator should {exc.hint}.")
+    if isinstance(exc, ObjectStoreUnavailable):
+        log.warning("object_store_unavailable", store=exc.store, reason=exc.reason)
+        return error_response(503, f"The object store {exc.store} is unavailable ({exc.reason}); try again later.")
+    # Bytes that changed between their check and their store (a disk fault): nothing was stored.
+    log.error("object_integrity", key=exc.key, expected=exc.expected, found=exc.found)
+    return error_response(500, f"The server could not store a file: {exc}")
 
 
 def _body_bytes(request: BaseRequest, response: StreamResponse) -> int:
