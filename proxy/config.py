@@ -66,6 +66,15 @@ class ServerSettings:
 @dataclass(frozen=True)
 class StorageSettings:
     data_dir: Path = _setting(None, kind.optional_path)
+    # Metadata, users and tokens in a database shared by replicas (issue 14): postgresql://... or
+    # sqlite:///path; empty: the files of the data directory (the embedded default).
+    database: str | None = _setting(None, kind.database_url)
+    # Connections each server process keeps open to it, and how many more it may open at a peak.
+    database_pool_size: int = _setting(5, kind.positive_count)
+    database_max_overflow: int = _setting(5, kind.count)
+    # Seconds to wait for a free connection of the pool, and to connect.
+    database_pool_timeout: float = _setting(10.0, kind.positive_seconds)
+    database_connect_timeout: float = _setting(5.0, kind.positive_seconds)
 
 
 @dataclass(frozen=True)
@@ -221,7 +230,7 @@ def settings_from_mapping(data: Mapping[str, Any], overrides: Mapping[str, Any] 
     sections = {name: _build_section(name, cls, merged.get(name, {})) for name, cls in _SECTIONS.items()}
     settings = Settings(**sections)
     if settings.storage.data_dir is None:
-        settings = replace(settings, storage=StorageSettings(data_dir=default_data_dir()))
+        settings = replace(settings, storage=replace(settings.storage, data_dir=default_data_dir()))
     return settings
 
 

@@ -21,6 +21,8 @@ from tests.builders import Dist
 from tests.fakeupstream import FakeUpstream
 
 PASSWORD = "correct horse battery"
+# The throwaway PostgreSQL cluster's fixtures (pg_cluster, pg_url), for any test module.
+pytest_plugins = ("tests.pgserver",)
 
 
 def basic(user: str, password: str) -> dict[str, str]:
