@@ -4,13 +4,16 @@ open a second instance on the same storage (another process or replica, as far a
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Union
 
 import pytest
 from sqlalchemy import Engine
 
+from proxy.core.models import ReleaseInfo, StoredFile
 from proxy.storage.auth import AuthStore
 from proxy.storage.private import PrivateStorage
 from proxy.storage.sql.blobs import LocalBlobs
@@ -20,8 +23,11 @@ from proxy.storage.sql.private_index import SqlPrivateStorage
 from proxy.storage.sql.users import SqlAuthStore
 
 KINDS = ("filesystem", "sqlite", "postgresql")
-PrivateStore = Union[PrivateStorage, SqlPrivateStorage]
-AuthStores = Union[AuthStore, SqlAuthStore]
+WHEEL = "demo-1.0-py3-none-any.whl"
+LONG_AGO = datetime(2020, 1, 1, tzinfo=timezone.utc)
+METADATA = b"Metadata-Version: 2.1\nName: demo\n"
+PrivateStore = PrivateStorage | SqlPrivateStorage
+AuthStores = AuthStore | SqlAuthStore
 
 
 class Backend:
@@ -79,3 +85,30 @@ def open_backend(request: pytest.FixtureRequest, kind: str, root: Path) -> Itera
         yield backend
     finally:
         backend.close()
+
+
+def stage(store: PrivateStore, data: bytes) -> Path:
+    """What the upload service does: a temp file in the data dir, written and fsynced."""
+    path = store.new_temp_path()
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return path
+
+
+def record(filename: str, data: bytes, version: str = "1.0", packagetype: str = "bdist_wheel") -> StoredFile:
+    return StoredFile(
+        filename=filename, version=version, packagetype=packagetype, python_version="py3", size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(), md5=hashlib.md5(data).hexdigest(),
+        blake2_256=hashlib.blake2b(data, digest_size=32).hexdigest(), upload_time=LONG_AGO, uploader="alice",
+        requires_python=">=3.8", metadata_sha256=hashlib.sha256(METADATA).hexdigest(),
+    )
+
+
+def commit(store: PrivateStore, filename: str, data: bytes, version: str = "1.0", project: str = "demo",
+           display_name: str = "Demo") -> bool:
+    packagetype = "bdist_wheel" if filename.endswith(".whl") else "sdist"
+    return store.commit_file(stage(store, data), record(filename, data, version, packagetype), METADATA,
+                             ReleaseInfo(version, summary=f"v{version}", classifiers=("A :: B",),
+                                         project_urls=(("Home", "https://example.org"),)), display_name, project)

@@ -5,24 +5,29 @@ kind), race, yank, remove and release alike."""
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from proxy.core.errors import FileExists, ProjectNotEmpty, ProjectNotFound
-from proxy.core.models import ReleaseInfo, StoredFile
+from proxy.core.models import ReleaseInfo
 from proxy.core.timestamps import utc_now
 from tests.builders import Dist
-from tests.storebackends import KINDS, Backend, PrivateStore, file_path, open_backend
-
-WHEEL = "demo-1.0-py3-none-any.whl"
-LONG_AGO = datetime(2020, 1, 1, tzinfo=timezone.utc)
-METADATA = b"Metadata-Version: 2.1\nName: demo\n"
+from tests.storebackends import (
+    KINDS,
+    METADATA,
+    WHEEL,
+    Backend,
+    PrivateStore,
+    commit,
+    file_path,
+    open_backend,
+    record,
+    stage,
+)
 
 
 @pytest.fixture(params=KINDS)
@@ -35,33 +40,6 @@ def store(backend: Backend) -> PrivateStore:
     return backend.private()
 
 
-def stage(store: PrivateStore, data: bytes) -> Path:
-    """What the upload service does: a temp file in the data dir, written and fsynced."""
-    path = store.new_temp_path()
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return path
-
-
-def record(filename: str, data: bytes, version: str = "1.0", packagetype: str = "bdist_wheel") -> StoredFile:
-    return StoredFile(
-        filename=filename, version=version, packagetype=packagetype, python_version="py3", size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(), md5=hashlib.md5(data).hexdigest(),
-        blake2_256=hashlib.blake2b(data, digest_size=32).hexdigest(), upload_time=LONG_AGO, uploader="alice",
-        requires_python=">=3.8", metadata_sha256=hashlib.sha256(METADATA).hexdigest(),
-    )
-
-
-def commit(store: PrivateStore, filename: str, data: bytes, version: str = "1.0", project: str = "demo",
-           display_name: str = "Demo") -> bool:
-    packagetype = "bdist_wheel" if filename.endswith(".whl") else "sdist"
-    return store.commit_file(stage(store, data), record(filename, data, version, packagetype), METADATA,
-                             ReleaseInfo(version, summary=f"v{version}", classifiers=("A :: B",),
-                                         project_urls=(("Home", "https://example.org"),)), display_name, project)
-
-
 def run_threads(target: Callable[[int], None], count: int) -> None:
     """Start ``count`` threads that wait at a barrier, so their commits really overlap; any
     exception of theirs fails the test."""
@@ -72,7 +50,7 @@ def run_threads(target: Callable[[int], None], count: int) -> None:
         barrier.wait()
         try:
             target(n)
-        except BaseException as exc:  # noqa: BLE001 - a thread cannot raise into the test: reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=body, args=(n,)) for n in range(count)]

@@ -36,11 +36,15 @@ def engine_url(url: str) -> URL:
 
 
 def masked(url: str | URL) -> str:
-    """The URL with its password hidden, for messages and logs."""
+    """The URL with its password hidden, for messages and logs; as the user wrote it (the
+    driver that ``engine_url`` adds is left out)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except exc.ArgumentError:
         return "<an invalid database URL>"
+    if parsed.drivername == "postgresql+psycopg":
+        parsed = parsed.set(drivername="postgresql")
+    return parsed.render_as_string(hide_password=True)
 
 
 def open_engine(url: str, pool_size: int = 5, max_overflow: int = 5, pool_timeout: float = 10.0,
