@@ -72,9 +72,10 @@ class StorageSettings:
     # Connections each server process keeps open to it, and how many more it may open at a peak.
     database_pool_size: int = _setting(5, kind.positive_count)
     database_max_overflow: int = _setting(5, kind.count)
-    # Seconds to wait for a free connection of the pool, and to connect.
+    # Seconds to wait for a free connection of the pool, to connect, and for one statement.
     database_pool_timeout: float = _setting(10.0, kind.positive_seconds)
     database_connect_timeout: float = _setting(5.0, kind.positive_seconds)
+    database_statement_timeout: float = _setting(30.0, kind.positive_seconds)
 
 
 @dataclass(frozen=True)

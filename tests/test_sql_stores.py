@@ -257,3 +257,21 @@ def test_moments_come_back_aware_in_utc(store: SqlPrivateStorage) -> None:
     assert loaded is not None
     moment = loaded.files[0].upload_time
     assert moment.utcoffset() is not None and moment.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+
+
+def test_a_statement_waits_for_a_lock_only_so_long(pg_url: str, tmp_path: Path) -> None:
+    """[storage] database_statement_timeout bounds a wait (here for a writer that never ends)."""
+    backend = Backend("postgresql", tmp_path, pg_url)
+    engine = open_engine(pg_url, statement_timeout=0.3)
+    try:
+        store = backend.private()
+        commit(store, WHEEL, b"a")
+        impatient = SqlPrivateStorage(engine, LocalBlobs(tmp_path / "private"), tmp_path / "tmp")
+        with psycopg.connect(pg_url) as stuck:  # a transaction holding the project's row lock
+            stuck.execute("SELECT * FROM projects WHERE name = 'demo' FOR UPDATE")
+            with pytest.raises(DatabaseUnavailable, match="statement timeout"):
+                impatient.update("demo", lambda p: p.with_yank({WHEEL}, "x"))
+        assert impatient.update("demo", lambda p: p.with_yank({WHEEL}, "x")).files[0].yanked_reason == "x"
+    finally:
+        engine.dispose()
+        backend.close()

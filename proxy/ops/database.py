@@ -16,12 +16,14 @@ _NOT_SET = ("not set: give the database with --database URL, or as [storage] dat
             "(postgresql://user:password@host/name or sqlite:///path)")
 
 
-def open_configured(storage: StorageSettings) -> Engine:
-    """An engine for ``[storage] database`` with its pool settings; ConfigError when unset."""
+def open_configured(storage: StorageSettings, migrating: bool = False) -> Engine:
+    """An engine for ``[storage] database`` with its pool settings (``migrating``: without the
+    statement timeout, as a migration may take long); ConfigError when unset."""
     if storage.database is None:
         raise ConfigError("storage.database", _NOT_SET)
     return open_engine(storage.database, storage.database_pool_size, storage.database_max_overflow,
-                       storage.database_pool_timeout, storage.database_connect_timeout)
+                       storage.database_pool_timeout, storage.database_connect_timeout,
+                       None if migrating else storage.database_statement_timeout)
 
 
 def check_configured_schema(storage: StorageSettings) -> None:
@@ -39,7 +41,7 @@ def check_configured_schema(storage: StorageSettings) -> None:
 def db(args: argparse.Namespace, settings: Settings) -> int:
     """``db upgrade``: 0 once the schema is at head. ``db current``: prints the revision; 0 at
     head, 1 when the database needs ``db upgrade`` (or a newer pypi-proxy)."""
-    engine = open_configured(settings.storage)
+    engine = open_configured(settings.storage, migrating=args.action == "upgrade")
     try:
         where = masked(engine.url)
         if args.action == "upgrade":

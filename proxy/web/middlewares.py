@@ -15,6 +15,7 @@ from aiohttp.web_response import StreamResponse
 
 from proxy.core.errors import (
     CorruptStorage,
+    DatabaseUnavailable,
     Forbidden,
     InvalidName,
     NotAcceptable,
@@ -114,12 +115,20 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return error_response(404, str(exc))
     except UpstreamError as exc:
         return _upstream_error(exc)
-    except CorruptStorage as exc:
-        # The server's own data is damaged: clients learn which file (inside the data directory,
-        # not where that is) and the fix; the log has the full path for the operator.
-        log.error("corrupt_storage", path=exc.path, problem=exc.problem)
-        return error_response(500, f"The server's stored file {exc.relative} is corrupt ({exc.problem}); "
-                                   f"its administrator should {exc.hint}.")
+    except (CorruptStorage, DatabaseUnavailable) as exc:
+        return _storage_error(exc)
+
+
+def _storage_error(exc: CorruptStorage | DatabaseUnavailable) -> web.Response:
+    """The server's own storage failed. Clients learn what and the fix, never where it is (a
+    path, a database's address): the log names that for the operator."""
+    if isinstance(exc, DatabaseUnavailable):
+        log.error("database_unavailable", database=exc.database, reason=exc.reason)
+        return error_response(503, "The index's database is unavailable; try again shortly.", {"Retry-After": "5"})
+    # Damaged data: which file (inside the data directory) and how to recover.
+    log.error("corrupt_storage", path=exc.path, problem=exc.problem)
+    return error_response(500, f"The server's stored file {exc.relative} is corrupt ({exc.problem}); "
+                               f"its administrator should {exc.hint}.")
 
 
 def _upstream_error(exc: UpstreamError) -> web.Response:

@@ -48,18 +48,24 @@ def masked(url: str | URL) -> str:
 
 
 def open_engine(url: str, pool_size: int = 5, max_overflow: int = 5, pool_timeout: float = 10.0,
-                connect_timeout: float = 5.0) -> Engine:
+                connect_timeout: float = 5.0, statement_timeout: float | None = 30.0) -> Engine:
     """An engine for ``url`` (see ``engine_url``) with a bounded, pre-pinging pool; connects
-    lazily, so this does not fail when the database is down. Dispose of it when done."""
+    lazily, so this does not fail when the database is down. Seconds: ``pool_timeout`` to wait
+    for a free connection, ``connect_timeout`` for the database to accept one,
+    ``statement_timeout`` for one statement, lock waits included (None: no limit, for
+    migrations; SQLite's lock wait is bounded by the same number or SQLITE_BUSY_TIMEOUT).
+    Dispose of it when done."""
     target = engine_url(url)
+    pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout, "pool_pre_ping": True}
     if target.get_backend_name() == "sqlite":
-        engine = create_engine(target, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout,
-                               pool_pre_ping=True, connect_args={"timeout": SQLITE_BUSY_TIMEOUT})
+        engine = create_engine(target, **pool, connect_args={"timeout": statement_timeout or SQLITE_BUSY_TIMEOUT})
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(target, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout,
-                         pool_pre_ping=True, connect_args={"connect_timeout": max(1, round(connect_timeout))})
+    connect_args: dict[str, Any] = {"connect_timeout": max(1, round(connect_timeout))}
+    if statement_timeout is not None:  # a hung query must not hold an executor thread for ever
+        connect_args["options"] = f"-c statement_timeout={round(statement_timeout * 1000)}"
+    return create_engine(target, **pool, connect_args=connect_args)
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -30,7 +30,7 @@ from proxy.storage.sql import rows
 from proxy.storage.sql.blobs import Blobs
 from proxy.storage.sql.engine import reading, writing
 from proxy.storage.sql.schema import changes, files, projects, releases, upload_audit
-from proxy.storage.sql.writes import insert_project_once, lock_changes, write_project
+from proxy.storage.sql.writes import insert_project_once, lock_changes, project_exists, write_project
 
 CHANGES_CHANNEL = "pypi_proxy_changes"
 
@@ -46,6 +46,9 @@ class Change:
 
 
 class SqlPrivateStorage:
+    """Private projects: their rows in the database at ``engine``, their files in ``blobs``;
+    uploads staged in ``temp_dir`` (local to this process's host)."""
+
     def __init__(self, engine: Engine, blobs: Blobs, temp_dir: Path) -> None:
         self.engine = engine
         self.blobs = blobs
@@ -64,9 +67,9 @@ class SqlPrivateStorage:
             return _load(connection, normalize(project))
 
     def is_private(self, project: str) -> bool:
+        """Whether ``project`` (any spelling) is a private project."""
         with reading(self.engine) as connection:
-            found = connection.execute(select(projects.c.name).where(projects.c.name == normalize(project)))
-            return found.first() is not None
+            return project_exists(connection, normalize(project))
 
     def project_names(self) -> list[str]:
         """Display names of every private project, sorted by normalised name (in Python: a

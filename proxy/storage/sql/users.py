@@ -33,6 +33,8 @@ from proxy.storage.sql.schema import tokens, users
 
 
 class SqlAuthStore:
+    """Users and their API tokens in the database at ``engine``."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 

@@ -59,4 +59,5 @@ def _write_rows(connection: Connection, table: Any, key: Any, project: str, old:
 
 
 def project_exists(connection: Connection, name: str) -> bool:
+    """Whether the normalised ``name`` has a project row."""
     return connection.execute(select(projects.c.name).where(projects.c.name == name)).first() is not None
