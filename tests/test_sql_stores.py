@@ -21,6 +21,7 @@ from proxy.storage.sql.blobs import LocalBlobs
 from proxy.storage.sql.engine import engine_url, masked, open_engine
 from proxy.storage.sql.private_index import CHANGES_CHANNEL, Change, SqlPrivateStorage
 from proxy.storage.sql.schema import files, upload_audit
+from proxy.storage.sql.writes import CHANGES_LOCK
 from tests.pgserver import PgCluster, start_cluster
 from tests.storebackends import (
     WHEEL,
@@ -272,6 +273,27 @@ def test_a_statement_waits_for_a_lock_only_so_long(pg_url: str, tmp_path: Path) 
             with pytest.raises(DatabaseUnavailable, match="statement timeout"):
                 impatient.update("demo", lambda p: p.with_yank({WHEEL}, "x"))
         assert impatient.update("demo", lambda p: p.with_yank({WHEEL}, "x")).files[0].yanked_reason == "x"
+    finally:
+        engine.dispose()
+        backend.close()
+
+
+def test_a_commit_failing_after_its_bytes_were_placed_leaves_neither_row_nor_bytes(pg_url: str,
+                                                                                   tmp_path: Path) -> None:
+    """The last step before the commit (the change feed's lock) times out: all is rolled back."""
+    backend = Backend("postgresql", tmp_path, pg_url)
+    engine = open_engine(pg_url, statement_timeout=0.3)
+    try:
+        store = SqlPrivateStorage(engine, LocalBlobs(tmp_path / "private"), tmp_path / "tmp")
+        store.prepare()
+        with psycopg.connect(pg_url, autocommit=True) as other_writer:
+            other_writer.execute("SELECT pg_advisory_lock(%s)", (CHANGES_LOCK,))
+            with pytest.raises(DatabaseUnavailable, match="statement timeout"):
+                commit(store, WHEEL, b"a")
+        assert store.load("demo") is None and store.last_change() == 0
+        assert not file_path(store, "demo", WHEEL).exists()
+        assert not file_path(store, "demo", f"{WHEEL}.metadata").exists()
+        assert commit(store, WHEEL, b"a"), "and the same upload goes through once the lock is free"
     finally:
         engine.dispose()
         backend.close()

@@ -123,10 +123,16 @@ class SqlPrivateStorage:
             connection.execute(insert(upload_audit).values(
                 project=project, filename=new.filename, version=new.version, sha256=new.sha256, size=new.size,
                 uploader=new.uploader, token_id=token_id, uploaded=new.upload_time))
-            # Last before the commit: the blob is in place when a row lists it. Should the commit
-            # itself fail, the blob stays unlisted (never served; the next upload replaces it).
+            # Last before the commit: the blob is in place when a row lists it.
             self.blobs.place(project, stored.filename, staged, metadata)
-            _log_change(connection, project, updated.serial, "upload")
+            try:
+                _log_change(connection, project, updated.serial, "upload")
+            except BaseException:
+                # Rolled back, and the lock still held: no one else has placed this filename.
+                self.blobs.remove(project, [stored.filename])
+                raise
+        # Should the commit itself fail, the blob stays unlisted (never served; a later upload
+        # of the filename replaces it): whether a lost connection committed is not known here.
         return True
 
     def update(self, project: str, change: Callable[[PrivateProject], PrivateProject]) -> PrivateProject:

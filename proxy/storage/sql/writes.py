@@ -3,9 +3,10 @@ the global order of changes, and a project written back as the difference of two
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, delete, insert, select, text, update
+from sqlalchemy import Column, Connection, Table, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from proxy.core.models import PrivateProject
@@ -13,8 +14,9 @@ from proxy.core.timestamps import utc_now
 from proxy.storage.sql import rows
 from proxy.storage.sql.schema import files, projects, releases
 
+Item = TypeVar("Item")
 # The PostgreSQL advisory lock that orders the ``changes`` rows (any constant of our own).
-_CHANGES_LOCK = 0x70797069  # "pypi"
+CHANGES_LOCK = 0x70797069  # "pypi"
 
 
 def insert_project_once(connection: Connection, name: str, display_name: str) -> None:
@@ -31,7 +33,7 @@ def lock_changes(connection: Connection) -> None:
     hands out ids in the order transactions start, not commit). Take it last: it serialises
     every writer until the commit. SQLite's single writer needs nothing."""
     if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHANGES_LOCK})
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHANGES_LOCK})
 
 
 def write_project(connection: Connection, old: PrivateProject, new: PrivateProject) -> None:
@@ -46,8 +48,10 @@ def write_project(connection: Connection, old: PrivateProject, new: PrivateProje
                 {r.version: r for r in old.releases}, {r.version: r for r in new.releases}, rows.release_values)
 
 
-def _write_rows(connection: Connection, table: Any, key: Any, project: str, old: dict[str, Any],
-                new: dict[str, Any], values: Any) -> None:
+def _write_rows(connection: Connection, table: Table, key: Column[str], project: str, old: Mapping[str, Item],
+                new: Mapping[str, Item], values: Callable[[Item], dict[str, Any]]) -> None:
+    """Delete the rows of ``old`` not in ``new``, update the changed ones, insert the new ones
+    (in ``new``'s order), all keyed by ``key`` within ``project``."""
     gone = [k for k in old if k not in new]
     if gone:
         connection.execute(delete(table).where(table.c.project == project, key.in_(gone)))
