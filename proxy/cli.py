@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="move bad cached files to cache/quarantine so they are fetched again, and private "
                             "files no index lists to private-quarantine (listed private files are only reported)")
     _common(check)
+    database = commands.add_parser("db", help="the metadata database ([storage] database)").add_subparsers(
+        dest="action", required=True)
+    for action, text in (("upgrade", "create or upgrade its schema (run after installing a new version)"),
+                         ("current", "print its schema revision; exit 1 when it needs `db upgrade`")):
+        sub = database.add_parser(action, help=text)
+        sub.add_argument("--database", default=None, metavar="URL", help="override storage.database")
+        _common(sub)
     warmcli.register(commands)
     explaincli.register(commands)
     audit.register(commands)
@@ -122,6 +129,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     if config is None and os.environ.get(CONFIG_ENV):
         config, source = Path(os.environ[CONFIG_ENV]), f"${CONFIG_ENV}"
     overrides: dict[str, Any] = {"storage.data_dir": str(args.data_dir) if args.data_dir else None}
+    if args.command == "db":
+        overrides["storage.database"] = args.database
     if args.command == "serve":
         overrides |= {"server.host": args.host, "server.port": args.port, "server.workers": args.workers,
                       "upstream.url": args.upstream,
@@ -153,6 +162,10 @@ def _run(args: argparse.Namespace) -> int:
 
             serve(settings)
             return 0
+        if args.command == "db":  # the database only: no data directory needed
+            from proxy.ops import database  # SQLAlchemy and Alembic load only for this command
+
+            return database.db(args, settings)
         action = getattr(args, "action", None)
         writes = (args.command, action) in _WRITERS or (args.command == "check" and args.repair)
         check_data_dir(settings.data_dir, create=(args.command, action) == ("user", "add"), write=writes)

@@ -69,6 +69,16 @@ class StorageSettings:
     # Blobs in an object store (issue 14): the keys "objects" and "objects_*" of [storage].
     objects: objectsettings.ObjectStoreSettings = field(default_factory=objectsettings.ObjectStoreSettings,
                                                         metadata={"group": objectsettings})
+    # Metadata, users and tokens in a database shared by replicas (issue 14): postgresql://... or
+    # sqlite:///path; empty: the files of the data directory (the embedded default).
+    database: str | None = _setting(None, kind.database_url)
+    # Connections each server process keeps open to it, and how many more it may open at a peak.
+    database_pool_size: int = _setting(5, kind.positive_count)
+    database_max_overflow: int = _setting(5, kind.count)
+    # Seconds to wait for a free connection of the pool, to connect, and for one statement.
+    database_pool_timeout: float = _setting(10.0, kind.positive_seconds)
+    database_connect_timeout: float = _setting(5.0, kind.positive_seconds)
+    database_statement_timeout: float = _setting(30.0, kind.positive_seconds)
 
 
 @dataclass(frozen=True)

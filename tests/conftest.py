@@ -20,10 +20,10 @@ from proxy.web.connections import GuardedAppRunner
 from tests.builders import Dist
 from tests.fakeupstream import FakeUpstream
 
-# The object store (issue 14): SeaweedFS fixtures (seaweedfs, s3_settings, seaweedfs_outage).
-pytest_plugins = ("tests.s3server",)
-
 PASSWORD = "correct horse battery"
+# Shared-mode engines (issue 14) for any test module: a throwaway PostgreSQL cluster (pg_cluster,
+# pg_url) and SeaweedFS (seaweedfs, s3_settings, seaweedfs_outage).
+pytest_plugins = ("tests.pgserver", "tests.s3server")
 
 
 def basic(user: str, password: str) -> dict[str, str]:

@@ -258,3 +258,44 @@ def test_an_unreadable_file_is_a_config_error_keyed_by_its_source(tmp_path: Path
             load_settings(path, source=source)
         assert error.value.key == source
         assert str(error.value) == f"{source}: {problem.format(p=path)}"
+
+
+@pytest.mark.parametrize("url", ["postgresql://pypi:secret@db.internal:5432/pypi", "postgres://db/pypi",
+                                 "postgresql+psycopg://db/pypi", "sqlite:////srv/pypi.db", "sqlite:///pypi.db"])
+def test_storage_database_urls(url: str) -> None:
+    """Issue 14: [storage] database, with the default data directory kept beside it."""
+    settings = settings_from_mapping({"storage": {"database": url, "database_pool_size": 2}})
+    assert (settings.storage.database, settings.storage.database_pool_size) == (url, 2)
+    assert settings.data_dir == default_data_dir()
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("mysql://u:secret@db/x", "got 'mysql://u:***@db/x'"),
+    ("sqlite://", "expected postgresql://"),
+    ("sqlite:///:memory:", "expected postgresql://"),
+    ("db.internal", "expected postgresql://"),
+    ("postgresql://", "expected postgresql://"),
+    (5, "expected a string"),
+])
+def test_invalid_database_urls_name_the_key_without_the_password(value: Any, problem: str) -> None:
+    with pytest.raises(ConfigError, match="storage.database") as error:
+        settings_from_mapping({"storage": {"database": value}})
+    assert problem in str(error.value) and "secret" not in str(error.value)
+
+
+def test_database_pool_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="storage.database_pool_size.*>= 1"):
+        settings_from_mapping({"storage": {"database_pool_size": 0}})
+    with pytest.raises(ConfigError, match="storage.database_pool_timeout"):
+        settings_from_mapping({"storage": {"database_pool_timeout": 0}})
+    assert settings_from_mapping({"storage": {"database_max_overflow": 0}}).storage.database_max_overflow == 0
+
+
+def test_the_database_survives_the_hand_over_to_worker_processes(tmp_path: Path) -> None:
+    import json
+
+    from proxy.config import settings_to_mapping
+
+    original = settings_from_mapping({"storage": {"data_dir": str(tmp_path), "database": "postgres://db/pypi",
+                                                  "database_pool_timeout": 2.5}})
+    assert settings_from_mapping(json.loads(json.dumps(settings_to_mapping(original)))) == original

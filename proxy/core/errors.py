@@ -253,3 +253,33 @@ class ObjectIntegrityError(ProxyError):
         self.key = key
         self.expected = expected
         self.found = found
+
+class DatabaseUnavailable(ProxyError):
+    """The metadata database (``[storage] database``) cannot be reached or did not answer:
+    ``database`` is its URL with the password masked, ``reason`` what the driver said (HTTP 503)."""
+
+    def __init__(self, database: str, reason: str) -> None:
+        super().__init__(f"the database {database} is unavailable: {reason}")
+        self.database = database
+        self.reason = reason
+
+
+class SchemaMismatch(ProxyError):
+    """The database's schema is not the one this version of pypi-proxy works with: ``current``
+    is its migration revision (None: no schema yet), ``expected`` the one this version needs and
+    ``known`` whether this version knows ``current`` (False: a newer version wrote it)."""
+
+    def __init__(self, database: str, current: str | None, expected: str, known: bool) -> None:
+        if current is None:
+            detail = f"has no pypi-proxy schema yet (this version needs revision {expected})"
+        elif known:
+            detail = f"has schema revision {current}, this version needs {expected}"
+        else:
+            detail = (f"has schema revision {current}, which this version does not know (it needs {expected}); "
+                      "install the newer pypi-proxy that wrote it on this host too")
+        super().__init__(f"the database {database} {detail}; run `pypi-proxy db upgrade`"
+                         + (" with it" if current is not None and not known else ""))
+        self.database = database
+        self.current = current
+        self.expected = expected
+        self.known = known

@@ -36,8 +36,15 @@ FDS_PER_CONNECTION = 2
 
 def serve(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT. Raises DataDirUnusable or CannotListen, before anything starts,
-    when the data directory or the address cannot be used."""
+    when the data directory or the address cannot be used; with ``[storage] database`` set,
+    SchemaMismatch or DatabaseUnavailable when its schema is not this version's or it cannot be
+    reached (a replica never serves from a schema it does not know)."""
     check_data_dir(settings.data_dir, create=True, write=True)
+    if settings.storage.database is not None:
+        # Imported only then: the embedded default never loads SQLAlchemy and Alembic.
+        from proxy.ops.database import check_configured_schema
+
+        check_configured_schema(settings.storage)
     probe_listen(settings.server.host, settings.server.port)
     if settings.server.workers > 1:
         # Become the slim supervisor: same PID (systemd's notify socket keeps trusting it), a

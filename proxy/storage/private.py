@@ -148,7 +148,7 @@ class PrivateStorage:
             current = self.load(project)
             existing = current.duplicate_of(stored) if current else None
             if existing is not None:
-                _refuse_duplicate(existing, stored)
+                refuse_duplicate(existing, stored)
                 return False
             directory = self.project_dir(project)
             directory.mkdir(parents=True, exist_ok=True)
@@ -258,7 +258,7 @@ def _free_path(path: Path) -> Path:
     return candidate
 
 
-def _refuse_duplicate(existing: StoredFile, new: StoredFile) -> None:
+def refuse_duplicate(existing: StoredFile, new: StoredFile) -> None:
     """Return when ``new`` is ``existing`` again (same filename, same bytes: E4's no-op);
     raise FileExists, saying how they clash, otherwise."""
     if existing.filename == new.filename:

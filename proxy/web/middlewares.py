@@ -15,6 +15,7 @@ from aiohttp.web_response import StreamResponse
 
 from proxy.core.errors import (
     CorruptStorage,
+    DatabaseUnavailable,
     Forbidden,
     InvalidName,
     NotAcceptable,
@@ -116,7 +117,7 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return error_response(404, str(exc))
     except UpstreamError as exc:
         return _upstream_error(exc)
-    except (CorruptStorage, ObjectStoreUnavailable, ObjectIntegrityError) as exc:
+    except (CorruptStorage, DatabaseUnavailable, ObjectStoreUnavailable, ObjectIntegrityError) as exc:
         return _storage_error(exc)
 
 
@@ -128,17 +129,21 @@ def _upstream_error(exc: UpstreamError) -> web.Response:
     return error_response(502, f"Upstream failed and nothing is cached: {exc}")
 
 
-def _storage_error(exc: CorruptStorage | ObjectStoreUnavailable | ObjectIntegrityError) -> web.Response:
-    """The server's own storage failed: its data directory or its object store."""
+def _storage_error(exc: CorruptStorage | DatabaseUnavailable | ObjectStoreUnavailable | ObjectIntegrityError
+                   ) -> web.Response:
+    """The server's own storage failed: its data directory, its database or its object store.
+    Clients learn what failed and the fix, never a path or a database's address (the log has them)."""
     if isinstance(exc, CorruptStorage):
-        # The server's own data is damaged: clients learn which file (inside the data directory,
-        # not where that is) and the fix; the log has the full path for the operator.
         log.error("corrupt_storage", path=exc.path, problem=exc.problem)
         return error_response(500, f"The server's stored file {exc.relative} is corrupt ({exc.problem}); "
                                    f"its administrator should {exc.hint}.")
+    if isinstance(exc, DatabaseUnavailable):
+        log.error("database_unavailable", database=exc.database, reason=exc.reason)
+        return error_response(503, "The index's database is unavailable; try again shortly.", {"Retry-After": "5"})
     if isinstance(exc, ObjectStoreUnavailable):
         log.warning("object_store_unavailable", store=exc.store, reason=exc.reason)
-        return error_response(503, f"The object store {exc.store} is unavailable ({exc.reason}); try again later.")
+        return error_response(503, f"The object store {exc.store} is unavailable ({exc.reason}); try again later.",
+                              {"Retry-After": "5"})
     # Bytes that changed between their check and their store (a disk fault): nothing was stored.
     log.error("object_integrity", key=exc.key, expected=exc.expected, found=exc.found)
     return error_response(500, f"The server could not store a file: {exc}")
