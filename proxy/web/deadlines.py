@@ -62,7 +62,10 @@ def _reset(fd: int) -> None:
     fail every read and write on it from now on, a sendfile in progress included. Through a socket
     object of our own over the descriptor (let go of, not closed): uvloop's transports hand out a
     stand-in that has no shutdown()."""
-    sock = socket.socket(fileno=fd)
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:  # closed meanwhile: nothing left to reset
+        return
     try:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
