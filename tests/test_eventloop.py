@@ -50,7 +50,7 @@ def test_auto_and_uvloop_run_on_uvloop_with_its_sendfile(choice: str) -> None:
     require_uvloop()
     name, run = choose(choice)
     assert name == "uvloop"
-    assert run(_running_loop()) == "proxy.ops.uvsendfile.SendfileLoop"
+    assert run(_running_loop()) == "proxy.ops.fastloop.FastLoop"
 
 
 def test_auto_falls_back_to_asyncio_when_uvloop_does_not_import(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,7 +3,7 @@ installed (CPython on Linux and macOS), else asyncio's own.
 
 uvloop runs the transports, the poller and the callbacks in C: a tenth fewer instructions per
 small page than asyncio's selector loop (measured with callgrind, issue 16). It has no
-``loop.sendfile``; ``proxy.ops.uvsendfile`` adds one, so cached files still go by sendfile.
+``loop.sendfile`` and a millisecond clock; ``proxy.ops.fastloop`` adds the one and refines the other.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def choose(choice: str) -> tuple[str, Callable[[Coroutine[Any, Any, Any]], Any]]
     try:
         import uvloop
 
-        from proxy.ops.uvsendfile import SendfileLoop
+        from proxy.ops.fastloop import FastLoop
     except ImportError as exc:
         if choice == "uvloop":
             raise ConfigError("server.event_loop", f"uvloop is not installed here ({exc}); install it "
@@ -37,7 +37,7 @@ def choose(choice: str) -> tuple[str, Callable[[Coroutine[Any, Any, Any]], Any]]
         return "asyncio", asyncio.run
 
     def run(main: Coroutine[Any, Any, Any]) -> Any:
-        return uvloop.run(main, loop_factory=SendfileLoop)
+        return uvloop.run(main, loop_factory=FastLoop)
 
     return "uvloop", run
 

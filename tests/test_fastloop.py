@@ -1,7 +1,8 @@
-"""proxy.ops.uvsendfile: uvloop's loop with a kernel sendfile. What the transport already holds
+"""proxy.ops.fastloop: uvloop's loop with a kernel sendfile and a fine clock. What the transport already holds
 goes first, the file's bytes follow exactly (offset, count, file position after), a socket
 that fills up is waited on, a peer that leaves is a ConnectionError without a descriptor left
-open, and aiohttp's FileResponse (Range included) sends through it."""
+open, and aiohttp's FileResponse (Range included) sends through it. Its clock is the monotonic
+one at full resolution (uvloop's own counts whole milliseconds)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import io
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -36,14 +38,14 @@ def small_buffers(writer: asyncio.StreamWriter) -> None:
 def sendfile_is_the_point(blockbuster: BlockBuster) -> None:
     """os.sendfile on a non-blocking socket, as asyncio's own loop.sendfile does (which
     blockbuster allows there)."""
-    blockbuster.functions["os.sendfile"].can_block_in("proxy/ops/uvsendfile.py", "sendfile")
+    blockbuster.functions["os.sendfile"].can_block_in("proxy/ops/fastloop.py", "sendfile")
 
 
 def run(main: Callable[[], Awaitable[Any]]) -> Any:
     require_uvloop()
-    from proxy.ops.uvsendfile import SendfileLoop
+    from proxy.ops.fastloop import FastLoop
 
-    loop = SendfileLoop()
+    loop = FastLoop()
     try:
         return loop.run_until_complete(main())
     finally:
@@ -181,3 +183,33 @@ def test_aiohttp_sends_files_and_ranges_through_it(content: Path) -> None:
             await runner.cleanup()
 
     run(main)
+
+
+def test_the_clock_is_the_monotonic_one_at_full_resolution() -> None:
+    """aiohttp times each request with loop.time() (the access log's ms, the latency histogram):
+    uvloop's own reads whole milliseconds, so it would fall before a reading taken just before."""
+    async def main() -> list[bool]:
+        loop = asyncio.get_running_loop()
+        readings = []
+        for _ in range(20):
+            before = time.monotonic()
+            now = loop.time()
+            readings.append(before <= now <= time.monotonic())
+        return readings
+
+    assert all(run(main))
+
+
+def test_timers_run_in_order_on_that_clock() -> None:
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        fired: list[str] = []
+        done = loop.create_future()
+        start = loop.time()
+        loop.call_at(start + 0.03, lambda: (fired.append("later"), done.set_result(None)))
+        loop.call_at(start + 0.01, fired.append, "sooner")
+        loop.call_later(0.02, fired.append, "between")
+        await asyncio.wait_for(done, 5)
+        return fired
+
+    assert run(main) == ["sooner", "between", "later"]
