@@ -61,6 +61,8 @@ class ServerSettings:
     # Open connections per server process; at the limit the longest-idle one makes room, else
     # the new one is closed at once.
     max_connections: int = _setting(1000, kind.count)
+    # The event loop (proxy/ops/eventloop.py): "auto" is uvloop where it is installed, else asyncio's.
+    event_loop: str = _setting("auto", kind.choice("auto", "uvloop", "asyncio"))
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,13 @@ format = "json"
     assert (settings.logging.level, settings.logging.format) == ("debug", "json")
 
 
+@pytest.mark.parametrize("loop", ["auto", "uvloop", "asyncio"])
+def test_event_loop_choices(tmp_path: Path, loop: str) -> None:
+    """[server] event_loop (proxy.ops.eventloop): "auto" unless set."""
+    assert load_settings(None).server.event_loop == "auto"
+    assert load_settings(write_config(tmp_path, f'[server]\nevent_loop = "{loop}"\n')).server.event_loop == loop
+
+
 def test_file_sets_only_what_it_names(tmp_path: Path) -> None:
     settings = load_settings(write_config(tmp_path, "[server]\nport = 9000\n"))
     assert (settings.server.host, settings.server.port) == ("127.0.0.1", 9000)
@@ -111,6 +118,8 @@ def test_overrides_without_a_file() -> None:
     pytest.param({"upload": {"max_file_size": "10 XB"}}, "upload.max_file_size", id="size-unit"),
     pytest.param({"logging": {"level": "loud"}}, "logging.level", id="level-choice"),
     pytest.param({"logging": {"format": "xml"}}, "logging.format", id="format-choice"),
+    pytest.param({"server": {"event_loop": "trio"}}, "server.event_loop", id="event-loop-choice"),
+    pytest.param({"server": {"event_loop": True}}, "server.event_loop", id="event-loop-bool"),
 ])
 def test_errors_name_the_dotted_key(document: dict[str, Any], key: str) -> None:
     """Unknown sections and keys, and wrong types, are errors whose message names the key."""

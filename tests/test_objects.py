@@ -20,7 +20,7 @@ from aiohttp import web
 from proxy.core.errors import ObjectIntegrityError, ObjectNotFound, ObjectStoreUnavailable, ProjectNotFound
 from proxy.objectsettings import ObjectStoreSettings
 from proxy.storage.objects import PART_SIZE, STREAM_CHUNK, ObjectStore, blob_key
-from proxy.web.middlewares import domain_errors
+from proxy.web.middlewares import request_context
 from tests.s3server import SeaweedFS, free_ports
 from tests.waiting import until
 
@@ -379,7 +379,7 @@ async def test_the_store_s_errors_as_http_answers(
     async def handler(request: web.Request) -> web.Response:
         raise error
 
-    app = web.Application(middlewares=[domain_errors])
+    app = web.Application(middlewares=[request_context])
     app.router.add_get("/", handler)
     client = await aiohttp_client(app)  # type: ignore[operator]
     response = await client.get("/")

@@ -8,14 +8,14 @@ from typing import Any
 from aiohttp import web
 
 from proxy.core.errors import DatabaseUnavailable
-from proxy.web.middlewares import domain_errors
+from proxy.web.middlewares import request_context
 
 
 async def test_database_unavailable_is_503_with_retry_after(aiohttp_client: Any) -> None:
     async def handler(request: web.Request) -> web.Response:
         raise DatabaseUnavailable("postgresql://pypi:***@db.internal/pypi", "connection refused")
 
-    app = web.Application(middlewares=[domain_errors])
+    app = web.Application(middlewares=[request_context])
     app.router.add_get("/", handler)
     client = await aiohttp_client(app)
     response = await client.get("/")

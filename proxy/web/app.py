@@ -67,13 +67,12 @@ AUTH_THREADS = 2  # each scrypt check holds ~16 MiB while it runs
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[middlewares.request_context, middlewares.domain_errors])
+    app = web.Application(middlewares=[middlewares.request_context])
     app[SETTINGS] = settings
     # With workers, each one's counters go to the directory the supervisor gave them all.
     app[METRICS] = Metrics(metrics_dir(settings.data_dir) if settings.server.workers > 1 else None)
     app[DATA_DIR_PROBE] = DataDirProbe(settings.data_dir)
-    app.on_response_prepare.append(middlewares.add_request_id)
-    app.on_response_prepare.append(middlewares.add_security_headers)
+    app.on_response_prepare.append(middlewares.stamp_response)
     app.cleanup_ctx.append(_executor)
     app.cleanup_ctx.append(_auth_executor)
     app.cleanup_ctx.append(_services)
