@@ -14,6 +14,7 @@ from proxy.config import Settings, load_settings
 from proxy.core.errors import ConfigError, NeedsTerminal, ProxyError
 from proxy.ops import admin
 from proxy.oserrors import explain_os_error
+from proxy.storage.backends import shared_mode
 from proxy.storage.datadir import check_data_dir
 from proxy.warm import audit, explaincli
 from proxy.warm import cli as warmcli
@@ -123,6 +124,9 @@ CONFIG_ENV = "PYPI_PROXY_CONFIG"
 _WRITERS = {("user", "add"), ("user", "remove"), ("token", "create"), ("token", "revoke"), ("yank", None),
             ("unyank", None), ("remove", None), ("cache", "prune"), ("release-name", None)}
 
+# Commands that work on the database and object store alone in the shared mode (no data directory).
+_SHARED = {"user", "token", "yank", "unyank", "remove", "release-name"}
+
 
 def _settings(args: argparse.Namespace) -> Settings:
     config, source = args.config, "--config"
@@ -168,7 +172,8 @@ def _run(args: argparse.Namespace) -> int:
             return database.db(args, settings)
         action = getattr(args, "action", None)
         writes = (args.command, action) in _WRITERS or (args.command == "check" and args.repair)
-        check_data_dir(settings.data_dir, create=(args.command, action) == ("user", "add"), write=writes)
+        if args.command not in _SHARED or not shared_mode(settings.storage):  # shared: in the database
+            check_data_dir(settings.data_dir, create=(args.command, action) == ("user", "add"), write=writes)
         return admin.COMMANDS[args.command](args, settings)
     except ConfigError as exc:
         return _fail(f"configuration error: {exc}", 2)

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from proxy.core.errors import ProjectNotFound, UploadRejected, UpstreamError
 from proxy.core.osv import AdvisoryIndex
 from proxy.repository import rules
-from proxy.repository.base import ProjectList, ProjectPage, Repository, Resource
+from proxy.repository.base import PrivateComponent, ProjectList, ProjectPage, Repository, Resource
 from proxy.repository.policy import Decided, PolicyFilter
-from proxy.repository.private import PrivateRepository
 from proxy.repository.shadowing import Shadowing
 from proxy.repository.upstream import UpstreamRepository, Upstreams
 
@@ -39,7 +38,7 @@ class Catalog:
     """The composed Repository (``proxy.repository.base``), with the parts operations read:
     ``private`` (the private component) and ``upstreams`` (the upstream's parts, or None)."""
 
-    def __init__(self, private: PrivateRepository, upstreams: Upstreams | None, reserved: tuple[str, ...],
+    def __init__(self, private: PrivateComponent, upstreams: Upstreams | None, reserved: tuple[str, ...],
                  executor: Executor, policy: Callable[[Repository], PolicyFilter] | None = None) -> None:
         self.private = private
         self.upstreams = upstreams
@@ -104,6 +103,14 @@ class Catalog:
                 "serves may only be made private with an explicit grant; try again later.", status=503,
             ) from None
         return True
+
+    async def is_private(self, name: str) -> bool:
+        """Whether ``name`` (normalised) is a private project here."""
+        return await self.private.claims(name)
+
+    async def private_changed(self) -> None:
+        """After a write through this process: the private component answers with it at once."""
+        await self.private.refresh()
 
     def pinned(self, project: str, filename: str) -> contextlib.AbstractContextManager[None]:
         """Hold while serving a file: cache eviction leaves it alone meanwhile."""

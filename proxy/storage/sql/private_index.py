@@ -14,7 +14,7 @@ server calls them in its executor.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -30,7 +30,15 @@ from proxy.storage.sql import rows
 from proxy.storage.sql.blobs import Blobs
 from proxy.storage.sql.engine import reading, writing
 from proxy.storage.sql.schema import changes, files, projects, releases, upload_audit
-from proxy.storage.sql.writes import insert_project_once, lock_changes, project_exists, write_project
+from proxy.storage.sql.writes import (
+    digests,
+    insert_project_once,
+    lock_blobs,
+    lock_changes,
+    project_exists,
+    referenced,
+    write_project,
+)
 
 CHANGES_CHANNEL = "pypi_proxy_changes"
 
@@ -97,6 +105,8 @@ class SqlPrivateStorage:
         processes or hosts exactly one is stored. ``token_id`` (None: a password) goes to the
         upload audit with the uploader. DatabaseUnavailable when the database cannot be reached.
         """
+        # The long part (an object store's put) before the transaction, without the project's lock.
+        self.blobs.upload(stored, staged, metadata)
         for attempt in (1, 2):
             try:
                 return self._commit_file(staged, stored, metadata, info, display_name, normalize(project), token_id)
@@ -124,12 +134,16 @@ class SqlPrivateStorage:
                 project=project, filename=new.filename, version=new.version, sha256=new.sha256, size=new.size,
                 uploader=new.uploader, token_id=token_id, uploaded=new.upload_time))
             # Last before the commit: the blob is in place when a row lists it.
-            self.blobs.place(project, stored.filename, staged, metadata)
+            if self.blobs.content_addressed:  # no removal of the same bytes may delete it meanwhile
+                lock_blobs(connection, digests([new]))
+            self.blobs.place(project, new, staged, metadata)
             try:
                 _log_change(connection, project, updated.serial, "upload")
             except BaseException:
-                # Rolled back, and the lock still held: no one else has placed this filename.
-                self.blobs.remove(project, [stored.filename])
+                # Rolled back, and the lock still held: no one else has placed this filename. A
+                # content-addressed blob may be another row's: left for the sweep instead.
+                if not self.blobs.content_addressed:
+                    self.blobs.remove(project, [new])
                 raise
         # Should the commit itself fail, the blob stays unlisted (never served; a later upload
         # of the filename replaces it): whether a lost connection committed is not known here.
@@ -151,8 +165,14 @@ class SqlPrivateStorage:
 
     def remove_files(self, project: str, filenames: set[str]) -> PrivateProject:
         """Unlist files, then delete them. The name stays private even with no files left."""
-        updated = self.update(project, lambda p: p.without_files(filenames))
-        self.blobs.remove(normalize(project), filenames)
+        gone: list[StoredFile] = []
+
+        def change(current: PrivateProject) -> PrivateProject:
+            gone[:] = [f for f in current.files if f.filename in filenames]
+            return current.without_files(filenames)
+
+        updated = self.update(project, change)
+        self._drop_blobs(normalize(project), gone)
         return updated
 
     def release(self, project: str, with_files: bool = False) -> PrivateProject:
@@ -170,8 +190,21 @@ class SqlPrivateStorage:
                 connection.execute(delete(table).where(table.c.project == name))
             connection.execute(delete(projects).where(projects.c.name == name))
             _log_change(connection, name, 0, "release")
-        self.blobs.remove(name, [f.filename for f in current.files])
+        self._drop_blobs(name, current.files)
         return current
+
+    def _drop_blobs(self, project: str, gone: Sequence[StoredFile]) -> None:
+        """Delete the blobs of unlisted files; of a content-addressed store only those no row lists
+        (the same bytes in another project), under the locks commits of those bytes take."""
+        if not gone:
+            return
+        if not self.blobs.content_addressed:
+            self.blobs.remove(project, gone)
+            return
+        wanted = sorted(digests(gone))
+        with writing(self.engine) as connection:
+            lock_blobs(connection, wanted)
+            self.blobs.remove(project, gone, keep=referenced(connection, wanted))
 
     def last_change(self) -> int:
         """The id of the latest committed change, 0 when there is none."""
