@@ -104,8 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="re-hash every stored file; exit 1 on any problem")
     check.add_argument("--repair", action="store_true",
                        help="move bad cached files to cache/quarantine so they are fetched again, and private "
-                            "files no index lists to private-quarantine (listed private files are only reported)")
+                            "files no index lists to private-quarantine (listed private files are only reported); "
+                            "in the shared mode, delete unlisted blobs older than the upload grace period")
+    check.add_argument("--deep", action="store_true",
+                       help="shared mode: also read every blob back and compare its sha256 (the embedded check "
+                            "always does)")
     _common(check)
+    migrate = commands.add_parser("migrate", help="copy this install's private projects, users and tokens into "
+                                  "the shared backend (database and object store) of another config")
+    migrate.add_argument("--to", type=Path, required=True, metavar="CONFIG",
+                         help="the target's config file ([storage] database and objects; `db upgrade` it first)")
+    _common(migrate)
     database = commands.add_parser("db", help="the metadata database ([storage] database)").add_subparsers(
         dest="action", required=True)
     for action, text in (("upgrade", "create or upgrade its schema (run after installing a new version)"),
@@ -125,7 +134,7 @@ _WRITERS = {("user", "add"), ("user", "remove"), ("token", "create"), ("token", 
             ("unyank", None), ("remove", None), ("cache", "prune"), ("release-name", None)}
 
 # Commands that work on the database and object store alone in the shared mode (no data directory).
-_SHARED = {"user", "token", "yank", "unyank", "remove", "release-name"}
+_SHARED = {"user", "token", "yank", "unyank", "remove", "release-name", "check"}
 
 
 def _settings(args: argparse.Namespace) -> Settings:

@@ -16,7 +16,7 @@ from proxy.core.models import PrivateProject, version_key
 from proxy.core.names import normalize
 from proxy.ops import maintenance
 from proxy.storage.auth import AuthError
-from proxy.storage.backends import opened
+from proxy.storage.backends import opened, shared_mode
 from proxy.storage.stores import Authenticator, PrivateStore
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -45,6 +45,11 @@ def cache(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def check(args: argparse.Namespace, settings: Settings) -> int:
+    if shared_mode(settings.storage):
+        from proxy.ops import sharedcheck  # SQLAlchemy and obstore: only for the shared mode
+
+        found = sharedcheck.check_shared(settings, deep=args.deep, repair=args.repair)
+        return sharedcheck.print_report(found, str(settings.storage.objects.url), args.deep)
     report = maintenance.check(settings.data_dir, repair=args.repair)
     for problem in report.problems:
         print(f"PROBLEM {problem.path}: {problem.message}" + (f" ({problem.repaired})" if problem.repaired else ""))
@@ -190,6 +195,13 @@ def _release_name(args: argparse.Namespace, storage: PrivateStore) -> int:
     return 0
 
 
+def migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from proxy.ops import migration  # SQLAlchemy and obstore: only for the shared mode
+
+    return migration.migrate(args, settings)
+
+
 # By the command line's first word.
 COMMANDS: dict[str, Command] = {"user": user, "token": token, "yank": yank, "unyank": yank, "remove": remove,
-                                "release-name": release_name, "cache": cache, "check": check}
+                                "release-name": release_name, "cache": cache, "check": check,
+                                "migrate": migrate}

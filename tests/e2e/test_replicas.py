@@ -201,3 +201,31 @@ def test_replicas_answer_again_after_a_database_restart(
     twine_upload(cluster.a, cluster.token, wheel)
     until_sync(lambda: listed(cluster.b, "after-restart") == [wheel.name], "B lists an upload made after the restart",
                within=15)
+
+
+def test_migrate_an_embedded_install_then_install_through_a_replica(cluster: Cluster, tmp_path: Path) -> None:
+    """Projects uploaded to a single-node install with twine, copied with `migrate --to` (twice:
+    the second run copies nothing), then installed through a replica with its old token."""
+    home = tmp_path / "single"
+    home.mkdir()
+    data = ["--data-dir", str(home / "data")]
+    cli(home, "user", "add", "carol", "--password-stdin", *data, stdin=PASSWORD + "\n")
+    token = cli(home, "token", "create", "carol", *data).stdout.strip()
+    single = start_proxy(home, "--no-upstream")
+    try:
+        for dist in (Dist("moved-one", "1.0"), Dist("moved-two", "2.0", requires_dist=["moved-one"])):
+            twine_upload(single, token, *dist.write(tmp_path / "dist"))
+    finally:
+        stop_proxy(single.process)
+    first = cli(home, "migrate", "--to", str(cluster.config), *data)
+    assert "files: 4 copied, 0 already there, 0 not copied" in first.stdout, first.stdout
+    second = cli(home, "migrate", "--to", str(cluster.config), *data)
+    assert "files: 0 copied, 4 already there, 0 not copied" in second.stdout, second.stdout
+    assert "users: 0 copied, 1 already there" in second.stdout and "tokens: 0 copied, 1 already there" in second.stdout
+    b = cluster.b
+    until_sync(lambda: len(listed(b, "moved-two")) == 2, "B lists the migrated project", within=10)
+    b.run([tool("python"), "-m", "pip", "install", "--target", str(tmp_path / "t"), "--index-url", b.simple,
+           "moved-two==2.0"])
+    assert installed_version(tmp_path / "t", "moved_two") == "2.0"
+    assert installed_version(tmp_path / "t", "moved_one") == "1.0"
+    twine_upload(cluster.a, token, *Dist("moved-one", "1.1").write(tmp_path / "more", sdist=False))

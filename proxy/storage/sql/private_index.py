@@ -72,7 +72,7 @@ class SqlPrivateStorage:
     def load(self, project: str) -> PrivateProject | None:
         """The project as one consistent snapshot, None when it is not private."""
         with reading(self.engine) as connection:
-            return _load(connection, normalize(project))
+            return load_project(connection, normalize(project))
 
     def is_private(self, project: str) -> bool:
         """Whether ``project`` (any spelling) is a private project."""
@@ -120,7 +120,7 @@ class SqlPrivateStorage:
                      display_name: str, project: str, token_id: str | None) -> bool:
         with writing(self.engine) as connection:
             insert_project_once(connection, project, display_name)
-            current = _load(connection, project, lock=True)
+            current = load_project(connection, project, lock=True)
             assert current is not None
             existing = current.duplicate_of(stored)
             if existing is not None:
@@ -138,7 +138,7 @@ class SqlPrivateStorage:
                 lock_blobs(connection, digests([new]))
             self.blobs.place(project, new, staged, metadata)
             try:
-                _log_change(connection, project, updated.serial, "upload")
+                log_change(connection, project, updated.serial, "upload")
             except BaseException:
                 # Rolled back, and the lock still held: no one else has placed this filename. A
                 # content-addressed blob may be another row's: left for the sweep instead.
@@ -154,13 +154,13 @@ class SqlPrivateStorage:
         by at least one. ProjectNotFound when it is not private. Returns what is now stored."""
         name = normalize(project)
         with writing(self.engine) as connection:
-            current = _load(connection, name, lock=True)
+            current = load_project(connection, name, lock=True)
             if current is None:
                 raise ProjectNotFound(f"No private project {project!r}.", project=project)
             updated = change(current)
             updated = replace(updated, serial=max(updated.serial, current.serial + 1))
             write_project(connection, current, updated)
-            _log_change(connection, name, updated.serial, "update")
+            log_change(connection, name, updated.serial, "update")
         return updated
 
     def remove_files(self, project: str, filenames: set[str]) -> PrivateProject:
@@ -181,7 +181,7 @@ class SqlPrivateStorage:
         Returns the project as it was."""
         name = normalize(project)
         with writing(self.engine) as connection:
-            current = _load(connection, name, lock=True)
+            current = load_project(connection, name, lock=True)
             if current is None:
                 raise ProjectNotFound(f"No private project {project!r}.", project=project)
             if current.files and not with_files:
@@ -189,7 +189,7 @@ class SqlPrivateStorage:
             for table in (files, releases):
                 connection.execute(delete(table).where(table.c.project == name))
             connection.execute(delete(projects).where(projects.c.name == name))
-            _log_change(connection, name, 0, "release")
+            log_change(connection, name, 0, "release")
         self._drop_blobs(name, current.files)
         return current
 
@@ -219,7 +219,8 @@ class SqlPrivateStorage:
             return [Change(row.id, row.project, row.serial) for row in found]
 
 
-def _load(connection: Connection, name: str, lock: bool = False) -> PrivateProject | None:
+def load_project(connection: Connection, name: str, lock: bool = False) -> PrivateProject | None:
+    """The project's rows as one PrivateProject (``lock``: its row locked for the transaction)."""
     query = select(projects).where(projects.c.name == name)
     if lock:
         query = query.with_for_update()  # no-op on SQLite, whose writer holds the database lock
@@ -232,7 +233,9 @@ def _load(connection: Connection, name: str, lock: bool = False) -> PrivateProje
     return rows.private_project(project, found_files, found_releases)
 
 
-def _log_change(connection: Connection, project: str, serial: int, kind: str) -> None:
+def log_change(connection: Connection, project: str, serial: int, kind: str) -> None:
+    """Append the change to ``changes`` (and notify CHANGES_CHANNEL on PostgreSQL): last in a
+    write transaction, as it serialises every writer until the commit."""
     lock_changes(connection)
     connection.execute(insert(changes).values(project=project, serial=serial, kind=kind, changed=utc_now()))
     if connection.dialect.name == "postgresql":
