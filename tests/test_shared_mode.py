@@ -6,8 +6,10 @@ naming it. Subprocess replicas with real pip, uv and twine: tests/e2e/test_repli
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +21,20 @@ from proxy.config import Settings, settings_from_mapping
 from proxy.core.errors import ConfigError
 from proxy.objectsettings import ObjectStoreSettings, flatten
 from proxy.storage.backends import Stores, open_stores
-from proxy.storage.objects import blob_key
+from proxy.repository.shared import SharedPrivateRepository
+from proxy.storage.objectblobs import ObjectBlobs
+from proxy.storage.objects import ObjectStore, blob_key
+from proxy.storage.sql.engine import open_engine
 from proxy.storage.sql.migrate import upgrade
+from proxy.storage.sql.private_index import SqlPrivateStorage
 from tests.builders import Dist
 from tests.conftest import PASSWORD, basic, start_client, upload_form
 from tests.s3server import SeaweedFS
+from tests.storebackends import METADATA, WHEEL, commit
 from tests.waiting import until
 
 DIST = Dist("Acme.Shared", "1.0", requires_python=">=3.8")
 JSON_PAGE = {"Accept": "application/vnd.pypi.simple.v1+json"}
-MakeReplica = Callable[..., "Any"]
 
 
 def shared_settings(data_dir: Path, database: str, objects: ObjectStoreSettings, **storage: Any) -> Settings:
@@ -197,3 +203,52 @@ def test_half_a_shared_mode_is_a_config_error_naming_the_missing_key(
     with pytest.raises(ConfigError) as error:
         open_stores(settings)
     assert error.value.key == key and "both [storage] database" in str(error.value)
+
+
+@pytest.fixture
+def sql_store(pg_url: str, tmp_path: Path) -> Iterator[SqlPrivateStorage]:
+    """The shared mode's private store on PostgreSQL with its blobs in a file:// object store."""
+    engine = open_engine(pg_url)
+    upgrade(engine)
+    objects = ObjectStore(ObjectStoreSettings(url=f"file://{tmp_path / 'objects'}"))
+    store = SqlPrivateStorage(engine, ObjectBlobs(objects, tmp_path / "tmp"), tmp_path / "tmp")
+    store.prepare()
+    yield store
+    objects.close()
+    engine.dispose()
+
+
+def test_bytes_two_projects_list_are_one_blob_deleted_with_the_last_row(sql_store: SqlPrivateStorage) -> None:
+    assert isinstance(sql_store.blobs, ObjectBlobs)
+    objects = sql_store.blobs.objects
+    commit(sql_store, WHEEL, b"the same bytes")
+    commit(sql_store, "other-1.0-py3-none-any.whl", b"the same bytes", project="other", display_name="Other")
+    keys = [blob_key(hashlib.sha256(data).hexdigest()) for data in (b"the same bytes", METADATA)]
+    sql_store.remove_files("demo", {WHEEL})
+    assert [objects.stat(key) for key in keys] == [14, len(METADATA)], "another row still lists them"
+    sql_store.release("other", with_files=True)
+    assert [objects.stat(key) for key in keys] == [None, None]
+
+
+async def test_a_page_version_never_repeats_for_another_state(sql_store: SqlPrivateStorage) -> None:
+    """Serials start again when a released name is uploaded anew: a rendered copy of the old state
+    (kept on disk by version) must not pass for the new one."""
+    assert isinstance(sql_store.blobs, ObjectBlobs)
+    with ThreadPoolExecutor(2) as executor:
+        repository = SharedPrivateRepository(sql_store, sql_store.blobs.objects, ObjectStoreSettings(), executor)
+        await repository.start()
+        try:
+            await asyncio.to_thread(commit, sql_store, WHEEL, b"first state")
+            await repository.refresh()
+            first = await repository.project_page("demo")
+            await asyncio.to_thread(sql_store.release, "demo", True)
+            await repository.refresh()
+            assert not await repository.claims("demo")
+            await asyncio.to_thread(commit, sql_store, WHEEL, b"other state")
+            await repository.refresh()
+            second = await repository.project_page("demo")
+        finally:
+            await repository.close()
+    assert first.project is not None and second.project is not None
+    assert first.project.serial == second.project.serial == 1
+    assert first.version != second.version
