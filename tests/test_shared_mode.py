@@ -252,3 +252,19 @@ async def test_a_page_version_never_repeats_for_another_state(sql_store: SqlPriv
     assert first.project is not None and second.project is not None
     assert first.project.serial == second.project.serial == 1
     assert first.version != second.version
+
+
+async def test_a_removal_while_the_object_store_is_down_unlists_and_leaves_garbage(
+        aiohttp_client: Any, shared: Callable[..., Settings], admin: Stores, seaweedfs_outage: SeaweedFS) -> None:
+    a = await start_client(aiohttp_client, shared())
+    assert (await upload(a, DIST)).status == 200
+    with seaweedfs_outage.stopped():
+        await asyncio.to_thread(admin.private.remove_files, "acme-shared", {DIST.wheel_filename})
+
+        async def gone() -> bool:
+            return await listed(a, "acme-shared") == []
+
+        await until(gone, "A no longer lists the file removed while the store was down")
+    assert admin.shared is not None
+    key = blob_key(hashlib.sha256(DIST.wheel()).hexdigest())
+    assert await asyncio.to_thread(admin.shared.objects.stat, key) == len(DIST.wheel()), "left for check --repair"

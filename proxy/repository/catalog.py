@@ -15,13 +15,17 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
-from proxy.core.errors import ProjectNotFound, UploadRejected, UpstreamError
+import structlog
+
+from proxy.core.errors import DatabaseUnavailable, ProjectNotFound, UploadRejected, UpstreamError
 from proxy.core.osv import AdvisoryIndex
 from proxy.repository import rules
 from proxy.repository.base import PrivateComponent, ProjectList, ProjectPage, Repository, Resource
 from proxy.repository.policy import Decided, PolicyFilter
 from proxy.repository.shadowing import Shadowing
 from proxy.repository.upstream import UpstreamRepository, Upstreams
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +113,13 @@ class Catalog:
         return await self.private.claims(name)
 
     async def private_changed(self) -> None:
-        """After a write through this process: the private component answers with it at once."""
-        await self.private.refresh()
+        """After a write through this process: the private component answers with it at once.
+        Best effort: the write is committed, and the component's own follower takes it in later
+        should the database fail just now."""
+        try:
+            await self.private.refresh()
+        except DatabaseUnavailable as exc:
+            log.warning("private_refresh_failed", error=str(exc))
 
     def pinned(self, project: str, filename: str) -> contextlib.AbstractContextManager[None]:
         """Hold while serving a file: cache eviction leaves it alone meanwhile."""

@@ -18,9 +18,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import structlog
 from sqlalchemy import Connection, Engine, delete, exc, func, insert, select, text
 
-from proxy.core.errors import ProjectNotEmpty, ProjectNotFound
+from proxy.core.errors import DatabaseUnavailable, ObjectStoreUnavailable, ProjectNotEmpty, ProjectNotFound
 from proxy.core.models import PrivateProject, ReleaseInfo, StoredFile
 from proxy.core.names import normalize
 from proxy.core.timestamps import utc_now
@@ -41,6 +42,7 @@ from proxy.storage.sql.writes import (
 )
 
 CHANGES_CHANNEL = "pypi_proxy_changes"
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,9 +204,13 @@ class SqlPrivateStorage:
             self.blobs.remove(project, gone)
             return
         wanted = sorted(digests(gone))
-        with writing(self.engine) as connection:
-            lock_blobs(connection, wanted)
-            self.blobs.remove(project, gone, keep=referenced(connection, wanted))
+        try:
+            with writing(self.engine) as connection:
+                lock_blobs(connection, wanted)
+                self.blobs.remove(project, gone, keep=referenced(connection, wanted))
+        except (ObjectStoreUnavailable, DatabaseUnavailable) as exc:
+            # Unlisted already (the commit): the blobs are garbage, for `check --repair` to sweep.
+            log.warning("unlisted_blobs_left", project=project, blobs=len(wanted), error=str(exc))
 
     def last_change(self) -> int:
         """The id of the latest committed change, 0 when there is none."""
