@@ -14,6 +14,7 @@ from proxy.config import Settings, load_settings
 from proxy.core.errors import ConfigError, NeedsTerminal, ProxyError
 from proxy.ops import admin
 from proxy.oserrors import explain_os_error
+from proxy.storage.backends import shared_mode
 from proxy.storage.datadir import check_data_dir
 from proxy.warm import audit, explaincli
 from proxy.warm import cli as warmcli
@@ -103,8 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="re-hash every stored file; exit 1 on any problem")
     check.add_argument("--repair", action="store_true",
                        help="move bad cached files to cache/quarantine so they are fetched again, and private "
-                            "files no index lists to private-quarantine (listed private files are only reported)")
+                            "files no index lists to private-quarantine (listed private files are only reported); "
+                            "in the shared mode, delete unlisted blobs older than the upload grace period")
+    check.add_argument("--deep", action="store_true",
+                       help="shared mode: also read every blob back and compare its sha256 (the embedded check "
+                            "always does)")
     _common(check)
+    migrate = commands.add_parser("migrate", help="copy this install's private projects, users and tokens into "
+                                  "the shared backend (database and object store) of another config")
+    migrate.add_argument("--to", type=Path, required=True, metavar="CONFIG",
+                         help="the target's config file ([storage] database and objects; `db upgrade` it first)")
+    _common(migrate)
     database = commands.add_parser("db", help="the metadata database ([storage] database)").add_subparsers(
         dest="action", required=True)
     for action, text in (("upgrade", "create or upgrade its schema (run after installing a new version)"),
@@ -122,6 +132,9 @@ CONFIG_ENV = "PYPI_PROXY_CONFIG"
 # Commands that write to the data directory (checked writable first); "user add" also creates it.
 _WRITERS = {("user", "add"), ("user", "remove"), ("token", "create"), ("token", "revoke"), ("yank", None),
             ("unyank", None), ("remove", None), ("cache", "prune"), ("release-name", None)}
+
+# Commands that work on the database and object store alone in the shared mode (no data directory).
+_SHARED = {"user", "token", "yank", "unyank", "remove", "release-name", "check"}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -168,7 +181,8 @@ def _run(args: argparse.Namespace) -> int:
             return database.db(args, settings)
         action = getattr(args, "action", None)
         writes = (args.command, action) in _WRITERS or (args.command == "check" and args.repair)
-        check_data_dir(settings.data_dir, create=(args.command, action) == ("user", "add"), write=writes)
+        if args.command not in _SHARED or not shared_mode(settings.storage):  # shared: in the database
+            check_data_dir(settings.data_dir, create=(args.command, action) == ("user", "add"), write=writes)
         return admin.COMMANDS[args.command](args, settings)
     except ConfigError as exc:
         return _fail(f"configuration error: {exc}", 2)

@@ -114,6 +114,7 @@ def test_serve_refuses_a_database_it_does_not_know(url: str, tmp_path: Path) -> 
     """A replica never starts on a schema it does not know; it says what to run, in one line."""
     config = tmp_path / "config.toml"
     config.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\ndatabase = "{url}"\n'
+                      f'objects = "file://{tmp_path / "objects"}"\n'
                       '[upstream]\nenabled = false\n')
     refused = run_cli(tmp_path, "serve", "--port", "0", "--config", str(config))
     assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
@@ -134,6 +135,7 @@ def test_serve_starts_on_an_upgraded_database(url: str, tmp_path: Path) -> None:
     assert run_cli(tmp_path, "db", "upgrade", "--database", url).returncode == 0
     config = tmp_path / "config.toml"
     config.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\ndatabase = "{url}"\n'
+                      f'objects = "file://{tmp_path / "objects"}"\n'
                       '[upstream]\nenabled = false\n[logging]\nformat = "json"\n')
     with subprocess.Popen([PYPI_PROXY, "serve", "--port", "0", "--config", str(config)], cwd=tmp_path,
                           env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as server:

@@ -283,3 +283,13 @@ class SchemaMismatch(ProxyError):
         self.current = current
         self.expected = expected
         self.known = known
+
+
+class MigrationConflict(ProxyError):
+    """``pypi-proxy migrate`` found ``what`` (a file, user or token) in the target already, with
+    other data than this install's: ``detail`` says how they differ. Nothing was overwritten."""
+
+    def __init__(self, what: str, detail: str) -> None:
+        super().__init__(f"{what}: {detail}; the target's copy was left as it is")
+        self.what = what
+        self.detail = detail

@@ -5,25 +5,10 @@ from __future__ import annotations
 
 import argparse
 
-from sqlalchemy import Engine
-
 from proxy.config import Settings, StorageSettings
-from proxy.core.errors import ConfigError
+from proxy.storage.backends import open_database
 from proxy.storage.sql import migrate
-from proxy.storage.sql.engine import masked, open_engine
-
-_NOT_SET = ("not set: give the database with --database URL, or as [storage] database in the config file "
-            "(postgresql://user:password@host/name or sqlite:///path)")
-
-
-def open_configured(storage: StorageSettings, migrating: bool = False) -> Engine:
-    """An engine for ``[storage] database`` with its pool settings (``migrating``: without the
-    statement timeout, as a migration may take long); ConfigError when unset."""
-    if storage.database is None:
-        raise ConfigError("storage.database", _NOT_SET)
-    return open_engine(storage.database, storage.database_pool_size, storage.database_max_overflow,
-                       storage.database_pool_timeout, storage.database_connect_timeout,
-                       None if migrating else storage.database_statement_timeout)
+from proxy.storage.sql.engine import masked
 
 
 def check_configured_schema(storage: StorageSettings) -> None:
@@ -31,7 +16,7 @@ def check_configured_schema(storage: StorageSettings) -> None:
     this version's schema, DatabaseUnavailable when it cannot be reached. Blocks."""
     if storage.database is None:
         return
-    engine = open_configured(storage)
+    engine = open_database(storage)
     try:
         migrate.check_schema(engine)
     finally:
@@ -41,7 +26,7 @@ def check_configured_schema(storage: StorageSettings) -> None:
 def db(args: argparse.Namespace, settings: Settings) -> int:
     """``db upgrade``: 0 once the schema is at head. ``db current``: prints the revision; 0 at
     head, 1 when the database needs ``db upgrade`` (or a newer pypi-proxy)."""
-    engine = open_configured(settings.storage, migrating=args.action == "upgrade")
+    engine = open_database(settings.storage, migrating=args.action == "upgrade")
     try:
         where = masked(engine.url)
         if args.action == "upgrade":

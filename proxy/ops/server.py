@@ -23,6 +23,7 @@ from proxy.log import configure_logging
 from proxy.ops.eventloop import choose
 from proxy.ops.sdnotify import notify
 from proxy.ops.supervisor import SETTINGS_FD_ENV, settings_handoff
+from proxy.storage.backends import shared_mode
 from proxy.storage.datadir import check_data_dir
 from proxy.web.app import create_app, runner_options
 from proxy.web.connections import GuardedAppRunner
@@ -40,10 +41,11 @@ def serve(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT. Raises DataDirUnusable or CannotListen, before anything starts,
     when the data directory or the address cannot be used; with ``[storage] database`` set,
     SchemaMismatch or DatabaseUnavailable when its schema is not this version's or it cannot be
-    reached (a replica never serves from a schema it does not know)."""
+    reached (a replica never serves from a schema it does not know); ConfigError for one of
+    ``database`` and ``objects`` without the other."""
     _, run = choose(settings.server.event_loop)  # ConfigError now, when uvloop is asked for and absent
     check_data_dir(settings.data_dir, create=True, write=True)
-    if settings.storage.database is not None:
+    if shared_mode(settings.storage):  # ConfigError for half of it
         # Imported only then: the embedded default never loads SQLAlchemy and Alembic.
         from proxy.ops.database import check_configured_schema
 

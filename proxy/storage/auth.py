@@ -136,6 +136,11 @@ class AuthStore:
             self._write(data)
             return len(tokens)
 
+    def export(self) -> dict[str, Any]:
+        """Users and tokens as stored, hashes included (``pypi-proxy migrate`` copies them):
+        ``{"users": {name: {...}}, "tokens": {id: {...}}}``; CorruptStorage when unreadable."""
+        return self._read()
+
     def users(self) -> list[dict[str, Any]]:
         data = self._read()
         return [

@@ -189,6 +189,17 @@ class ObjectStore:
                 raise ValueError(f"{key} has {size} bytes: a range from byte {start} is past its end") from None
             raise
 
+    def stat(self, key: str) -> int | None:
+        """``head``, blocking: for executor threads and the command line."""
+        with self.translated(key):
+            meta = _head(self._store, key)
+        return None if meta is None else meta["size"]
+
+    def remove(self, key: str) -> None:
+        """``delete``, blocking: for executor threads and the command line."""
+        with self.translated(key):
+            _delete(self._store, key)
+
     async def head(self, key: str) -> int | None:
         """The size in bytes of the object under ``key``, None when there is none."""
         meta = await self._call(key, _head, self._store, key)

@@ -92,6 +92,11 @@ class PrivateStorage:
         name = check_safe_filename(normalize(project))
         return stamp_of(os.path.join(self._root_text, name, INDEX_NAME))
 
+    def is_private(self, project: str) -> bool:
+        """Whether ``project`` (any spelling) is a private project: one stat, cheap enough for
+        the event loop. InvalidName for a name that cannot be a project directory."""
+        return self.index_stamp(project) is not None
+
     def load(self, project: str) -> PrivateProject | None:
         """The project's index, None when the project is not private.
 

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from proxy.config import Settings
 from proxy.core.policy import RULES
-from proxy.repository.base import Repository
+from proxy.repository.base import PrivateComponent, Repository
 from proxy.repository.catalog import Catalog
 from proxy.repository.explain import Explainer
 from proxy.repository.jsonapi import JsonApiService
@@ -24,8 +24,7 @@ from proxy.repository.private import PrivateRepository
 from proxy.repository.uploads import UploadService
 from proxy.repository.upstream import Upstreams
 from proxy.storage.advisories import AdvisoryStore
-from proxy.storage.atomic import sweep_temp_files
-from proxy.storage.auth import AuthStore
+from proxy.storage import backends
 from proxy.storage.descriptions import RenderedDescriptions
 from proxy.storage.first_seen import FirstSeen
 from proxy.storage.private import PrivateStorage
@@ -56,6 +55,7 @@ from proxy.web.keys import (
     METRICS,
     REPRESENTATIONS,
     SETTINGS,
+    SHARED,
     STORAGE,
     UPLOADS,
 )
@@ -131,17 +131,22 @@ async def _auth_executor(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
+    """The private index's stores: the data directory's, or the shared mode's (database and
+    object store, proxy.storage.backends)."""
     settings = app[SETTINGS]
-    storage = PrivateStorage(settings.data_dir)
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(app[EXECUTOR], _prepare_storage, storage)
-    # The interface's templates: its Jinja loader looks at the package on disk, so off the loop.
-    await loop.run_in_executor(app[EXECUTOR], _setup_templates, app)
-    auth = AuthStore(settings.data_dir)
-    app[STORAGE] = storage
-    app[AUTH] = auth
-    log.info("storage_ready", data_dir=str(settings.data_dir))
-    yield
+    stores = await loop.run_in_executor(app[EXECUTOR], backends.open_stores, settings)
+    try:
+        await loop.run_in_executor(app[EXECUTOR], backends.prepare_for_serving, stores)
+        # The interface's templates: its Jinja loader looks at the package on disk, so off the loop.
+        await loop.run_in_executor(app[EXECUTOR], _setup_templates, app)
+        app[STORAGE], app[AUTH] = stores.private, stores.auth
+        if stores.shared is not None:
+            app[SHARED] = stores.shared
+        log.info("storage_ready", data_dir=str(settings.data_dir), shared=stores.shared is not None)
+        yield
+    finally:
+        await loop.run_in_executor(app[EXECUTOR], stores.close)
 
 
 async def _descriptions(app: web.Application) -> AsyncIterator[None]:
@@ -186,7 +191,7 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
             upstreams = Upstreams(index, files, downloader, wheel_metadata, upstream_settings.list_projects,
                                   upstream.health, masked(upstream.base))
             log.info("upstream_ready", url=masked(upstream.base), reserved=list(upstream_settings.reserved))
-        private = PrivateRepository(app[STORAGE], executor)
+        private = await _private(app, stack)
         policy = await _policy(app, executor, stack) if upstreams is not None else None
         app[CATALOG] = catalog = Catalog(private, upstreams, upstream_settings.reserved, executor, policy)
         stack.push_async_callback(catalog.close)
@@ -200,6 +205,21 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         app[UPLOADS] = UploadService(app[STORAGE], app[AUTH], executor, settings.upload, app[AUTH_EXECUTOR],
                                      catalog, max_description_size=settings.descriptions.max_size)
         yield
+
+
+async def _private(app: web.Application, stack: contextlib.AsyncExitStack) -> PrivateComponent:
+    """The private component: on the data directory, or following the shared database."""
+    shared = app.get(SHARED)
+    if shared is None:
+        storage = app[STORAGE]
+        assert isinstance(storage, PrivateStorage), "the embedded mode's store"
+        return PrivateRepository(storage, app[EXECUTOR])
+    from proxy.repository.shared import SharedPrivateRepository  # SQLAlchemy, psycopg: only when shared
+
+    component = SharedPrivateRepository(shared.private, shared.objects, app[SETTINGS].storage.objects, app[EXECUTOR])
+    await component.start()
+    stack.push_async_callback(component.close)
+    return component
 
 
 async def _policy(app: web.Application, executor: ThreadPoolExecutor,
@@ -262,14 +282,6 @@ def _setup_templates(app: web.Application) -> None:
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
         auto_reload=False,  # else Jinja stats the template file on every render
     )
-
-
-def _prepare_storage(storage: PrivateStorage) -> None:
-    storage.prepare()
-    storage.check_names()
-    removed = sweep_temp_files(storage.temp_dir) + sweep_temp_files(storage.root)
-    if removed:
-        log.warning("temp_files_swept", count=removed)
 
 
 def runner_options() -> dict[str, Any]:

@@ -15,7 +15,7 @@ from aiohttp.web_request import BaseRequest
 from proxy.core.errors import ProjectNotFound, ProxyError
 from proxy.core.names import check_safe_filename, content_type_for, validate_project_name
 from proxy.repository.base import VerifiedStream
-from proxy.web import redirects
+from proxy.web import objectfiles, redirects
 from proxy.web.keys import CATALOG
 from proxy.web.simple import source_headers
 
@@ -43,6 +43,8 @@ async def distribution(request: web.Request) -> web.StreamResponse:
                 **source_headers(served.source.value, served.cache.value if served.cache else None),
                 **({"X-Proxy-Policy": served.policy.encode("ascii", "replace").decode()} if served.policy else {}),
             }
+            if served.blob is not None:  # the shared mode's object store
+                return await objectfiles.send_object(request, served.blob, headers)
             try:
                 if served.path is not None:
                     return await send_file(request, served.path, headers)

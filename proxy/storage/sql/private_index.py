@@ -14,13 +14,14 @@ server calls them in its executor.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import structlog
 from sqlalchemy import Connection, Engine, delete, exc, func, insert, select, text
 
-from proxy.core.errors import ProjectNotEmpty, ProjectNotFound
+from proxy.core.errors import DatabaseUnavailable, ObjectStoreUnavailable, ProjectNotEmpty, ProjectNotFound
 from proxy.core.models import PrivateProject, ReleaseInfo, StoredFile
 from proxy.core.names import normalize
 from proxy.core.timestamps import utc_now
@@ -30,9 +31,18 @@ from proxy.storage.sql import rows
 from proxy.storage.sql.blobs import Blobs
 from proxy.storage.sql.engine import reading, writing
 from proxy.storage.sql.schema import changes, files, projects, releases, upload_audit
-from proxy.storage.sql.writes import insert_project_once, lock_changes, project_exists, write_project
+from proxy.storage.sql.writes import (
+    digests,
+    insert_project_once,
+    lock_blobs,
+    lock_changes,
+    project_exists,
+    referenced,
+    write_project,
+)
 
 CHANGES_CHANNEL = "pypi_proxy_changes"
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +74,7 @@ class SqlPrivateStorage:
     def load(self, project: str) -> PrivateProject | None:
         """The project as one consistent snapshot, None when it is not private."""
         with reading(self.engine) as connection:
-            return _load(connection, normalize(project))
+            return load_project(connection, normalize(project))
 
     def is_private(self, project: str) -> bool:
         """Whether ``project`` (any spelling) is a private project."""
@@ -97,6 +107,8 @@ class SqlPrivateStorage:
         processes or hosts exactly one is stored. ``token_id`` (None: a password) goes to the
         upload audit with the uploader. DatabaseUnavailable when the database cannot be reached.
         """
+        # The long part (an object store's put) before the transaction, without the project's lock.
+        self.blobs.upload(stored, staged, metadata)
         for attempt in (1, 2):
             try:
                 return self._commit_file(staged, stored, metadata, info, display_name, normalize(project), token_id)
@@ -110,7 +122,7 @@ class SqlPrivateStorage:
                      display_name: str, project: str, token_id: str | None) -> bool:
         with writing(self.engine) as connection:
             insert_project_once(connection, project, display_name)
-            current = _load(connection, project, lock=True)
+            current = load_project(connection, project, lock=True)
             assert current is not None
             existing = current.duplicate_of(stored)
             if existing is not None:
@@ -124,12 +136,16 @@ class SqlPrivateStorage:
                 project=project, filename=new.filename, version=new.version, sha256=new.sha256, size=new.size,
                 uploader=new.uploader, token_id=token_id, uploaded=new.upload_time))
             # Last before the commit: the blob is in place when a row lists it.
-            self.blobs.place(project, stored.filename, staged, metadata)
+            if self.blobs.content_addressed:  # no removal of the same bytes may delete it meanwhile
+                lock_blobs(connection, digests([new]))
+            self.blobs.place(project, new, staged, metadata)
             try:
-                _log_change(connection, project, updated.serial, "upload")
+                log_change(connection, project, updated.serial, "upload")
             except BaseException:
-                # Rolled back, and the lock still held: no one else has placed this filename.
-                self.blobs.remove(project, [stored.filename])
+                # Rolled back, and the lock still held: no one else has placed this filename. A
+                # content-addressed blob may be another row's: left for the sweep instead.
+                if not self.blobs.content_addressed:
+                    self.blobs.remove(project, [new])
                 raise
         # Should the commit itself fail, the blob stays unlisted (never served; a later upload
         # of the filename replaces it): whether a lost connection committed is not known here.
@@ -140,19 +156,25 @@ class SqlPrivateStorage:
         by at least one. ProjectNotFound when it is not private. Returns what is now stored."""
         name = normalize(project)
         with writing(self.engine) as connection:
-            current = _load(connection, name, lock=True)
+            current = load_project(connection, name, lock=True)
             if current is None:
                 raise ProjectNotFound(f"No private project {project!r}.", project=project)
             updated = change(current)
             updated = replace(updated, serial=max(updated.serial, current.serial + 1))
             write_project(connection, current, updated)
-            _log_change(connection, name, updated.serial, "update")
+            log_change(connection, name, updated.serial, "update")
         return updated
 
     def remove_files(self, project: str, filenames: set[str]) -> PrivateProject:
         """Unlist files, then delete them. The name stays private even with no files left."""
-        updated = self.update(project, lambda p: p.without_files(filenames))
-        self.blobs.remove(normalize(project), filenames)
+        gone: list[StoredFile] = []
+
+        def change(current: PrivateProject) -> PrivateProject:
+            gone[:] = [f for f in current.files if f.filename in filenames]
+            return current.without_files(filenames)
+
+        updated = self.update(project, change)
+        self._drop_blobs(normalize(project), gone)
         return updated
 
     def release(self, project: str, with_files: bool = False) -> PrivateProject:
@@ -161,7 +183,7 @@ class SqlPrivateStorage:
         Returns the project as it was."""
         name = normalize(project)
         with writing(self.engine) as connection:
-            current = _load(connection, name, lock=True)
+            current = load_project(connection, name, lock=True)
             if current is None:
                 raise ProjectNotFound(f"No private project {project!r}.", project=project)
             if current.files and not with_files:
@@ -169,9 +191,26 @@ class SqlPrivateStorage:
             for table in (files, releases):
                 connection.execute(delete(table).where(table.c.project == name))
             connection.execute(delete(projects).where(projects.c.name == name))
-            _log_change(connection, name, 0, "release")
-        self.blobs.remove(name, [f.filename for f in current.files])
+            log_change(connection, name, 0, "release")
+        self._drop_blobs(name, current.files)
         return current
+
+    def _drop_blobs(self, project: str, gone: Sequence[StoredFile]) -> None:
+        """Delete the blobs of unlisted files; of a content-addressed store only those no row lists
+        (the same bytes in another project), under the locks commits of those bytes take."""
+        if not gone:
+            return
+        if not self.blobs.content_addressed:
+            self.blobs.remove(project, gone)
+            return
+        wanted = sorted(digests(gone))
+        try:
+            with writing(self.engine) as connection:
+                lock_blobs(connection, wanted)
+                self.blobs.remove(project, gone, keep=referenced(connection, wanted))
+        except (ObjectStoreUnavailable, DatabaseUnavailable) as exc:
+            # Unlisted already (the commit): the blobs are garbage, for `check --repair` to sweep.
+            log.warning("unlisted_blobs_left", project=project, blobs=len(wanted), error=str(exc))
 
     def last_change(self) -> int:
         """The id of the latest committed change, 0 when there is none."""
@@ -186,7 +225,8 @@ class SqlPrivateStorage:
             return [Change(row.id, row.project, row.serial) for row in found]
 
 
-def _load(connection: Connection, name: str, lock: bool = False) -> PrivateProject | None:
+def load_project(connection: Connection, name: str, lock: bool = False) -> PrivateProject | None:
+    """The project's rows as one PrivateProject (``lock``: its row locked for the transaction)."""
     query = select(projects).where(projects.c.name == name)
     if lock:
         query = query.with_for_update()  # no-op on SQLite, whose writer holds the database lock
@@ -199,7 +239,9 @@ def _load(connection: Connection, name: str, lock: bool = False) -> PrivateProje
     return rows.private_project(project, found_files, found_releases)
 
 
-def _log_change(connection: Connection, project: str, serial: int, kind: str) -> None:
+def log_change(connection: Connection, project: str, serial: int, kind: str) -> None:
+    """Append the change to ``changes`` (and notify CHANGES_CHANNEL on PostgreSQL): last in a
+    write transaction, as it serialises every writer until the commit."""
     lock_changes(connection)
     connection.execute(insert(changes).values(project=project, serial=serial, kind=kind, changed=utc_now()))
     if connection.dialect.name == "postgresql":

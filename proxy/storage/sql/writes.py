@@ -3,13 +3,13 @@ the global order of changes, and a project written back as the difference of two
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Column, Connection, Table, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from proxy.core.models import PrivateProject
+from proxy.core.models import PrivateProject, StoredFile
 from proxy.core.timestamps import utc_now
 from proxy.storage.sql import rows
 from proxy.storage.sql.schema import files, projects, releases
@@ -17,6 +17,8 @@ from proxy.storage.sql.schema import files, projects, releases
 Item = TypeVar("Item")
 # The PostgreSQL advisory lock that orders the ``changes`` rows (any constant of our own).
 CHANGES_LOCK = 0x70797069  # "pypi"
+# The key space of the blobs' locks (two-int advisory locks: apart from the one-bigint ones above).
+BLOBS_LOCK_SPACE = 0x626C6F62  # "blob"
 
 
 def insert_project_once(connection: Connection, name: str, display_name: str) -> None:
@@ -65,3 +67,30 @@ def _write_rows(connection: Connection, table: Table, key: Column[str], project:
 def project_exists(connection: Connection, name: str) -> bool:
     """Whether the normalised ``name`` has a project row."""
     return connection.execute(select(projects.c.name).where(projects.c.name == name)).first() is not None
+
+
+def digests(files: Iterable[StoredFile]) -> set[str]:
+    """The sha256 of every blob ``files`` use: each distribution's and its metadata's."""
+    return {digest for stored in files for digest in (stored.sha256, stored.metadata_sha256) if digest}
+
+
+def lock_blobs(connection: Connection, sha256s: Iterable[str]) -> None:
+    """Hold, until the transaction ends, the locks of the content-addressed blobs ``sha256s``:
+    a commit that lists those bytes and a removal that deletes them when no row lists them take
+    turns. Taken in sorted order (no deadlock between two commits). SQLite's single writer needs
+    nothing. Two digests may share a lock (32 bits of each): they then only wait for each other."""
+    if connection.dialect.name != "postgresql":
+        return
+    for digest in sorted(set(sha256s)):
+        key = int(digest[:8], 16) - 2**31  # a signed int4
+        connection.execute(text("SELECT pg_advisory_xact_lock(:space, :key)"), {"space": BLOBS_LOCK_SPACE, "key": key})
+
+
+def referenced(connection: Connection, sha256s: Sequence[str]) -> set[str]:
+    """Which of ``sha256s`` a file row lists, as a distribution's or as its metadata's digest."""
+    if not sha256s:
+        return set()
+    found = connection.execute(select(files.c.sha256).where(files.c.sha256.in_(sha256s))).scalars().all()
+    found_meta = connection.execute(
+        select(files.c.metadata_sha256).where(files.c.metadata_sha256.in_(sha256s))).scalars().all()
+    return {digest for digest in (*found, *found_meta) if digest}
