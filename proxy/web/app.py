@@ -31,7 +31,6 @@ from proxy.storage.private import PrivateStorage
 from proxy.storage.private_pages import RenderedPages
 from proxy.storage.runfiles import DataDirProbe, metrics_dir
 from proxy.storage.upstream_files import CachedEntry, FileCache
-from proxy.storage.upstream_pages import PageCache
 from proxy.ui import assets
 from proxy.ui import handlers as ui
 from proxy.ui.descriptions import Budget, Descriptions
@@ -174,12 +173,13 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
             session = await stack.enter_async_context(Upstream.new_session(upstream_settings))
             upstream = Upstream(upstream_settings, session)
             loop = asyncio.get_running_loop()
-            pages = await loop.run_in_executor(
-                executor, PageCache, settings.data_dir / "cache" / "pages", settings.cache.page_cache_size
-            )
+            # On this host's disk, or shared with the other replicas (with turns to fetch a page).
+            pages = await loop.run_in_executor(executor, backends.open_page_cache, settings, app.get(SHARED))
             stack.push_async_callback(loop.run_in_executor, executor, pages.close)
+            if (turns := backends.fetch_turns(settings, app.get(SHARED))) is not None:
+                stack.push_async_callback(turns.close)
             files = await _file_cache(settings, executor, stack)
-            index = PublicIndex(upstream, pages, executor, upstream_settings)
+            index = PublicIndex(upstream, pages, executor, upstream_settings, turns=turns)
             stack.push_async_callback(index.close)
             wheel_metadata = WheelMetadata(upstream, files, executor)
             downloader = Downloader(upstream, files, executor, committed=wheel_metadata.committed,
