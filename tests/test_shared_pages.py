@@ -1,7 +1,8 @@
-"""Upstream pages across replicas (issue 14): two apps in one process on one PostgreSQL database
-and one SeaweedFS bucket, with a counting fake upstream. What one replica fetched, the other reads
-from the database; a stale page wanted by both at once is fetched once (turns:
-proxy.upstream.turns)."""
+"""Upstream pages, metrics and health across replicas (issue 14): two apps in one process on one
+PostgreSQL database and one SeaweedFS bucket, with a counting fake upstream. What one replica
+fetched, the other reads from the database; a stale page wanted by both at once is fetched once
+(turns: proxy.upstream.turns); each replica's metrics carry its name; /-/health tells whether
+the database and the object store answer."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from proxy.storage.sql.migrate import upgrade
 from proxy.storage.sql.upstream_pages import SqlPageCache
 from proxy.storage.upstream_pages import CachedPage, upstream_id
 from tests.conftest import start_client
+from tests.s3server import SeaweedFS
+from tests.test_web_ops import samples
 from tests.fakeupstream import FakeUpstream
 from tests.waiting import until
 
@@ -39,12 +42,14 @@ def replica(tmp_path: Path, pg_url: str, s3_settings: ObjectStoreSettings,
     engine.dispose()
     made = iter(range(1, 100))
 
-    def make(**sections: dict[str, Any]) -> Settings:
+    def make(name: str | None = None, **sections: dict[str, Any]) -> Settings:
         number = next(made)
         return settings_from_mapping({
-            "storage": {"data_dir": str(tmp_path / f"replica-{number}"), "database": pg_url, **flatten(s3_settings)},
+            "storage": {"data_dir": str(tmp_path / f"replica-{number}"), "database": pg_url, **flatten(s3_settings),
+                        **sections.pop("storage", {})},
             "upstream": {"enabled": True, "url": fake_upstream.url, "connect_timeout": 2, "read_timeout": 5,
                          "list_projects": True, **sections.pop("upstream", {})},
+            "server": {"replica": name} if name else {},
             **sections,
         })
 
@@ -110,3 +115,46 @@ async def test_a_cold_page_wanted_on_both_replicas_at_once_is_fetched_once(
     assert sorted(state for _, state in answers) == ["hit", "miss"], "one fetched, the other read its record"
     assert answers[0][0] == answers[1][0] == ["dep-2.0-py3-none-any.whl", "dep-2.0.tar.gz"]
     assert fake_upstream.requests["/simple/dep/"] == 1
+
+
+async def test_each_replicas_metrics_carry_its_name_on_every_sample(
+        aiohttp_client: Any, replica: MakeReplica) -> None:
+    clients = {name: await start_client(aiohttp_client, replica(name)) for name in ("A", "B")}
+    for name, client in clients.items():
+        assert (await client.get("/pypi/simple/demo/")).status == 200
+        text = samples(await (await client.get("/-/metrics")).text())
+        assert text and all(f'replica="{name}"' in key for key in text), sorted(text)[:3]
+        route = 'route="/pypi/simple/{project}/",status="200"'
+        assert text[f'pypi_proxy_requests_total{{method="GET",replica="{name}",{route}}}'] == 1
+        assert text[f'pypi_proxy_page_cache_bytes{{replica="{name}"}}'] > 0, "the shared table's bytes"
+
+
+async def test_health_names_the_replica_and_tells_the_database_and_object_store_answer(
+        aiohttp_client: Any, replica: MakeReplica, pg_url: str) -> None:
+    client = await start_client(aiohttp_client, replica("A"))
+    response = await client.get("/-/health")
+    body = await response.json()
+    assert response.status == 200 and body["status"] == "ok" and body["replica"] == "A"
+    assert body["shared"]["database"] == {"name": pg_url, "reachable": True, "error": None}
+    assert body["shared"]["objects"]["reachable"] is True and body["shared"]["objects"]["name"].startswith("s3://")
+
+
+async def test_health_shows_a_stopped_object_store_as_down_with_the_reason(
+        aiohttp_client: Any, replica: MakeReplica, seaweedfs_outage: SeaweedFS) -> None:
+    client = await start_client(aiohttp_client, replica("A", storage={"objects_request_timeout": 2}))
+    with seaweedfs_outage.stopped():
+        body = await (await client.get("/-/health")).json()
+    objects = body["shared"]["objects"]
+    assert objects["reachable"] is False and objects["error"], objects
+    assert body["shared"]["database"]["reachable"] is True
+    assert body["status"] == "ok", "every replica shares the store: taking this one out helps nobody"
+
+
+async def test_the_embedded_mode_names_its_replica_by_the_host_and_has_no_shared_part(
+        aiohttp_client: Any, upstream_settings: Callable[..., Settings]) -> None:
+    import socket
+
+    client = await start_client(aiohttp_client, upstream_settings())
+    body = await (await client.get("/-/health")).json()
+    assert body["replica"] == socket.gethostname().split(".")[0] and body["shared"] is None
+    assert not [key for key in samples(await (await client.get("/-/metrics")).text()) if "replica=" in key]

@@ -39,6 +39,11 @@ _NO_DATABASE = ("not set: give the database with --database URL, or as [storage]
                 "(postgresql://user:password@host/name or sqlite:///path)")
 
 
+def shared_configured(storage: StorageSettings) -> bool:
+    """Whether ``storage`` asks for the shared mode (both keys set; ``shared_mode`` checks it)."""
+    return storage.database is not None and storage.objects.url is not None
+
+
 def shared_mode(storage: StorageSettings) -> bool:
     """True with ``database`` and ``objects`` set, False with neither; ConfigError naming the
     missing key when only one is."""

@@ -30,6 +30,7 @@ from proxy.storage.first_seen import FirstSeen
 from proxy.storage.private import PrivateStorage
 from proxy.storage.private_pages import RenderedPages
 from proxy.storage.runfiles import DataDirProbe, metrics_dir
+from proxy.storage.sharedhealth import SharedHealth
 from proxy.storage.upstream_files import CachedEntry, FileCache
 from proxy.ui import assets
 from proxy.ui import handlers as ui
@@ -55,6 +56,7 @@ from proxy.web.keys import (
     REPRESENTATIONS,
     SETTINGS,
     SHARED,
+    SHARED_HEALTH,
     STORAGE,
     UPLOADS,
 )
@@ -69,7 +71,8 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[middlewares.request_context])
     app[SETTINGS] = settings
     # With workers, each one's counters go to the directory the supervisor gave them all.
-    app[METRICS] = Metrics(metrics_dir(settings.data_dir) if settings.server.workers > 1 else None)
+    app[METRICS] = Metrics(metrics_dir(settings.data_dir) if settings.server.workers > 1 else None,
+                           replica=settings.server.replica if backends.shared_configured(settings.storage) else None)
     app[DATA_DIR_PROBE] = DataDirProbe(settings.data_dir)
     app.on_response_prepare.append(middlewares.stamp_response)
     app.cleanup_ctx.append(_executor)
@@ -142,6 +145,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[STORAGE], app[AUTH] = stores.private, stores.auth
         if stores.shared is not None:
             app[SHARED] = stores.shared
+            app[SHARED_HEALTH] = SharedHealth(stores.shared, app[EXECUTOR])
         log.info("storage_ready", data_dir=str(settings.data_dir), shared=stores.shared is not None)
         yield
     finally:
