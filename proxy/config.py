@@ -63,6 +63,7 @@ class ServerSettings:
     max_connections: int = _setting(1000, kind.count)
     # The event loop (proxy/ops/eventloop.py): "auto" is uvloop where it is installed, else asyncio's.
     event_loop: str = _setting("auto", kind.choice("auto", "uvloop", "asyncio"))
+    replica: str = field(default_factory=kind.host_name, metadata={"parse": kind.replica_name})  # metrics label
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,25 @@ def string(key: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ConfigError(key, f"expected a string, got {type(value).__name__}")
     return value
+
+
+_REPLICA = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$")
+
+
+def replica_name(key: str, value: Any) -> str:
+    """A replica's name, as metrics label it: letters, digits, ``.``, ``_``, ``:``, ``-`` (64 at
+    most); empty: the host's name (``host_name``)."""
+    if value == "":
+        return host_name()
+    if not isinstance(value, str) or not _REPLICA.match(value):
+        raise ConfigError(key, f"expected a name of letters, digits, '.', '_', ':' or '-' (64 at most), got {value!r}")
+    return value
+
+
+def host_name() -> str:
+    """This host's name (its first label), the default replica name; "localhost" when it has none."""
+    name = socket.gethostname().split(".")[0]
+    return name if _REPLICA.match(name) else "localhost"
 
 
 def port(key: str, value: Any) -> int:

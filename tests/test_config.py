@@ -73,6 +73,23 @@ format = "json"
     assert (settings.logging.level, settings.logging.format) == ("debug", "json")
 
 
+@pytest.mark.parametrize(("given", "expected"), [
+    (None, "<host>"), ("", "<host>"), ("eu-1", "eu-1"), ("pypi-a.internal:8080", "pypi-a.internal:8080"),
+    ("a b", ConfigError), ('x"y', ConfigError), ("-a", ConfigError), ("a" * 65, ConfigError), (3, ConfigError),
+])
+def test_the_replica_name_defaults_to_the_host_and_is_a_label_value(given: Any, expected: Any) -> None:
+    """[server] replica (issue 14): the metrics' replica label, so nothing that would need quoting."""
+    import socket
+
+    data = {"server": {"replica": given}} if given is not None else {}
+    if expected is ConfigError:
+        with pytest.raises(ConfigError, match="server.replica"):
+            settings_from_mapping(data)
+        return
+    host = socket.gethostname().split(".")[0]
+    assert settings_from_mapping(data).server.replica == expected.replace("<host>", host)
+
+
 @pytest.mark.parametrize("loop", ["auto", "uvloop", "asyncio"])
 def test_event_loop_choices(tmp_path: Path, loop: str) -> None:
     """[server] event_loop (proxy.ops.eventloop): "auto" unless set."""

@@ -63,7 +63,7 @@ from proxy.upstream.health import CircuitBreaker, UpstreamHealth
 from proxy.web.metrics import Metrics
 
 directory, requests, upstream, render = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4] == "render"
-metrics = Metrics(directory)
+metrics = Metrics(directory, replica=sys.argv[5] or None)
 for _ in range(requests):
     metrics.observe("/pypi/simple/{project}/", "GET", 200, 0.003, 100, "page", "hit")
 if upstream != "off":
@@ -75,10 +75,10 @@ if render:
 """
 
 
-def run_worker(directory: Path, requests: int, upstream: str, render: bool = False) -> tuple[int, str]:
+def run_worker(directory: Path, requests: int, upstream: str, render: bool = False, replica: str = "") -> tuple[int, str]:
     """One server process's metrics, in a process of its own in multiprocess mode: (pid, output)."""
     with subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(directory), str(requests), upstream, "render" if render else "-"],
+            [sys.executable, "-c", WORKER, str(directory), str(requests), upstream, "render" if render else "-", replica],
             env={**os.environ, MULTIPROC_ENV: str(directory)}, stdout=subprocess.PIPE, text=True) as process:
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 0
@@ -111,6 +111,17 @@ def test_workers_counters_are_summed_and_a_dead_workers_live_gauges_go(tmp_path:
     assert (after['pypi_proxy_upstream_breaker_state{state="closed"}'],
             after['pypi_proxy_upstream_breaker_state{state="open"}']) == (1, 0)
     assert after["pypi_proxy_upstream_up"] == 1
+
+
+def test_a_replicas_workers_are_summed_under_its_name(tmp_path: Path) -> None:
+    """The shared mode (issue 14): every sample gets the replica's label after the workers'
+    values are summed, so one replica is one series per set of labels."""
+    run_worker(tmp_path, 3, "ok", replica="A")
+    text = samples(run_worker(tmp_path, 2, "off", render=True, replica="A")[1])
+    assert text['pypi_proxy_requests_total{method="GET",replica="A",route="/pypi/simple/{project}/",status="200"}'] == 5
+    assert text['pypi_proxy_private_projects{replica="A"}'] == 2
+    assert text['pypi_proxy_upstream_breaker_state{replica="A",state="closed"}'] == 1
+    assert all('replica="A"' in key for key in text)
 
 
 def test_a_process_not_in_multiprocess_mode_refuses_a_workers_directory(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from proxy.storage.atomic import sweep_temp_files
 from proxy.storage.auth import AuthStore
 from proxy.storage.private import PrivateStorage
 from proxy.storage.stores import Authenticator, PrivateStore
+from proxy.storage.upstream_pages import FetchTurns, PageCache, PageStore
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -36,6 +37,11 @@ _HALF = ("the shared mode needs both [storage] database (metadata, users, tokens
          "(the files); set {missing} too, or neither for the embedded default (the data directory)")
 _NO_DATABASE = ("not set: give the database with --database URL, or as [storage] database in the config file "
                 "(postgresql://user:password@host/name or sqlite:///path)")
+
+
+def shared_configured(storage: StorageSettings) -> bool:
+    """Whether ``storage`` asks for the shared mode (both keys set; ``shared_mode`` checks it)."""
+    return storage.database is not None and storage.objects.url is not None
 
 
 def shared_mode(storage: StorageSettings) -> bool:
@@ -109,6 +115,33 @@ def open_stores(settings: Settings) -> Stores:
     temp_dir = settings.data_dir / "tmp"
     private = SqlPrivateStorage(engine, ObjectBlobs(objects, temp_dir), temp_dir)
     return Stores(private, SqlAuthStore(engine), Shared(engine, objects, private))
+
+
+def open_page_cache(settings: Settings, shared: Shared | None) -> PageStore:
+    """Where upstream page records are kept, bounded by ``[cache] page_cache_size``: the shared
+    database (``shared``: the shared mode's parts), else the data directory's diskcache
+    (``cache/pages``). Blocking. ``close`` it when done."""
+    if shared is None:
+        return PageCache(settings.data_dir / "cache" / "pages", settings.cache.page_cache_size)
+    from proxy.storage.sql.upstream_pages import SqlPageCache
+
+    return SqlPageCache(shared.engine, settings.cache.page_cache_size)
+
+
+def fetch_turns(settings: Settings, shared: Shared | None) -> FetchTurns | None:
+    """Turns to fetch upstream pages across replicas: advisory locks on a PostgreSQL shared
+    database; None (each fetches for itself) in the embedded mode and on SQLite, which one
+    host's processes alone can reach. Connects on first use; ``close`` it when done."""
+    if shared is None:
+        return None
+    from proxy.storage.sql.changefeed import conninfo
+    from proxy.storage.sql.page_locks import AdvisoryTurns
+
+    url = conninfo(shared.engine)
+    if url is None:
+        return None
+
+    return AdvisoryTurns(url, settings.storage.database_connect_timeout)
 
 
 @contextlib.contextmanager

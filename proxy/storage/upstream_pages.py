@@ -1,4 +1,6 @@
-"""Upstream pages remembered on disk across restarts: the only user of diskcache.
+"""Upstream pages remembered across restarts: the records, what stores them (``PageStore``), and
+the embedded mode's store, on disk: the only user of diskcache (the shared mode's is in the
+database: ``proxy.storage.sql.upstream_pages``).
 
 Values are JSON, never pickles, so a cache written by one version is read safely by the next.
 Every call blocks (SQLite underneath): the server runs them in its executor.
@@ -8,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import diskcache
 import structlog
@@ -80,6 +83,63 @@ class CachedProjectList:
         return cls(data["fetched_at"], tuple(data["names"]), data["etag"], data["last_modified"], data["upstream"])
 
 
+class PageStore(Protocol):
+    """Where upstream page records are kept: ``PageCache`` on this host's disk, or the shared
+    mode's database (``SqlPageCache``). Every method blocks; none raises for a record that is
+    missing, damaged or of another format (a miss: None); a write that cannot be made raises."""
+
+    def page(self, project: str, upstream: str | None = None) -> CachedPage | None:
+        """The record of ``project`` (normalised), None when there is none or it came from
+        another upstream than ``upstream`` (an ``upstream_id``; None: whichever)."""
+        ...
+
+    def store_page(self, project: str, record: CachedPage) -> None: ...
+
+    def project_list(self, upstream: str | None = None) -> CachedProjectList | None:
+        """Upstream's project list, as ``page`` finds a project's record."""
+        ...
+
+    def store_project_list(self, record: CachedProjectList) -> None: ...
+
+    def volume(self) -> int:
+        """Bytes the records take in storage."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class FetchTurns(Protocol):
+    """Whose turn it is to fetch a page that several replicas of the shared mode want refreshed
+    at once (``proxy.storage.sql.page_locks``); the embedded mode has none."""
+
+    def turn(self, key: str, wait: float) -> AbstractAsyncContextManager[bool]:
+        """Hold ``key``'s turn for a block: True when this replica is to fetch, False when
+        another one still held the turn after ``wait`` seconds."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def record_data(raw: object, key: str, upstream: str | None) -> dict[str, Any] | None:
+    """The JSON object of a stored record (``raw``: its bytes), or None when it is damaged, of
+    another ``_FORMAT``, or from another upstream than ``upstream`` (None: any)."""
+    if not isinstance(raw, bytes):
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        log.warning("page_cache_corrupt", key=key)
+        return None
+    if not isinstance(data, dict) or data.get("format") != _FORMAT:
+        return None
+    return data if upstream is None or data.get("upstream") == upstream else None
+
+
+def record_bytes(data: dict[str, Any]) -> bytes:
+    """A record's JSON object (``to_json``) as the bytes stored."""
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
 class PageCache:
     """diskcache with a size bound; least recently stored entries are evicted first."""
 
@@ -120,20 +180,10 @@ class PageCache:
         except diskcache.Timeout:
             log.warning("page_cache_busy", key=key)
             return None
-        if not isinstance(raw, bytes):
-            return None
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            log.warning("page_cache_corrupt", key=key)
-            return None
-        if not isinstance(data, dict) or data.get("format") != _FORMAT:
-            return None
-        return data if upstream is None or data.get("upstream") == upstream else None
+        return record_data(raw, key, upstream)
 
     def _set(self, key: str, data: dict[str, Any]) -> None:
-        raw = json.dumps(data, separators=(",", ":")).encode()
         try:
-            self._cache.set(key, raw)
+            self._cache.set(key, record_bytes(data))
         except diskcache.Timeout:
             log.warning("page_cache_busy", key=key)

@@ -12,7 +12,8 @@ Freshness rules, per project:
   old (stale-if-error), and upstream is not asked again for ``retry_after_error`` seconds;
 - nothing cached: the client waits for upstream, at most ``page_deadline`` seconds, and gets
   UpstreamUnavailable / UpstreamTimeout (502 / 504) when it fails.
-Concurrent requests for one project share one upstream request.
+Concurrent requests for one project share one upstream request; in the shared mode, across
+replicas too (``turns``: a replica refreshes in the page's turn, after reading it again).
 
 When the index fails ``breaker_threshold`` times in a row (any project), its circuit opens:
 cached copies are served at once without asking, uncached projects fail at once
@@ -26,23 +27,22 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import Executor
-from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import structlog
 
 from proxy.config import UpstreamSettings
-from proxy.core.errors import ProjectNotFound, UpstreamCircuitOpen, UpstreamError
+from proxy.core.errors import ProjectNotFound, UpstreamError
 from proxy.core.flights import SingleFlight, retrieved
 from proxy.core.lru import LruCache
 from proxy.core.merge import CacheState
-from proxy.core.timestamps import iso_z
-from proxy.storage.upstream_pages import CachedPage, CachedProjectList, PageCache, upstream_id
+from proxy.storage.upstream_pages import CachedPage, CachedProjectList, FetchTurns, PageStore, upstream_id
 from proxy.upstream import filespecs
 from proxy.upstream import page_answers as answers
 from proxy.upstream.client import MAX_PROJECT_LIST_BYTES, Upstream
 from proxy.upstream.downloads import FileSpec
-from proxy.upstream.responses import masked
+from proxy.upstream.circuit import circuit_open, probe_until_closed
+from proxy.upstream.turns import in_turn
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -53,9 +53,8 @@ _PROBE_DEFAULT = "pip"  # probed when no project page failed yet (a 404 is an an
 
 
 class PublicIndex:
-    def __init__(self, upstream: Upstream, cache: PageCache, executor: Executor,
-                 settings: UpstreamSettings,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, upstream: Upstream, cache: PageStore, executor: Executor, settings: UpstreamSettings,
+                 clock: Callable[[], float] = time.time, turns: FetchTurns | None = None) -> None:
         self._upstream = upstream
         self._health = upstream.health
         self._breaker = upstream.health.breaker
@@ -64,6 +63,7 @@ class PublicIndex:
         self._executor = executor
         self._settings = settings
         self._clock = clock
+        self._turns = turns  # the shared mode's: which replica fetches a page (proxy.upstream.turns)
         self._records: LruCache[str, CachedPage] = LruCache(
             _RECORD_BUDGET, lambda r: 1000 + _FILE_WEIGHT * (len(r.page.files) if r.page else 0)
         )
@@ -165,6 +165,15 @@ class PublicIndex:
         current = self._records.get(name) or record
         if current is not None and self._is_fresh(current, self._clock()):  # refreshed meanwhile
             return current, CacheState.HIT
+        if self._turns is None:
+            return await self._fetch_and_keep(name, record)
+        found, state = await in_turn(
+            self._turns, f"page:{name}", self._settings.page_deadline, record, lambda: self._load(name),
+            lambda r: self._is_fresh(r, self._clock()), lambda r: self._fetch_and_keep(name, r))
+        self._records.put(name, found)
+        return found, state
+
+    async def _fetch_and_keep(self, name: str, record: CachedPage | None) -> tuple[CachedPage, CacheState]:
         try:
             fetched, state = await self._fetch(name, record)
         except UpstreamError as exc:
@@ -179,7 +188,7 @@ class PublicIndex:
             return record, CacheState.STALE
         self._retry_at.pop(name, None)
         self._records.put(name, fetched)
-        self._store_later(self._cache.store_page, name, fetched)
+        await self._keep(self._cache.store_page, name, fetched)
         return fetched, state
 
     async def _fetch(self, name: str, record: CachedPage | None) -> tuple[CachedPage, CacheState]:
@@ -194,13 +203,16 @@ class PublicIndex:
             )
             return await answers.page_record(answer, name, usable, self._clock(), self._source, self._run)
 
-    def _store_later(self, store: Callable[..., None], *args: Any) -> None:
+    async def _keep(self, store: Callable[..., None], *args: Any) -> None:
         """Persist without making the client wait; ``close`` waits for pending writes. A failure
-        is local storage trouble (a full disk), reported as such: never upstream's."""
+        is local storage trouble (a full disk), reported as such: never upstream's. Taking
+        turns, the write ends before the turn does: the next replica in line reads it."""
         task = asyncio.ensure_future(self._run(store, *args))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
         task.add_done_callback(self._store_done)
+        if self._turns is not None:
+            await asyncio.wait([task])
 
     def _store_done(self, task: asyncio.Future[None]) -> None:
         if task.cancelled() or (error := task.exception()) is None:
@@ -211,37 +223,17 @@ class PublicIndex:
     # The circuit --------------------------------------------------------------------------------
 
     def _check_circuit(self) -> None:
-        breaker = self._breaker
-        if breaker.closed:
-            return
-        since = iso_z(datetime.fromtimestamp(breaker.since, timezone.utc)) if breaker.since else "recently"
-        raise UpstreamCircuitOpen(
-            f"upstream {masked(self._upstream.base)} is failing since {since} ({breaker.last_error_class}); "
-            f"it is not asked again until it answers a probe (every {self._settings.breaker_probe_every:g} s)",
-            breaker.since, breaker.last_error,
-        )
+        if not self._breaker.closed:
+            raise circuit_open(self._upstream, self._settings.breaker_probe_every)
 
     def _index_failed(self, name: str | None) -> None:
         """After a failed index fetch: when the circuit is open, make sure a probe is running."""
         if name is not None:
             self._probe_name = name
         if not self._breaker.closed and (self._probe is None or self._probe.done()):
-            self._probe = asyncio.ensure_future(self._probe_until_closed())
+            self._probe = asyncio.ensure_future(
+                probe_until_closed(self._upstream, self._settings, lambda: self._probe_name))
             self._probe.add_done_callback(retrieved)
-
-    async def _probe_until_closed(self) -> None:
-        """Ask upstream every ``breaker_probe_every`` seconds (one attempt, within the page
-        deadline) until an answer closes the circuit; any HTTP answer but 5xx counts."""
-        while not self._breaker.closed:
-            await asyncio.sleep(self._settings.breaker_probe_every)
-            if not self._breaker.start_probe():
-                continue  # closed meanwhile, by a refresh that was still in flight
-            url = self._upstream.project_url(self._probe_name)
-            try:
-                with self._health.attempt("probe"):
-                    await self._upstream.fetch_page(url, retries=0, deadline=self._settings.page_deadline)
-            except UpstreamError as exc:
-                log.info("upstream_probe_failed", url=masked(url), error=str(exc))
 
     # Files ------------------------------------------------------------------------------------
 
@@ -267,15 +259,23 @@ class PublicIndex:
         if not self._breaker.closed or (record is not None and now < self._retry_at.get("projects", 0.0)):
             return record, CacheState.STALE
         if record is None:
-            return await self._flights.run("projects", lambda: self._refresh_project_list(None))
-        return await self._within_bound("projects", lambda: self._refresh_project_list(record), record,
-                                        telling=False)
+            return await self._flights.run("projects", lambda: self._list_in_turn(None))
+        return await self._within_bound("projects", lambda: self._list_in_turn(record), record, telling=False)
 
     async def _load_project_list(self) -> CachedProjectList | None:
         return self._project_list or await self._run(self._cache.project_list, self._source)
 
-    async def _refresh_project_list(self, record: CachedProjectList | None
-                                    ) -> tuple[CachedProjectList | None, CacheState]:
+    async def _list_in_turn(self, record: CachedProjectList | None) -> tuple[CachedProjectList | None, CacheState]:
+        if self._turns is None:
+            return await self._refresh_project_list(record)
+        found, state = await in_turn(
+            self._turns, "projects", self._settings.project_list_deadline, record,
+            lambda: self._run(self._cache.project_list, self._source),
+            lambda r: self._clock() - r.fetched_at < self._settings.project_list_fresh_for, self._refresh_project_list)
+        self._project_list = found or self._project_list
+        return found, state
+
+    async def _refresh_project_list(self, record: CachedProjectList | None) -> tuple[CachedProjectList | None, CacheState]:
         current = self._project_list or record
         now = self._clock()
         if current is not None and now - current.fetched_at < self._settings.project_list_fresh_for:
@@ -294,7 +294,7 @@ class PublicIndex:
             self._retry_at["projects"] = self._clock() + self._settings.retry_after_error
             return record, CacheState.STALE
         self._project_list = fetched
-        self._store_later(self._cache.store_project_list, fetched)
+        await self._keep(self._cache.store_project_list, fetched)
         return fetched, state
 
 

@@ -30,8 +30,8 @@ from proxy.storage.first_seen import FirstSeen
 from proxy.storage.private import PrivateStorage
 from proxy.storage.private_pages import RenderedPages
 from proxy.storage.runfiles import DataDirProbe, metrics_dir
+from proxy.storage.sharedhealth import SharedHealth
 from proxy.storage.upstream_files import CachedEntry, FileCache
-from proxy.storage.upstream_pages import PageCache
 from proxy.ui import assets
 from proxy.ui import handlers as ui
 from proxy.ui.descriptions import Budget, Descriptions
@@ -56,6 +56,7 @@ from proxy.web.keys import (
     REPRESENTATIONS,
     SETTINGS,
     SHARED,
+    SHARED_HEALTH,
     STORAGE,
     UPLOADS,
 )
@@ -70,7 +71,8 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[middlewares.request_context])
     app[SETTINGS] = settings
     # With workers, each one's counters go to the directory the supervisor gave them all.
-    app[METRICS] = Metrics(metrics_dir(settings.data_dir) if settings.server.workers > 1 else None)
+    app[METRICS] = Metrics(metrics_dir(settings.data_dir) if settings.server.workers > 1 else None,
+                           replica=settings.server.replica if backends.shared_configured(settings.storage) else None)
     app[DATA_DIR_PROBE] = DataDirProbe(settings.data_dir)
     app.on_response_prepare.append(middlewares.stamp_response)
     app.cleanup_ctx.append(_executor)
@@ -143,6 +145,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[STORAGE], app[AUTH] = stores.private, stores.auth
         if stores.shared is not None:
             app[SHARED] = stores.shared
+            app[SHARED_HEALTH] = SharedHealth(stores.shared, app[EXECUTOR])
         log.info("storage_ready", data_dir=str(settings.data_dir), shared=stores.shared is not None)
         yield
     finally:
@@ -174,12 +177,13 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
             session = await stack.enter_async_context(Upstream.new_session(upstream_settings))
             upstream = Upstream(upstream_settings, session)
             loop = asyncio.get_running_loop()
-            pages = await loop.run_in_executor(
-                executor, PageCache, settings.data_dir / "cache" / "pages", settings.cache.page_cache_size
-            )
+            # On this host's disk, or shared with the other replicas (with turns to fetch a page).
+            pages = await loop.run_in_executor(executor, backends.open_page_cache, settings, app.get(SHARED))
             stack.push_async_callback(loop.run_in_executor, executor, pages.close)
+            if (turns := backends.fetch_turns(settings, app.get(SHARED))) is not None:
+                stack.push_async_callback(turns.close)
             files = await _file_cache(settings, executor, stack)
-            index = PublicIndex(upstream, pages, executor, upstream_settings)
+            index = PublicIndex(upstream, pages, executor, upstream_settings, turns=turns)
             stack.push_async_callback(index.close)
             wheel_metadata = WheelMetadata(upstream, files, executor)
             downloader = Downloader(upstream, files, executor, committed=wheel_metadata.committed,

@@ -14,6 +14,7 @@ from proxy.repository.uploads import UploadService
 from proxy.storage.backends import Shared
 from proxy.storage.stores import Authenticator, PrivateStore
 from proxy.storage.runfiles import DataDirProbe
+from proxy.storage.sharedhealth import SharedHealth
 from proxy.ui.descriptions import Descriptions
 from proxy.upstream.advisories import AdvisoryFeed
 from proxy.web.metrics import Metrics
@@ -25,6 +26,7 @@ AUTH_EXECUTOR = web.AppKey("auth_executor", ThreadPoolExecutor)  # scrypt checks
 STORAGE = web.AppKey("storage", PrivateStore)  # the data directory's, or the shared mode's (SQL + objects)
 AUTH = web.AppKey("auth", Authenticator)
 SHARED = web.AppKey("shared", Shared)  # the shared mode's database and object store, only in that mode
+SHARED_HEALTH = web.AppKey("shared_health", SharedHealth)  # whether they answer, only in that mode
 CATALOG = web.AppKey("catalog", Catalog)
 ADVISORIES = web.AppKey("advisories", AdvisoryFeed)  # only while an advisory rule is on
 EXPLAINER = web.AppKey("explainer", Explainer)

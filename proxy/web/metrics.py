@@ -8,12 +8,15 @@ them all with ``MultiProcessCollector``. Counters of a worker that stopped stay 
 so totals never go down while the service runs; its live gauges go with it
 (``mark_process_dead``). The figures of shared storage (cache sizes, private projects) are the
 same from every worker: they are read when /-/metrics is asked and given once, not summed.
+In the shared mode (issue 14) every sample carries a ``replica`` label, ``[server] replica``,
+added when the text is made, after the workers' values are summed: one series per replica.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
@@ -39,14 +42,16 @@ class Metrics:
 
     ``multiprocess_dir``: the directory every worker of this service writes to (the library must
     already write there: ``MULTIPROC_ENV`` set before its import); None for one server process.
+    ``replica``: the value of the ``replica`` label every sample gets (None: no such label).
     Raises RuntimeError when the library does not write to ``multiprocess_dir``."""
 
-    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+    def __init__(self, multiprocess_dir: Path | None = None, replica: str | None = None) -> None:
         if multiprocess_dir is not None and not writes_to(multiprocess_dir):
             raise RuntimeError(f"prometheus_client does not write to {multiprocess_dir}: "
                                f"set {MULTIPROC_ENV} before it is imported (proxy.ops.supervisor does)")
         disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series, as with workers
         self.multiprocess_dir = multiprocess_dir
+        self.labels = {"replica": replica} if replica is not None else {}
         self.registry = CollectorRegistry()
         self.requests = Counter("pypi_proxy_requests", "HTTP requests by route, method and status.",
                                 ("route", "method", "status"), registry=self.registry)
@@ -100,12 +105,12 @@ class Metrics:
     def render(self, gauges: Mapping[str, tuple[str, float]]) -> bytes:
         """The exposition text: the counters (every worker's, summed) and ``gauges``, which map
         a metric name to (help text, value). Reads the workers' files: call it off the loop."""
-        registry = CollectorRegistry()
+        counters = self.registry
         if self.multiprocess_dir is not None:
-            MultiProcessCollector(registry, str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
-        else:
-            registry.register(_Of(self.registry))
-        registry.register(_Gauges(gauges))
+            counters = CollectorRegistry()
+            MultiProcessCollector(counters, str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
+        registry = CollectorRegistry()
+        registry.register(_Of(counters, _Gauges(gauges), labels=self.labels))
         return generate_latest(registry)
 
 
@@ -155,13 +160,21 @@ def writes_to(directory: Path) -> bool:
 
 
 class _Of:
-    """A registry's metrics, as one collector of another registry."""
+    """A registry's metrics and more, as one collector of another registry, with ``labels``
+    added to every sample."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, *more: _Gauges, labels: Mapping[str, str]) -> None:
         self._registry = registry
+        self._more = more
+        self._labels = labels
 
-    def collect(self) -> Iterable[Metric]:
-        return self._registry.collect()
+    def collect(self) -> Iterator[Metric]:
+        for metric in itertools.chain(self._registry.collect(), *(each.collect() for each in self._more)):
+            if self._labels:
+                labelled = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+                labelled.samples = [s._replace(labels={**self._labels, **s.labels}) for s in metric.samples]
+                metric = labelled
+            yield metric
 
 
 class _Gauges:

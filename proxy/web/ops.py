@@ -8,11 +8,12 @@ from typing import Any
 
 from aiohttp import web
 
+from proxy.core.errors import DatabaseUnavailable
 from proxy.core.health import FeedStatus, UpstreamEvent, UpstreamReport
 from proxy.core.timestamps import iso_z
 from proxy.repository.catalog import Catalog
 from proxy.web import metrics as prometheus
-from proxy.web.keys import ADVISORIES, CATALOG, DATA_DIR_PROBE, EXECUTOR, METRICS
+from proxy.web.keys import ADVISORIES, CATALOG, DATA_DIR_PROBE, EXECUTOR, METRICS, SETTINGS, SHARED_HEALTH
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -38,11 +39,15 @@ async def cache_figures(catalog: Catalog) -> dict[str, Any]:
     if upstreams is None:
         return {}
     totals = await upstreams.files.usage.totals()
+    try:
+        page_bytes: int | None = await upstreams.index.cache_bytes()
+    except DatabaseUnavailable:  # the shared mode's: /-/health says so apart
+        page_bytes = None
     return {
         "files": totals.files,
         "file_bytes": totals.bytes,
         "file_limit_bytes": upstreams.files.max_size,
-        "page_cache_bytes": await upstreams.index.cache_bytes(),
+        "page_cache_bytes": page_bytes,
     }
 
 
@@ -96,7 +101,9 @@ def advisory_figures(status: FeedStatus | None) -> dict[str, Any] | None:
 async def health(request: web.Request) -> web.Response:
     """200 when storage is writable, else 503; upstream trouble is reported but is not unhealthy:
     cached pages and files are still served. So are failures to cache upstream data locally
-    (``storage.cache_write_failures``, e.g. a full disk), which are never counted against upstream."""
+    (``storage.cache_write_failures``, e.g. a full disk), which are never counted against upstream.
+    In the shared mode, so are the database and the object store (``shared``): every replica
+    shares them, so taking this one out of a load balancer would help no client."""
     app = request.app
     error = await storage_error(app)
     catalog = app[CATALOG]
@@ -117,6 +124,8 @@ async def health(request: web.Request) -> web.Response:
         "cache": await cache_figures(catalog),
         "advisories": advisory_figures(feed_status(app)),
         "event_loop": loop_name(asyncio.get_running_loop()),
+        "replica": app[SETTINGS].server.replica,
+        "shared": await shared.report() if (shared := app.get(SHARED_HEALTH)) is not None else None,
     }
     return web.json_response(body, status=200 if error is None else 503, headers=NO_STORE)
 
@@ -134,8 +143,9 @@ async def metrics(request: web.Request) -> web.Response:
         gauges |= {
             "pypi_proxy_cache_files": ("Cached public files.", figures["files"]),
             "pypi_proxy_cache_file_bytes": ("Bytes of cached public files.", figures["file_bytes"]),
-            "pypi_proxy_page_cache_bytes": ("Bytes of the upstream page cache on disk.", figures["page_cache_bytes"]),
         }
+        if figures["page_cache_bytes"] is not None:
+            gauges["pypi_proxy_page_cache_bytes"] = ("Bytes of the upstream page cache.", figures["page_cache_bytes"])
         if upstreams.files.max_size is not None:
             gauges["pypi_proxy_cache_file_limit_bytes"] = ("The limit of cached public files.", upstreams.files.max_size)
     if (advisories := advisory_figures(feed_status(app))) is not None:
