@@ -1,0 +1,184 @@
+"""The shared tier of cached public files (issue 14), in one process: two replicas (two apps, each its
+own data dir) on one PostgreSQL database and one SeaweedFS bucket, in front of one counting fake
+upstream. A cold file asked of both at once is fetched from upstream once; a replica that misses
+its disk reads the object store; the store down costs sharing, never the file; the size limit
+holds for the whole cluster. Replicas as processes (kill -9 mid-download): tests/e2e/test_shared_files.py."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import Engine, select
+
+from proxy.config import Settings, settings_from_mapping
+from proxy.objectsettings import ObjectStoreSettings, flatten
+from proxy.storage.objects import ObjectStore, blob_key
+from proxy.storage.sql.engine import open_engine
+from proxy.storage.sql.migrate import upgrade
+from proxy.storage.sql.schema import cached_files
+from tests.conftest import start_client
+from tests.fakeupstream import FakeFile, FakeUpstream
+from tests.s3server import SeaweedFS
+from tests.waiting import until
+
+PROJECT = "bigpkg"
+
+
+def sdist(version: str, size: int = 256 * 1024) -> FakeFile:
+    """A file of random bytes under an sdist's name (nothing is derived from its contents)."""
+    return FakeFile(f"{PROJECT}-{version}.tar.gz", os.urandom(size))
+
+
+def path_of(file: FakeFile) -> str:
+    return f"/files/{file.filename}"
+
+
+@pytest.fixture
+def database(pg_url: str) -> Iterator[Engine]:
+    engine = open_engine(pg_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def objects(s3_settings: ObjectStoreSettings) -> Iterator[ObjectStore]:
+    store = ObjectStore(s3_settings)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def replica(tmp_path: Path, pg_url: str, s3_settings: ObjectStoreSettings, database: Engine,
+            fake_upstream: FakeUpstream) -> Callable[..., Settings]:
+    """Settings of one more replica (its own data dir) on the test's database, bucket and upstream."""
+    made = itertools.count(1)
+
+    def make(**sections: dict[str, Any]) -> Settings:
+        data: dict[str, dict[str, Any]] = {
+            "storage": {"data_dir": str(tmp_path / f"replica-{next(made)}"), "database": pg_url,
+                        **flatten(s3_settings)},
+            "upstream": {"enabled": True, "url": fake_upstream.url, "connect_timeout": 2, "read_timeout": 5},
+        }
+        for name, values in sections.items():
+            data.setdefault(name, {}).update(values)
+        return settings_from_mapping(data)
+
+    return make
+
+
+def rows(engine: Engine) -> dict[str, tuple[str, int]]:
+    with engine.connect() as connection:
+        found = connection.execute(select(cached_files.c.key, cached_files.c.sha256, cached_files.c.size)).all()
+    return {row.key: (row.sha256, row.size) for row in found}
+
+
+async def fetch(client: TestClient, file: FakeFile) -> tuple[int, bytes]:
+    response = await client.get(f"/pypi/files/{PROJECT}/{file.filename}")
+    return response.status, await response.read()
+
+
+async def published(engine: Engine, file: FakeFile) -> None:
+    key = f"{PROJECT}/{file.filename}"
+
+    async def listed() -> bool:
+        return key in await asyncio.to_thread(rows, engine)
+
+    await until(listed, f"{file.filename} listed in cached_files", within=20)
+
+
+async def test_a_cold_file_asked_of_two_replicas_at_once_is_fetched_from_upstream_once(
+        replica: Callable[..., Settings], fake_upstream: FakeUpstream, database: Engine, objects: ObjectStore,
+        aiohttp_client: Any) -> None:
+    file = fake_upstream.add_file(PROJECT, sdist("1.0", 512 * 1024))
+    fake_upstream.bad.file_chunk_size, fake_upstream.bad.file_chunk_pause = 32 * 1024, 0.02  # ~0.3 s
+    a = await start_client(aiohttp_client, replica())
+    b = await start_client(aiohttp_client, replica())
+    answers = await asyncio.gather(*(fetch(client, file) for client in [a, b] * 10))
+    assert [status for status, _ in answers] == [200] * 20
+    assert all(body == file.content for _, body in answers), "every client got the verified bytes"
+    assert fake_upstream.requests[path_of(file)] == 1
+    await published(database, file)
+    assert rows(database)[f"{PROJECT}/{file.filename}"] == (file.sha256, len(file.content))
+    assert await asyncio.to_thread(objects.stat, blob_key(file.sha256)) == len(file.content)
+
+
+async def test_a_replica_missing_its_disk_reads_the_object_store_then_its_disk(
+        replica: Callable[..., Settings], fake_upstream: FakeUpstream, database: Engine,
+        aiohttp_client: Any) -> None:
+    file = fake_upstream.add_file(PROJECT, sdist("1.0"))
+    a = await start_client(aiohttp_client, replica())
+    assert await fetch(a, file) == (200, file.content)
+    await published(database, file)
+    settings_b = replica()
+    b = await start_client(aiohttp_client, settings_b)
+    assert await fetch(b, file) == (200, file.content)
+    assert fake_upstream.requests[path_of(file)] == 1, "B read the object store, not upstream"
+    local = settings_b.data_dir / "cache" / "files" / PROJECT / file.filename
+    await until(local.exists, "B's copy committed to its disk")  # after the client had every byte
+    assert hashlib.sha256(local.read_bytes()).hexdigest() == file.sha256, "B's own disk holds it now"
+    again = await b.get(f"/pypi/files/{PROJECT}/{file.filename}")
+    assert again.status == 200 and await again.read() == file.content
+    assert again.headers["X-Proxy-Cache"] == "hit"
+    assert fake_upstream.requests[path_of(file)] == 1
+
+
+async def test_a_damaged_shared_copy_is_dropped_and_the_file_fetched_from_upstream(
+        replica: Callable[..., Settings], fake_upstream: FakeUpstream, database: Engine, objects: ObjectStore,
+        aiohttp_client: Any) -> None:
+    file = fake_upstream.add_file(PROJECT, sdist("1.0"))
+    a = await start_client(aiohttp_client, replica())
+    assert await fetch(a, file) == (200, file.content)
+    await published(database, file)
+    await asyncio.to_thread(objects.remove, blob_key(file.sha256))  # lost behind the database's back
+    b = await start_client(aiohttp_client, replica())
+    assert await fetch(b, file) == (200, file.content)
+    assert fake_upstream.requests[path_of(file)] == 2, "B fetched it from upstream, and shared it again"
+    await until(lambda: objects.stat(blob_key(file.sha256)) == len(file.content), "the blob put again",
+                within=20)
+
+
+async def test_with_the_object_store_down_a_cold_file_is_served_and_not_shared(
+        replica: Callable[..., Settings], fake_upstream: FakeUpstream, database: Engine,
+        seaweedfs_outage: SeaweedFS, aiohttp_client: Any) -> None:
+    file = fake_upstream.add_file(PROJECT, sdist("1.0"))
+    a = await start_client(aiohttp_client, replica())
+    with seaweedfs_outage.stopped():
+        assert await fetch(a, file) == (200, file.content)
+        b = await start_client(aiohttp_client, replica())
+        assert await fetch(b, file) == (200, file.content)
+        assert fake_upstream.requests[path_of(file)] == 2, "each replica fetched it for itself"
+    assert rows(database) == {}, "nothing listed that the store does not hold"
+    c = await start_client(aiohttp_client, replica())
+    assert await fetch(c, file) == (200, file.content)
+    await published(database, file)
+
+
+async def test_the_size_limit_holds_for_the_whole_cluster_least_recently_used_first(
+        replica: Callable[..., Settings], fake_upstream: FakeUpstream, database: Engine, objects: ObjectStore,
+        aiohttp_client: Any) -> None:
+    size = 100 * 1024
+    first, second, third = (fake_upstream.add_file(PROJECT, sdist(v, size)) for v in ("1.0", "2.0", "3.0"))
+    limit = {"cache": {"files_max_size": str(int(size * 2.5))}}
+    a = await start_client(aiohttp_client, replica(**limit))
+    b = await start_client(aiohttp_client, replica(**limit))
+    for file in (first, second):
+        assert await fetch(a, file) == (200, file.content)
+        await published(database, file)
+    assert await fetch(b, third) == (200, third.content)  # B's publication goes over the limit
+
+    async def evicted() -> bool:
+        return set(await asyncio.to_thread(rows, database)) == {f"{PROJECT}/{second.filename}",
+                                                                 f"{PROJECT}/{third.filename}"}
+
+    await until(evicted, "the least recently used row evicted", within=20)
+    assert await asyncio.to_thread(objects.stat, blob_key(first.sha256)) is None, "its blob deleted"
+    assert await asyncio.to_thread(objects.stat, blob_key(third.sha256)) == size
