@@ -96,7 +96,7 @@ class AdvisoryLocks:
                 cursor = await asyncio.wait_for(
                     connection.execute(statement, (FILES_LOCK_SPACE, lock_key(name))), STATEMENT_S)
                 row = await cursor.fetchone()
-            except (psycopg.Error, OSError, TimeoutError) as exc:
+            except (psycopg.Error, OSError, TimeoutError, asyncio.TimeoutError) as exc:
                 await self._drop()
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise DatabaseUnavailable(masked(self._url), reason) from None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from sqlalchemy import Engine, bindparam, delete, func, insert, select, text, update
 
@@ -82,7 +82,7 @@ class CachedFileRows:
         """Last uses (row key, POSIX seconds), batched: one transaction, never moving one back."""
         if not uses:
             return
-        values = [{"k": key, "t": datetime.fromtimestamp(at, UTC)} for key, at in uses]
+        values = [{"k": key, "t": datetime.fromtimestamp(at, timezone.utc)} for key, at in uses]
         statement = (update(cached_files).where(cached_files.c.key == bindparam("k"),
                                                 cached_files.c.last_used < bindparam("t"))
                      .values(last_used=bindparam("t")))
