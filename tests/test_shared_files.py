@@ -20,13 +20,17 @@ from sqlalchemy import Engine, select
 
 from proxy.config import Settings, settings_from_mapping
 from proxy.objectsettings import ObjectStoreSettings, flatten
+from proxy.storage.objectblobs import ObjectBlobs
 from proxy.storage.objects import ObjectStore, blob_key
+from proxy.storage.sql.cached_files import CachedFileRows, CachedRecord
 from proxy.storage.sql.engine import open_engine
 from proxy.storage.sql.migrate import upgrade
+from proxy.storage.sql.private_index import SqlPrivateStorage
 from proxy.storage.sql.schema import cached_files
 from tests.conftest import start_client
 from tests.fakeupstream import FakeFile, FakeUpstream
 from tests.s3server import SeaweedFS
+from tests.storebackends import WHEEL, commit
 from tests.waiting import until
 
 PROJECT = "bigpkg"
@@ -182,3 +186,58 @@ async def test_the_size_limit_holds_for_the_whole_cluster_least_recently_used_fi
     await until(evicted, "the least recently used row evicted", within=20)
     assert await asyncio.to_thread(objects.stat, blob_key(first.sha256)) is None, "its blob deleted"
     assert await asyncio.to_thread(objects.stat, blob_key(third.sha256)) == size
+
+
+def test_a_blob_a_private_file_and_a_cached_file_share_goes_with_the_last_row(
+        database: Engine, tmp_path: Path) -> None:
+    """Content-addressed: the same bytes uploaded privately and cached from upstream are one blob,
+    kept while either row lists it, whichever goes first."""
+    objects = ObjectStore(ObjectStoreSettings(url=f"file://{tmp_path / 'objects'}"))
+    store = SqlPrivateStorage(database, ObjectBlobs(objects, tmp_path / "tmp"), tmp_path / "tmp")
+    store.prepare()
+    rows = CachedFileRows(database)
+    data = b"the same bytes"
+    digest = hashlib.sha256(data).hexdigest()
+    key = blob_key(digest)
+
+    def drop(gone: list[CachedRecord]) -> int:
+        return rows.drop_blobs(gone, lambda sha256: objects.remove(blob_key(sha256)))
+
+    try:
+        commit(store, WHEEL, data)
+        rows.record(CachedRecord("public", "public-1.0.tar.gz", digest, len(data)), lambda: None)
+        evicted = rows.evict(0)
+        assert [record.filename for record in evicted] == ["public-1.0.tar.gz"]
+        assert drop(evicted) == 0 and objects.stat(key) == len(data), "the private file still lists it"
+        rows.record(CachedRecord("public", "public-1.0.tar.gz", digest, len(data)), lambda: None)
+        store.remove_files("demo", {WHEEL})
+        assert objects.stat(key) == len(data), "the cached file still lists it"
+        assert drop(rows.evict(0)) == 1 and objects.stat(key) is None, "no row lists it: deleted"
+    finally:
+        objects.close()
+
+
+async def test_on_sqlite_replicas_share_files_through_the_store_without_locks(
+        tmp_path: Path, fake_upstream: FakeUpstream, aiohttp_client: Any) -> None:
+    """SQLite (one host) has no advisory locks (NoLocks): a replica that misses its disk still
+    reads what another one shared."""
+    database = f"sqlite:///{tmp_path / 'meta.db'}"
+    engine = await asyncio.to_thread(open_engine, database)
+    await asyncio.to_thread(upgrade, engine)
+    file = fake_upstream.add_file(PROJECT, sdist("1.0"))
+
+    def make(name: str) -> Settings:
+        return settings_from_mapping({
+            "storage": {"data_dir": str(tmp_path / name), "database": database,
+                        "objects": f"file://{tmp_path / 'objects'}"},
+            "upstream": {"enabled": True, "url": fake_upstream.url, "connect_timeout": 2, "read_timeout": 5}})
+
+    a = await start_client(aiohttp_client, make("a"))
+    assert await fetch(a, file) == (200, file.content)
+    try:
+        await published(engine, file)
+    finally:
+        await asyncio.to_thread(engine.dispose)
+    b = await start_client(aiohttp_client, make("b"))
+    assert await fetch(b, file) == (200, file.content)
+    assert fake_upstream.requests[path_of(file)] == 1
