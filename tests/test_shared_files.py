@@ -177,15 +177,17 @@ async def test_the_size_limit_holds_for_the_whole_cluster_least_recently_used_fi
     for file in (first, second):
         assert await fetch(a, file) == (200, file.content)
         await published(database, file)
+    assert await fetch(b, first) == (200, first.content)  # read from the store: a use, batched
     assert await fetch(b, third) == (200, third.content)  # B's publication goes over the limit
 
     async def evicted() -> bool:
-        return set(await asyncio.to_thread(rows, database)) == {f"{PROJECT}/{second.filename}",
+        return set(await asyncio.to_thread(rows, database)) == {f"{PROJECT}/{first.filename}",
                                                                  f"{PROJECT}/{third.filename}"}
 
-    await until(evicted, "the least recently used row evicted", within=20)
-    assert await asyncio.to_thread(objects.stat, blob_key(first.sha256)) is None, "its blob deleted"
-    assert await asyncio.to_thread(objects.stat, blob_key(third.sha256)) == size
+    await until(evicted, "the least recently used row (second: first was used since) evicted", within=20)
+    assert await asyncio.to_thread(objects.stat, blob_key(second.sha256)) is None, "its blob deleted"
+    assert await asyncio.to_thread(objects.stat, blob_key(first.sha256)) == size
+    assert fake_upstream.requests[path_of(first)] == 1
 
 
 def test_a_blob_a_private_file_and_a_cached_file_share_goes_with_the_last_row(

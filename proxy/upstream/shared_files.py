@@ -46,7 +46,7 @@ from proxy.upstream.tee import Download
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
-FIRST_POLL_S, MAX_POLL_S = 0.05, 1.0  # between looks at the row and the lock while another replica downloads
+FIRST_POLL_S, MAX_POLL_S = 0.05, 0.5  # between looks at the row and the lock while another replica downloads
 Stream = Callable[[Download, FileSpec, Part], Awaitable[None]]
 
 
