@@ -83,25 +83,21 @@ class SharedFiles:
     async def fill(self, download: Download, spec: FileSpec, part: Part, stream: Stream) -> Claim:
         """Write ``spec``'s bytes into ``part`` (see the module's docstring), verified as
         ``stream`` (upstream's) or the copy from the store verifies them; raises as they do."""
-        while True:
-            record, lock = await self._claim(spec)
-            if record is None:
-                break
+        record, lock = await self._claim(spec, use_store=True)
+        if record is not None:
             try:
                 await self._copy(record, download, spec, part)
+                self.usage.used(record.key)
+                return Claim()
             except (ObjectNotFound, ObjectIntegrityError, IntegrityError) as exc:
-                if download.written:  # bytes are out: this download has failed
-                    await self._forget(record, exc)
-                    raise
                 await self._forget(record, exc)
-                continue  # the row was wrong before any byte: claim again
+                if download.written:  # bytes are out: this download has failed
+                    raise
+                record, lock = await self._claim(spec, use_store=False)  # the row was wrong: upstream's
             except ObjectStoreUnavailable as exc:
                 if download.written:
                     raise
                 log.warning("shared_file_store_unavailable", filename=spec.filename, error=str(exc))
-                break
-            self.usage.used(record.key)
-            return Claim()
         try:
             await stream(download, spec, part)
         except BaseException:
@@ -110,20 +106,22 @@ class SharedFiles:
             raise
         return Claim(lock)
 
-    async def _claim(self, spec: FileSpec) -> tuple[CachedRecord | None, str | None]:
-        """(the shared copy, None), or (None, the lock now held), or (None, None): not shared."""
+    async def _claim(self, spec: FileSpec, use_store: bool) -> tuple[CachedRecord | None, str | None]:
+        """(the shared copy, None), or (None, the lock now held), or (None, None): not shared.
+        Without ``use_store``, only the lock is waited for (the listed copy proved unusable)."""
         name = row_key(spec.project, spec.filename)
         loop = asyncio.get_running_loop()
         bound = self._wait_bound(spec.size)
         deadline = loop.time() + bound
-        delay, waited = FIRST_POLL_S, False
+        delay, waited, locked = FIRST_POLL_S, False, False
         try:
             while True:
-                record = await self._find(spec)
+                record = await self._find(spec) if use_store else None
                 if record is not None:
                     return record, None
-                if await self._locks.try_lock(name):
-                    record = await self._find(spec)  # published between the look and the lock
+                locked = await self._locks.try_lock(name)
+                if locked:
+                    record = await self._find(spec) if use_store else None  # published since the look
                     if record is not None:
                         await self._locks.unlock(name)
                         return record, None
@@ -137,6 +135,8 @@ class SharedFiles:
                 await asyncio.sleep(delay)  # a poll's pause: the other replica is not ours to await
                 delay = min(delay * 2, MAX_POLL_S)
         except DatabaseUnavailable as exc:
+            if locked:
+                await self._locks.unlock(name)
             log.warning("shared_file_unshared", filename=spec.filename, error=str(exc))
             return None, None
 

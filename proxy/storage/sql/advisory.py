@@ -71,10 +71,19 @@ class AdvisoryLocks:
         self._connect_timeout = connect_timeout
         self._connection: psycopg.AsyncConnection[tuple[object, ...]] | None = None
         self._held: set[str] = set()
+        self._taking: set[str] = set()
         self._turn = asyncio.Lock()  # one statement at a time on the connection
 
     async def try_lock(self, name: str) -> bool:
-        taken = await self._ask("SELECT pg_try_advisory_lock(%s, %s)", name)
+        # A session's locks nest: held or being taken by another task here is held (checked and
+        # marked with no await in between).
+        if name in self._held or name in self._taking:
+            return False
+        self._taking.add(name)
+        try:
+            taken = await self._ask("SELECT pg_try_advisory_lock(%s, %s)", name)
+        finally:
+            self._taking.discard(name)
         if taken:
             self._held.add(name)
         return taken
