@@ -20,6 +20,7 @@ from sqlalchemy import Engine, select
 
 from proxy.config import Settings, settings_from_mapping
 from proxy.objectsettings import ObjectStoreSettings, flatten
+from proxy.ops.sharedcheck import check_shared
 from proxy.storage.objectblobs import ObjectBlobs
 from proxy.storage.objects import ObjectStore, blob_key
 from proxy.storage.sql.cached_files import CachedFileRows, CachedRecord
@@ -133,6 +134,8 @@ async def test_a_replica_missing_its_disk_reads_the_object_store_then_its_disk(
     assert again.status == 200 and await again.read() == file.content
     assert again.headers["X-Proxy-Cache"] == "hit"
     assert fake_upstream.requests[path_of(file)] == 1
+    report = await asyncio.to_thread(check_shared, replica(), True)
+    assert (report.listed, report.problems, report.garbage) == (1, [], []), "pypi-proxy check counts it as listed"
 
 
 async def test_a_damaged_shared_copy_is_dropped_and_the_file_fetched_from_upstream(
