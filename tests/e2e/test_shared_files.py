@@ -17,7 +17,8 @@ import pytest
 
 from proxy.objectsettings import ObjectStoreSettings, flatten
 from proxy.storage.atomic import TEMP_PREFIX
-from tests.e2e.conftest import Server, UpstreamThread, start_proxy, stop_proxy
+from tests.builders import Dist
+from tests.e2e.conftest import Server, UpstreamThread, installed_version, start_proxy, stop_proxy, tool
 from tests.e2e.test_replicas import cli, toml_value
 from tests.fakeupstream import FakeFile, FakeUpstream
 from tests.pgserver import PgCluster
@@ -26,12 +27,14 @@ from tests.waiting import until_sync
 pytestmark = pytest.mark.e2e
 # 2 MiB in 16 KiB pieces 40 ms apart: about 5 s, long enough to kill A in the middle of it.
 SLOW = FakeFile("slowpkg-1.0.tar.gz", os.urandom(2 * 1024 * 1024))
+COLD = Dist("coldpkg", "1.0", requires_python=">=3.8")
 
 
 @pytest.fixture
 def upstream() -> Iterator[UpstreamThread]:
     fake = FakeUpstream()
     fake.add_file("slowpkg", SLOW)
+    fake.add(COLD, sdist=False)
     fake.bad.file_chunk_size, fake.bad.file_chunk_pause = 16 * 1024, 0.04
     thread = UpstreamThread(fake)
     thread.start()
@@ -117,3 +120,28 @@ def test_a_replica_killed_mid_download_loses_nothing(
         for server in (a, b):
             if server.process.poll() is None:
                 stop_proxy(server.process)
+
+
+def test_pip_on_a_and_uv_on_b_at_once_cost_one_upstream_request_per_file(
+        config: Path, upstream: UpstreamThread, tmp_path: Path) -> None:
+    fake = upstream.upstream
+    a, b = replica(tmp_path, "a", config), replica(tmp_path, "b", config)
+    try:
+        installs = [
+            threading.Thread(target=a.run, args=([tool("python"), "-m", "pip", "install", "--target",
+                                                  str(tmp_path / "pip"), "--index-url", a.simple, "coldpkg"],)),
+            threading.Thread(target=b.run, args=([tool("uv"), "pip", "install", "--target", str(tmp_path / "uv"),
+                                                  "--index-url", b.simple, "coldpkg"],)),
+        ]
+        for install in installs:
+            install.start()
+        for install in installs:
+            install.join(timeout=180)
+        assert installed_version(tmp_path / "pip", "coldpkg") == "1.0"
+        assert installed_version(tmp_path / "uv", "coldpkg") == "1.0"
+        wheel = f"/files/{COLD.wheel_filename}"
+        assert fake.requests[wheel] == 1, "one upstream fetch of the wheel for both replicas"
+        assert fake.requests[f"{wheel}.metadata"] == 1, "and one of its core metadata (PEP 658)"
+    finally:
+        stop_proxy(a.process)
+        stop_proxy(b.process)
