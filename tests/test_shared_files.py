@@ -30,6 +30,7 @@ from proxy.storage.sql.private_index import SqlPrivateStorage
 from proxy.storage.sql.schema import cached_files
 from tests.conftest import start_client
 from tests.fakeupstream import FakeFile, FakeUpstream
+from tests.pgserver import PgCluster
 from tests.s3server import SeaweedFS
 from tests.storebackends import WHEEL, commit
 from tests.waiting import until
@@ -168,6 +169,22 @@ async def test_with_the_object_store_down_a_cold_file_is_served_and_not_shared(
     assert await fetch(c, file) == (200, file.content)
     await published(database, file)
 
+
+async def test_with_the_database_down_a_cold_file_is_served_and_not_shared(
+        replica: Callable[..., Settings], fake_upstream: FakeUpstream, database: Engine, pg_cluster: PgCluster,
+        aiohttp_client: Any) -> None:
+    file = fake_upstream.add_file(PROJECT, sdist("1.0"))
+    a = await start_client(aiohttp_client, replica())
+    await asyncio.to_thread(pg_cluster.stop)
+    try:
+        assert await fetch(a, file) == (200, file.content)
+    finally:
+        await asyncio.to_thread(pg_cluster.start)
+    assert fake_upstream.requests[path_of(file)] == 1
+    assert await asyncio.to_thread(rows, database) == {}
+    b = await start_client(aiohttp_client, replica())
+    assert await fetch(b, file) == (200, file.content), "B fetches it, and shares it this time"
+    await published(database, file)
 
 async def test_the_size_limit_holds_for_the_whole_cluster_least_recently_used_first(
         replica: Callable[..., Settings], fake_upstream: FakeUpstream, database: Engine, objects: ObjectStore,
