@@ -53,6 +53,12 @@ class CacheUsage:
         self._executor: ThreadPoolExecutor | None = None
         self._ledger: Ledger | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[list[tuple[Key, float]]], None]] = []
+
+    def add_listener(self, listener: Callable[[list[tuple[Key, float]]], None]) -> None:
+        """Also hand each batch of last uses written to ``listener`` (memory only: the shared
+        mode's tier across replicas, ``proxy.storage.shared_usage``)."""
+        self._listeners.append(listener)
 
     async def start(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pypi-proxy-ledger")
@@ -120,6 +126,8 @@ class CacheUsage:
             return
         batch, self._pending = self._pending, {}
         await self._call(self.ledger.touch, list(batch.items()))
+        for listener in self._listeners:
+            listener(list(batch.items()))
         self._written.update(batch)
         self._written = {k: at for k, at in self._written.items() if now - at < TOUCH_EVERY_S}
 

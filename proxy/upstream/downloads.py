@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from yarl import URL
@@ -32,6 +32,9 @@ from proxy.upstream import follow
 from proxy.upstream.client import Upstream
 from proxy.upstream.responses import masked
 from proxy.upstream.tee import CHUNK, Download, FileStream
+
+if TYPE_CHECKING:
+    from proxy.upstream.shared_files import Claim, SharedFiles
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -71,8 +74,9 @@ class Downloader:
 
     def __init__(self, upstream: Upstream, cache: FileCache, executor: Executor,
                  committed: Callable[[FileSpec, Path], Awaitable[None]] | None = None,
-                 max_size: int = 20 * 1024**3) -> None:
+                 max_size: int = 20 * 1024**3, shared: SharedFiles | None = None) -> None:
         self._upstream = upstream
+        self._shared = shared  # the shared mode's tier across replicas (proxy.upstream.shared_files)
         self._cache = cache
         self._executor = executor
         self._committed = committed  # called after each verified file is in the cache
@@ -161,9 +165,10 @@ class Downloader:
         download.fd.fd = part.read_fd
         key = (spec.project, spec.filename)
         started = time.monotonic()
+        claim: Claim | None = None
         try:
             try:
-                await self._stream(download, spec, part)
+                claim = await self._fill(download, spec, part)
                 await self._cache.usage.admit(key, download.written)
             except BaseException:
                 await asyncio.shield(self._run(self._cache.discard, part, *key))
@@ -175,6 +180,8 @@ class Downloader:
                 await asyncio.shield(self._cache.usage.forget(key))
                 raise
         except BaseException as exc:
+            if claim is not None and self._shared is not None:
+                await asyncio.shield(self._shared.release(claim))
             download.fail(exc)
             self._failed(spec, exc)
             if not isinstance(exc, Exception):
@@ -187,6 +194,8 @@ class Downloader:
         if self._committed is not None:  # before the result: what derives from it is ready with it
             await self._committed(spec, final)
         download.succeed(final)
+        if claim is not None and self._shared is not None:
+            self._shared.publish(claim, spec, final)
         log.info("upstream_download", project=spec.project, filename=spec.filename,
                  bytes=download.written, ms=round((time.monotonic() - started) * 1000, 1))
 
@@ -211,6 +220,13 @@ class Downloader:
         log_event("download_storage_failed" if isinstance(exc, OSError) else "upstream_download_failed",
                   project=spec.project, filename=spec.filename,
                   url=masked(URL(spec.url, encoded=True)), error=str(exc) or type(exc).__name__)
+
+    async def _fill(self, download: Download, spec: FileSpec, part: Part) -> Claim | None:
+        """The file into ``part``: upstream's body, or in the shared mode what the shared tier picks."""
+        if self._shared is None:
+            await self._stream(download, spec, part)
+            return None
+        return await self._shared.fill(download, spec, part, self._stream)
 
     async def _stream(self, download: Download, spec: FileSpec, part: Part) -> None:
         """Upstream's body into the part file, bounded and checked against the listing."""

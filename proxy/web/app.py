@@ -40,6 +40,7 @@ from proxy.upstream.client import Upstream
 from proxy.upstream.downloads import Downloader
 from proxy.upstream.pages import PublicIndex
 from proxy.upstream.responses import masked
+from proxy.upstream.shared_tier import open_shared_files
 from proxy.upstream.wheel_metadata import WheelMetadata
 from proxy.web import api, explain, files, middlewares, ops, simple, upload
 from proxy.web.keys import (
@@ -186,8 +187,12 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
             index = PublicIndex(upstream, pages, executor, upstream_settings, turns=turns)
             stack.push_async_callback(index.close)
             wheel_metadata = WheelMetadata(upstream, files, executor)
+            shared_files = await open_shared_files(app.get(SHARED), settings, executor, stack)
+            if shared_files is not None:  # local hits keep files recent in the whole cluster too
+                files.usage.add_listener(shared_files.usage.local_uses)
             downloader = Downloader(upstream, files, executor, committed=wheel_metadata.committed,
-                                    max_size=min(upstream_settings.max_file_size, files.max_size or 2**63))
+                                    max_size=min(upstream_settings.max_file_size, files.max_size or 2**63),
+                                    shared=shared_files)
             wheel_metadata.downloader = downloader
             stack.push_async_callback(downloader.close)
             stack.push_async_callback(wheel_metadata.close)

@@ -16,7 +16,7 @@ from proxy.core.models import ReleaseInfo, StoredFile
 from proxy.core.timestamps import parse_iso, utc_now
 from proxy.storage.sql.engine import reading, writing
 from proxy.storage.sql.private_index import SqlPrivateStorage, load_project, log_change
-from proxy.storage.sql.schema import files, tokens, upload_audit, users
+from proxy.storage.sql.schema import cached_files, files, tokens, upload_audit, users
 from proxy.storage.sql.writes import digests, insert_project_once, lock_blobs, write_project
 
 
@@ -97,14 +97,18 @@ def _moment(text: Any) -> Any:
 
 
 def blob_listing(engine: Engine) -> list[tuple[str, str, int | None, str]]:
-    """Every blob the private files' rows list: (project, filename, size or None for a
-    ``.metadata``, sha256), by project and upload order (``pypi-proxy check``)."""
+    """Every blob a row lists: (project, filename, size or None for a ``.metadata``, sha256) of
+    the private files by project and upload order, then of the shared tier's cached public
+    files (``pypi-proxy check``: none of them is garbage)."""
     with reading(engine) as connection:
         rows = connection.execute(select(files.c.project, files.c.filename, files.c.size, files.c.sha256,
                                          files.c.metadata_sha256).order_by(files.c.project, files.c.id)).all()
+        shared = connection.execute(select(cached_files.c.project, cached_files.c.filename, cached_files.c.size,
+                                           cached_files.c.sha256).order_by(cached_files.c.key)).all()
     found: list[tuple[str, str, int | None, str]] = []
     for row in rows:
         found.append((row.project, row.filename, row.size, row.sha256))
         if row.metadata_sha256:
             found.append((row.project, f"{row.filename}.metadata", None, row.metadata_sha256))
+    found.extend((row.project, row.filename, row.size, row.sha256) for row in shared)
     return found

@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from proxy.core.models import PrivateProject, StoredFile
 from proxy.core.timestamps import utc_now
 from proxy.storage.sql import rows
-from proxy.storage.sql.schema import files, projects, releases
+from proxy.storage.sql.schema import cached_files, files, projects, releases
 
 Item = TypeVar("Item")
 # The PostgreSQL advisory lock that orders the ``changes`` rows (any constant of our own).
@@ -87,10 +87,13 @@ def lock_blobs(connection: Connection, sha256s: Iterable[str]) -> None:
 
 
 def referenced(connection: Connection, sha256s: Sequence[str]) -> set[str]:
-    """Which of ``sha256s`` a file row lists, as a distribution's or as its metadata's digest."""
+    """Which of ``sha256s`` a row lists: a private file's, as a distribution's or as its
+    metadata's digest, or a cached public file's (the shared tier: the same bytes, one blob)."""
     if not sha256s:
         return set()
     found = connection.execute(select(files.c.sha256).where(files.c.sha256.in_(sha256s))).scalars().all()
     found_meta = connection.execute(
         select(files.c.metadata_sha256).where(files.c.metadata_sha256.in_(sha256s))).scalars().all()
-    return {digest for digest in (*found, *found_meta) if digest}
+    cached = connection.execute(
+        select(cached_files.c.sha256).where(cached_files.c.sha256.in_(sha256s))).scalars().all()
+    return {digest for digest in (*found, *found_meta, *cached) if digest}
