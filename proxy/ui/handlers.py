@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from proxy.core.errors import ProjectNotFound
@@ -29,7 +28,7 @@ from proxy.ui.views_project import (
 )
 from proxy.ui.views_releases import release_anchor
 from proxy.web import redirects
-from proxy.web.keys import CATALOG, DESCRIPTIONS, EXECUTOR, SETTINGS
+from proxy.web.keys import CATALOG, DESCRIPTIONS, EXECUTOR, SETTINGS, TEMPLATES
 from proxy.web.middlewares import UI_POLICY
 from proxy.web.ops import advisory_figures, cache_figures, feed_status, storage_error
 
@@ -38,11 +37,14 @@ HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": UI_POLICY}
 
 async def _respond(request: web.Request, template: str, build: Callable[..., Any], *args: Any,
                    status: int = 200, **kwargs: Any) -> web.Response:
-    """Build the view model and render it with aiohttp_jinja2, both in the executor: a cached
-    project of 3,000 files takes ~200 ms to render, too long to hold the event loop."""
+    """Build the view model and render its template, both in the executor: a cached project
+    of 3,000 files takes ~200 ms to render, too long to hold the event loop."""
+    templates = request.app[TEMPLATES]
+
     def render() -> web.Response:
         view = build(*args, **kwargs)
-        return aiohttp_jinja2.render_template(template, request, {"view": view, "site": view.site}, status=status)
+        text = templates.render(template, {"view": view, "site": view.site})
+        return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
 
     response = await asyncio.get_running_loop().run_in_executor(request.app[EXECUTOR], render)
     response.headers.update(HEADERS)

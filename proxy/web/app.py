@@ -8,8 +8,6 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import aiohttp_jinja2
-import jinja2
 import structlog
 from aiohttp import web
 
@@ -36,6 +34,7 @@ from proxy.storage.upstream_pages import PageCache
 from proxy.ui import assets
 from proxy.ui import handlers as ui
 from proxy.ui.descriptions import Budget, Descriptions
+from proxy.ui.templates import Templates
 from proxy.upstream.advisories import AdvisoryFeed
 from proxy.upstream.client import Upstream
 from proxy.upstream.downloads import Downloader
@@ -57,6 +56,7 @@ from proxy.web.keys import (
     REPRESENTATIONS,
     SETTINGS,
     STORAGE,
+    TEMPLATES,
     UPLOADS,
 )
 from proxy.web.metrics import Metrics
@@ -72,6 +72,7 @@ def create_app(settings: Settings) -> web.Application:
     # With workers, each one's counters go to the directory the supervisor gave them all.
     app[METRICS] = Metrics(metrics_dir(settings.data_dir) if settings.server.workers > 1 else None)
     app[DATA_DIR_PROBE] = DataDirProbe(settings.data_dir)
+    app[TEMPLATES] = Templates()  # Jinja is imported on the interface's first page
     app.on_response_prepare.append(middlewares.add_request_id)
     app.on_response_prepare.append(middlewares.add_security_headers)
     app.cleanup_ctx.append(_executor)
@@ -136,8 +137,6 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     storage = PrivateStorage(settings.data_dir)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(app[EXECUTOR], _prepare_storage, storage)
-    # The interface's templates: its Jinja loader looks at the package on disk, so off the loop.
-    await loop.run_in_executor(app[EXECUTOR], _setup_templates, app)
     auth = AuthStore(settings.data_dir)
     app[STORAGE] = storage
     app[AUTH] = auth
@@ -252,17 +251,6 @@ def _prepare_file_cache(files: FileCache) -> list[CachedEntry]:
     if removed:
         log.warning("partial_downloads_removed", count=removed)
     return files.scan()
-
-
-def _setup_templates(app: web.Application) -> None:
-    """The interface's one autoescaping Jinja environment, held by aiohttp_jinja2 for its
-    ``render_template`` (proxy/ui/handlers.py). No default helpers: links go through ``site``,
-    which honours ``[server] public_url``."""
-    aiohttp_jinja2.setup(
-        app, loader=jinja2.PackageLoader("proxy.ui", "templates"), default_helpers=False,
-        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-        auto_reload=False,  # else Jinja stats the template file on every render
-    )
 
 
 def _prepare_storage(storage: PrivateStorage) -> None:

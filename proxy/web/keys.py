@@ -15,6 +15,7 @@ from proxy.storage.auth import AuthStore
 from proxy.storage.private import PrivateStorage
 from proxy.storage.runfiles import DataDirProbe
 from proxy.ui.descriptions import Descriptions
+from proxy.ui.templates import Templates
 from proxy.upstream.advisories import AdvisoryFeed
 from proxy.web.metrics import Metrics
 from proxy.web.representations import Representations
@@ -33,4 +34,5 @@ UPLOADS = web.AppKey("uploads", UploadService)
 METRICS = web.AppKey("metrics", Metrics)
 DATA_DIR_PROBE = web.AppKey("data_dir_probe", DataDirProbe)
 DESCRIPTIONS = web.AppKey("descriptions", Descriptions)
+TEMPLATES = web.AppKey("templates", Templates)  # the interface's, made on first use
 REQUEST_ID = web.RequestKey("request_id", str)
