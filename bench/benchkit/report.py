@@ -145,7 +145,8 @@ def render_memory(results: Results, system: str = "proxy") -> str:
     """The ``system`` tree's peak memory in each scenario, against issue 16's limit: summed RSS
     (the target's measure), PSS (shared pages counted once), the root process (the supervisor
     with workers) and the largest process."""
-    keys = [t.key for t in TABLES if system in results.samples.get(t.key, {})]
+    keys = [t.key for t in TABLES if system in results.samples.get(t.key, {})
+            and isinstance(results.median(t.key, system).get("peak_rss_mb"), (int, float))]
     if not keys:
         return ""
     lines = [f"### Memory of the {system} tree per scenario (peaks, medians of the runs)", "",
