@@ -46,12 +46,8 @@ from proxy.upstream.responses import masked
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
-# Below this, parsing runs on the loop: a thread hop would cost more.
 _RECORD_BUDGET = 32 * 1024**2  # bytes of parsed pages kept in memory (per server process)
-# Bytes of one parsed IndexFile with its strings, dicts and its share of the versions, measured
-# (tracemalloc, 1,170-1,314 B on the bench's pages); the record and its cache entry: _RECORD_WEIGHT.
-_FILE_WEIGHT = 1300
-_RECORD_WEIGHT = 1000
+_FILE_WEIGHT, _RECORD_WEIGHT = 1300, 1000  # bytes per parsed file (tracemalloc: 1,170-1,314), per record
 _PROBE_DEFAULT = "pip"  # probed when no project page failed yet (a 404 is an answer too)
 
 
