@@ -113,7 +113,7 @@ def memory(ctx: Context, run: int) -> None:
         label = f"private-{count // 1000}k" if count >= 1000 else f"private-{count}"
         scale = dataclasses.replace(ctx.scale, name=f"growth-{count}", private_projects=count, many_versions=1)
         data_dir = privdata.ensure_data_dir(work / f"private-{count}", scale)
-        names = [n for n in privdata.project_names(scale)]
+        names = privdata.project_names(scale)
         _record(ctx, label, data_dir, names, None)
     _slopes(ctx)
 
