@@ -4,7 +4,9 @@
 Generates an upstream tree of real wheels, serves it with nginx (the upstream of every other
 system and the reference), starts the proxy and the peers whose venvs exist under --work,
 warms them, runs each scenario on each system --runs times and prints the medians as markdown
-tables, with a checklist of the proxy's targets. Results also go to <work>/results.json.
+tables, a summary of every page scenario's tail latency and of the proxy tree's memory per
+scenario, and the proxy's targets: met, missed and by how much, or not measured and which
+scenario measures them. Results also go to <work>/results.json.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchkit import plan, report, scen_http, scen_policy, scen_stale, scen_tools, tree
+from benchkit import plan, report, scen_http, scen_memory, scen_policy, scen_stale, scen_tools, targets, tree
 from benchkit.context import Context
 from benchkit.load import Loader
 from benchkit.procs import BenchError, install_signal_handlers
@@ -38,6 +40,7 @@ SCENARIOS: dict[str, Callable[[Context, int], None]] = {
     "scale": scen_tools.scale,
     "stale": scen_stale.stale,
     "policy": scen_policy.policy,
+    "memory": scen_memory.memory,
 }
 PEERS = ("proxpi", "devpi")
 
@@ -134,13 +137,16 @@ def main(argv: list[str] | None = None) -> int:
         for system in reversed(systems):
             system.stop()
     order = [s.name for s in systems] + ["proxy-policy"]
-    items = report.checklist(ctx.results, reference.name)
+    check = targets.checklist(ctx.results, reference.name)
     print()
     print(f"## pypi-proxy benchmark: scale {scale.name}, {args.runs} run(s), medians; load: {loader.tool}, "
           f"{os.cpu_count()} CPUs")
     print()
     print(report.render_tables(ctx.results, reference.name, order))
-    print(report.render_checklist(items))
+    print(report.render_tails(ctx.results, reference.name, order))
+    print(report.render_memory(ctx.results))
+    print(scen_memory.render(ctx.results))
+    print(check.render())
     if scale.name != "full":
         print(f"(scale {scale.name}: a smoke test; the targets are meant for --scale full)")
     out = work / "results.json"
@@ -148,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         "scale": scale.name, "runs": args.runs, "load": loader.tool, "reference": reference.name,
         "versions": versions(work), "notes": {s.name: s.notes for s in systems},
         "medians": {t: {s: ctx.results.median(t, s) for s in rows} for t, rows in ctx.results.samples.items()},
-        "samples": ctx.results.samples, "errors": ctx.results.errors, "checklist": items,
+        "samples": ctx.results.samples, "errors": ctx.results.errors, "checklist": check.items,
     }, indent=1, default=str))
     print(f"results: {out}")
     return 0

@@ -132,7 +132,7 @@ class UpstreamSettings:
 @dataclass(frozen=True)
 class CacheSettings:
     page_cache_size: int = _setting(1024**3, kind.size)
-    rendered_memory: int = _setting(64 * 1024**2, kind.size)
+    rendered_memory: int = _setting(32 * 1024**2, kind.size)  # per server process
     files_max_size: int | None = _setting(None, kind.optional_size)
 
 
@@ -154,7 +154,7 @@ class DescriptionSettings:
     render_timeout: float = _setting(5.0, kind.positive_seconds)
     render_memory: int = _setting(1024**3, kind.size)
     # Rendered descriptions kept in memory per server process (least recently used go first).
-    cache_memory: int = _setting(16 * 1024**2, kind.size)
+    cache_memory: int = _setting(8 * 1024**2, kind.size)
 
 
 @dataclass(frozen=True)

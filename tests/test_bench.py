@@ -11,6 +11,8 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))
 
+from benchkit import report, targets
+from benchkit.context import Results
 from benchkit.load import parse_wrk
 
 WRK_OUTPUT = """Running 5s test @ http://127.0.0.1:8080/pypi/simple/bigproj/
@@ -54,7 +56,10 @@ def test_tiny_benchmark_prints_the_tables(tmp_path: Path) -> None:
     assert "### Cached page, big project, HTML (`page-big-html`)" in out
     assert "| system | req/s | p50 ms |" in out
     assert "| proxy |" in out
-    assert "### Targets (proxy)" in out
+    assert "### Targets of issue 16 (proxy)" in out
+    assert "### Tail latency of every page scenario" in out and "| `conditional-304` |" in out
+    assert "### Memory of the proxy tree per scenario" in out
+    assert "| private-200 | 200 |" in out  # the memory-growth table
     assert (tmp_path / "work" / "results.json").exists()
 
 
@@ -70,3 +75,50 @@ def test_tiny_policy_benchmark_compares_the_pages_with_and_without_a_policy(tmp_
     out = _run(tmp_path, "--load", "python", "--upstream-server", "python", "--only", "policy")
     assert "| proxy-policy |" in out and "| proxy |" in out
     assert "big page HTML with 10,000 advisories within 5% of policy off:" in out
+
+
+def issue16_results() -> Results:
+    """Two runs: the proxy misses the big page's share and its JSON tail, meets the rest it has."""
+    results = Results()
+    for rps in (3400, 3420):
+        results.add("page-big-html", "nginx", {"rps": 4200.0, "p50_ms": 10.0, "p99_ms": 30.0, "peak_rss_mb": 19.0})
+        results.add("page-big-html", "proxy", {"rps": float(rps), "p50_ms": 12.0, "p99_ms": 36.0, "peak_rss_mb": 110.0,
+                                               "peak_pss_mb": 80.0, "root_rss_mb": 13.0, "largest_process_mb": 50.0})
+        results.add("page-big-json", "proxy", {"rps": 2800.0, "p50_ms": 10.0, "p99_ms": 60.0, "peak_rss_mb": 126.0})
+        results.add("cold", "proxy", {"added_page_ms": 1.5, "added_file_ms": 3.25, "peak_rss_mb": 100.0})
+    return results
+
+
+def test_issue16_targets_say_by_how_much_they_are_missed_and_what_would_measure_them() -> None:
+    check = targets.checklist(issue16_results(), "nginx")
+    items = {i["target"]: i for i in check.items if i["issue"] == "16"}
+    share = items["2,000-file page HTML req/s ≥ 90% of nginx"]
+    assert (share["met"], share["measured"]) == (False, "81% (3410 vs 4200 req/s)")
+    assert share["short"] == "9 points: 3780 req/s needed"
+    tail = items["2,000-file page JSON p99 < 4× p50"]
+    assert (tail["met"], tail["short"]) == (False, "20.00 ms over 4× p50")
+    assert items["2,000-file page HTML p99 < 4× p50"]["met"] is True
+    assert items["cold page added latency (median) ≤ 2 ms"]["met"] is True
+    cold_file = items["cold file added latency (median) ≤ 2 ms"]
+    assert (cold_file["met"], cold_file["short"]) == (False, "1.25 ms")
+    memory = items["peak RSS of the whole tree (supervisor and workers) < 120 MiB in every scenario"]
+    assert memory["met"] is False and memory["short"] == "6 MiB in `page-big-json`; over in page-big-json"
+    small = items["5-file page HTML req/s ≥ 50% of nginx"]
+    assert (small["met"], small["scenario"]) == (None, "pages")
+    rendered = check.render()
+    assert "### Targets of issue 16 (proxy)" in rendered and "### Earlier targets (proxy)" in rendered
+    assert "- [ ] 2,000-file page HTML req/s ≥ 90% of nginx: 81% (3410 vs 4200 req/s) (MISSED by 9 points" in rendered
+    assert "- [?] 304 on the big page req/s ≥ 50% of nginx: – (not measured: run the `conditional` scenario)" in rendered
+    assert "cached 1 MB file MiB/s, front-server mode ≥ 95% of nginx: – (not measured: run the `front` scenario)" \
+        in rendered
+
+
+def test_the_summaries_give_every_page_scenarios_tail_and_the_trees_memory() -> None:
+    results = issue16_results()
+    tails = report.render_tails(results, "nginx", ["nginx", "proxy"])
+    assert "| `page-big-html` | 10.00 | 30.00 | 3.0× | 12.00 | 36.00 | 3.0× |" in tails
+    assert "| `page-big-json` | – | – | – | 10.00 | 60.00 | 6.0× |" in tails
+    assert "`cold`" not in tails
+    memory = report.render_memory(results)
+    assert "| `page-big-html` | 110 | yes | 80 | 13 | 50 |" in memory
+    assert "| `page-big-json` | 126 | **no, +6** | – | – | – |" in memory

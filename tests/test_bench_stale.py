@@ -17,7 +17,7 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))
 
-from benchkit import report
+from benchkit import report, targets
 from benchkit.context import Results
 from benchkit.relay import Relay
 
@@ -74,7 +74,7 @@ def test_stale_results_are_tabled_with_ratios_and_checked_against_the_target() -
     tables = report.render_tables(results, "nginx", ["nginx", "proxy"])
     assert "every page stale: upstream healthy, refusing, hanging (`stale-pip`)" in tables
     assert "| proxy | 2.00 | 2.10 | 1.05× | 2.60 | 1.30× | 2.00 | 1.00× | 30 | 30 |" in tables
-    items = {i["target"]: i for i in report.checklist(results, "nginx")}
+    items = {i["target"]: i for i in targets.checklist(results, "nginx").items}
     refusing = items["stale pages, upstream refusing: pip dry-run ≤ 1.2× healthy upstream"]
     hanging = items["stale pages, upstream hanging: pip dry-run ≤ 1.2× healthy upstream"]
     assert (refusing["met"], refusing["measured"]) == (True, "1.05× (2.10 s vs 2.00 s)")

@@ -77,6 +77,5 @@ class Context:
             self.results.fail(table, system.name, f"{type(error).__name__}: {error}")
             print(f"    {system.name}: FAILED {type(error).__name__}: {error}", flush=True)
             return
-        row["peak_rss_mb"] = sampler.peaks[system.name] / MIB
-        row["largest_process_mb"] = sampler.largest[system.name] / MIB
+        row.update(sampler.figures(system.name))
         self.results.add(table, system.name, row)

@@ -37,6 +37,8 @@ class Scale:
     herd_clients: int       # clients on one cold large file
     private_projects: int   # private projects in the scale data dir
     many_versions: int      # versions of the one large private project
+    growth_cached: tuple[int, ...] = (1000, 10_000, 100_000)  # cached upstream projects served (memory)
+    growth_private: tuple[int, ...] = (1000, 10_000)          # private projects served (memory)
 
     def chain_names(self) -> list[str]:
         return [f"chain-{i:02d}" for i in range(self.chain)]
@@ -48,7 +50,7 @@ SCALES = {
                   private_projects=10_000, many_versions=3000),
     "tiny": Scale("tiny", big_files=40, small_files=5, chain=4, file_small=64 * 1024, file_large=2 * MIB,
                   duration=1, page_clients=8, file_clients=4, cold_samples=2, herd_clients=6,
-                  private_projects=200, many_versions=60),
+                  private_projects=200, many_versions=60, growth_cached=(50, 200), growth_private=(50, 200)),
 }
 
 

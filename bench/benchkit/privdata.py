@@ -49,10 +49,15 @@ def write_project(private: Path, name: str, versions: list[str]) -> None:
     (directory / "project.json").write_text(json.dumps(index, indent=1, sort_keys=True))
 
 
+def project_names(scale: plan.Scale) -> list[str]:
+    """The names ``ensure_data_dir`` writes: the one with many versions first."""
+    return [plan.MANY_VERSIONS] + [f"private-{i:05d}" for i in range(scale.private_projects - 1)]
+
+
 def ensure_data_dir(data_dir: Path, scale: plan.Scale) -> Path:
     """Build (once) the data dir: ``scale.private_projects`` projects, one with many versions."""
     private = data_dir / "private"
-    names = [plan.MANY_VERSIONS] + [f"private-{i:05d}" for i in range(scale.private_projects - 1)]
+    names = project_names(scale)
     if not (data_dir / READY).exists():
         private.mkdir(parents=True, exist_ok=True)
         write_project(private, plan.MANY_VERSIONS, [f"1.{i // 100}.{i % 100}" for i in range(scale.many_versions)])

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 HOST = "127.0.0.1"
+MIB = 1 << 20
 _children: list[subprocess.Popen[bytes]] = []
 
 
@@ -152,27 +153,40 @@ def process_tree(root: int) -> list[int]:
     return found
 
 
+def _status_kib(pid: int, field: str, path: str = "status") -> int:
+    """A "<field>: <n> kB" line of /proc/<pid>/<path>, in KiB; 0 when the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/{path}").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def rss_bytes(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-                    break
-        except OSError:
-            continue
-    return total
+    return sum(_status_kib(pid, "VmRSS") for pid in pids) * 1024
+
+
+def pss_bytes(pid: int) -> int:
+    """Proportional set size: resident pages, each shared one divided among the processes that map
+    it (libpython, libcrypto, pages shared after a fork). Summed over a tree, the memory the tree
+    costs the machine; summed RSS counts every shared page once per process."""
+    return _status_kib(pid, "Pss", "smaps_rollup") * 1024
 
 
 class RssSampler:
-    """Peak RSS of each watched process tree, sampled every 50 ms on a thread while in use."""
+    """Peak memory of each watched process tree, sampled every 50 ms on a thread while in use:
+    the tree's summed RSS (the figure the targets use), its root process's RSS (the supervisor,
+    with workers), its largest process, and the tree's summed PSS."""
 
     def __init__(self, roots: dict[str, int], interval: float = 0.05) -> None:
         self.roots = roots
         self.interval = interval
         self.peaks = dict.fromkeys(roots, 0)  # the whole tree: master, workers, helpers
         self.largest = dict.fromkeys(roots, 0)  # the largest single process of the tree
+        self.root_peaks = dict.fromkeys(roots, 0)  # the root process alone
+        self.pss_peaks = dict.fromkeys(roots, 0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -183,6 +197,11 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
         self._sample({name: process_tree(pid) for name, pid in self.roots.items()})
+
+    def figures(self, name: str) -> dict[str, float]:
+        """The peaks of ``name``'s tree in MiB, as a result row's columns."""
+        return {"peak_rss_mb": self.peaks[name] / MIB, "largest_process_mb": self.largest[name] / MIB,
+                "root_rss_mb": self.root_peaks[name] / MIB, "peak_pss_mb": self.pss_peaks[name] / MIB}
 
     def _loop(self) -> None:
         trees: dict[str, list[int]] = {}
@@ -199,3 +218,5 @@ class RssSampler:
             sizes = [rss_bytes([pid]) for pid in pids]
             self.peaks[name] = max(self.peaks[name], sum(sizes))
             self.largest[name] = max(self.largest[name], max(sizes, default=0))
+            self.root_peaks[name] = max(self.root_peaks[name], rss_bytes([self.roots[name]]))
+            self.pss_peaks[name] = max(self.pss_peaks[name], sum(pss_bytes(pid) for pid in pids))

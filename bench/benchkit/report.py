@@ -1,12 +1,14 @@
-"""Markdown tables per scenario (with ratios to the reference and to the proxy) and the checklist."""
+"""Markdown tables per scenario (with ratios to the reference and to the proxy), and two summaries
+across them: tail latency of every page scenario, and the proxy tree's memory per scenario.
+The targets are checked in benchkit.targets."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from benchkit.context import Results
+from benchkit.targets import TREE_LIMIT_MIB
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,6 @@ STALE_COLUMNS = (("healthy_s", "healthy s", "{:.2f}"), ("refusing_s", "refusing 
                  ("hanging_ratio", "× healthy", "{:.2f}×"), ("cold_hanging_s", "hanging from start s", "{:.2f}"),
                  ("cold_hanging_ratio", "× healthy", "{:.2f}×"), ("refusing_stale", "stale pages (refusing)", "{:.0f}"),
                  ("hanging_stale", "stale pages (hanging)", "{:.0f}"))
-STALE_CASES = {"refusing": "refusing", "hanging": "hanging", "cold_hanging": "hanging from the proxy's start"}
 
 TABLES = (
     *(Table(f"policy-page-{size}-{fmt}", f"Cached page, {size} project, {fmt.upper()}: policy off and with "
@@ -44,8 +45,9 @@ TABLES = (
     Table("page-small-json-gzip", "Cached page, small project, JSON, Accept-Encoding: gzip", PAGE_COLUMNS + RSS,
           "rps"),
     Table("conditional-304", "Conditional GET (If-None-Match) of the big page",
-          (("rps", "req/s", "{:.0f}"), ("p99_ms", "p99 ms", "{:.2f}"), ("status", "status", "{}"),
-           ("errors", "errors", "{:.0f}")) + RSS, "rps"),
+          (("rps", "req/s", "{:.0f}"), ("p50_ms", "p50 ms", "{:.2f}"), ("p99_ms", "p99 ms", "{:.2f}"),
+           ("p99_over_p50", "p99/p50", "{:.1f}"), ("status", "status", "{}"), ("errors", "errors", "{:.0f}")) + RSS,
+          "rps"),
     Table("file-1mb", "Cached small file", (("mib_s", "MiB/s", "{:.0f}"), ("rps", "req/s", "{:.0f}"),
                                             ("p99_ms", "p99 ms", "{:.1f}"), ("status", "status", "{}"),
                                             ("errors", "errors", "{:.0f}")) + RSS, "mib_s"),
@@ -113,98 +115,48 @@ def render_tables(results: Results, reference: str, order: list[str]) -> str:
     return "\n\n".join(out) + "\n"
 
 
-def checklist(results: Results, reference: str) -> list[dict[str, Any]]:
-    """The issue's targets for the proxy, each met, missed, or not measured in this run."""
-    def get(table: str, system: str, metric: str) -> Any:
-        value = results.median(table, system).get(metric) if system in results.samples.get(table, {}) else None
-        return value if isinstance(value, (int, float)) else None
-
-    items: list[dict[str, Any]] = []
-
-    def item(target: str, measured: str | None, met: bool | None) -> None:
-        items.append({"target": target, "measured": measured, "met": met})
-
-    def share(table: str, metric: str, at_least: float, label: str) -> None:
-        mine, base = get(table, "proxy", metric), get(table, reference, metric)
-        if mine is None or base is None:
-            return item(f"{label} ≥ {at_least:.0%} of {reference}", None, None)
-        item(f"{label} ≥ {at_least:.0%} of {reference}", f"{mine / base:.0%} ({mine:.0f} vs {base:.0f})",
-             mine >= at_least * base)
-
-    for fmt in ("html", "json"):
-        share(f"page-big-{fmt}", "rps", 0.40, f"2,000-file page {fmt.upper()} req/s")
-        p50, p99 = get(f"page-big-{fmt}", "proxy", "p50_ms"), get(f"page-big-{fmt}", "proxy", "p99_ms")
-        item(f"2,000-file page {fmt.upper()} p99 < 4× p50",
-             None if p50 is None or p99 is None else f"p99 {p99:.2f} ms = {p99 / p50:.1f}× p50 {p50:.2f} ms",
-             None if p50 is None or p99 is None else p99 < 4 * p50)
-    for fmt in ("html", "json"):
-        share(f"page-small-{fmt}", "rps", 0.25, f"5-file page {fmt.upper()} req/s")
-    share("conditional-304", "rps", 0.60, "304 req/s")
-    status = results.median("conditional-304", "proxy").get("status") if "conditional-304" in results.samples else None
-    if status is not None:
-        item("conditional GET answers 304", str(status), str(status) == "304")
-    share("file-1mb", "mib_s", 0.80, "cached 1 MB file MiB/s")
-    share("file-100mb", "mib_s", 0.80, "cached 100 MB file MiB/s")
-    for metric, label in (("added_page_ms", "cold page"), ("added_file_ms", "cold file")):
-        value = get("cold", "proxy", metric)
-        item(f"{label} added latency ≤ 2 ms (median)", None if value is None else f"{value:+.2f} ms",
-             None if value is None else value <= 2.0)
-    value = get("herd", "proxy", "upstream_requests")
-    item("one cold large file, many clients → 1 upstream request",
-         None if value is None else f"{value:.0f}", None if value is None else value == 1)
-    peaks = {t: get(t, "proxy", "peak_rss_mb") for t in results.samples}
-    peaks = {t: v for t, v in peaks.items() if v is not None}
-    largest = {t: get(t, "proxy", "largest_process_mb") or 0.0 for t in peaks}
-    if peaks:
-        worst = max(peaks, key=lambda t: peaks[t])
-        biggest = max(largest, key=lambda t: largest[t])
-        item("proxy peak RSS < 120 MB in every scenario",
-             f"max {peaks[worst]:.0f} MiB, all processes ({worst}); largest one process "
-             f"{largest[biggest]:.0f} MiB ({biggest})", peaks[worst] * (1 << 20) < 120e6)
-    else:
-        item("proxy peak RSS < 120 MB in every scenario", None, None)
-    for tool in ("pip", "uv"):
-        mine, base = get(f"install-{tool}", "proxy", "seconds"), get(f"install-{tool}", reference, "seconds")
-        item(f"warm {tool} dry-run ≤ 1.2× {reference}",
-             None if mine is None or base is None else f"{mine / base:.2f}× ({mine:.2f} s vs {base:.2f} s)",
-             None if mine is None or base is None else mine <= 1.2 * base)
-    for size in ("big", "small"):
-        for fmt in ("html", "json"):
-            table = f"policy-page-{size}-{fmt}"
-            on, off = get(table, "proxy-policy", "rps"), get(table, "proxy", "rps")
-            item(f"{size} page {fmt.upper()} with 10,000 advisories within 5% of policy off",
-                 None if on is None or off is None else f"{on / off:.0%} ({on:.0f} vs {off:.0f} req/s)",
-                 None if on is None or off is None else on >= 0.95 * off)
-    _stale_items(get, item)
-    first, cached = get("scale", "proxy", "first_html_ms"), get("scale", "proxy", "cached_html_ms")
-    item("3,000-version page cold render < 50 ms", None if first is None else f"{first:.1f} ms",
-         None if first is None else first < 50)
-    item("3,000-version page served from the rendered cache after",
-         None if cached is None or first is None else f"{cached:.1f} ms cached vs {first:.1f} ms first",
-         None if cached is None or first is None else cached < first / 2)
-    startup = get("scale", "proxy", "startup_s")
-    item("10,000 private projects: start-up < 3 s", None if startup is None else f"{startup:.2f} s",
-         None if startup is None else startup < 3)
-    return items
+def _tail_tables(results: Results) -> list[str]:
+    """Every table with latency percentiles: the page scenarios, the 304, the policy pages."""
+    return [t.key for t in TABLES if t.key in results.samples
+            and any("p99_ms" in row and "p50_ms" in row for rows in results.samples[t.key].values() for row in rows)]
 
 
-def _stale_items(get: Callable[[str, str, str], Any], item: Callable[[str, str | None, bool | None], None]) -> None:
-    """Issue 11: installs from stale pages with a failing upstream within 1.2x of a healthy one."""
-    for tool in ("pip", "uv"):
-        healthy = get(f"stale-{tool}", "proxy", "healthy_s")
-        for case, label in STALE_CASES.items():
-            seconds = get(f"stale-{tool}", "proxy", f"{case}_s")
-            known = seconds is not None and healthy is not None
-            item(f"stale pages, upstream {label}: {tool} dry-run ≤ 1.2× healthy upstream",
-                 f"{seconds / healthy:.2f}× ({seconds:.2f} s vs {healthy:.2f} s)" if known else None,
-                 seconds <= 1.2 * healthy if known else None)
+def render_tails(results: Results, reference: str, systems: list[str]) -> str:
+    """p50, p99 and p99/p50 of every page scenario, one row per scenario, a column group per system."""
+    keys = _tail_tables(results)
+    names = [n for n in systems if any(n in results.samples.get(k, {}) for k in keys)]
+    if not keys or not names:
+        return ""
+    headers = ["scenario", *(f"{n} {h}" for n in names for h in ("p50 ms", "p99 ms", "p99/p50"))]
+    lines = ["### Tail latency of every page scenario (medians of the runs)", "",
+             "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for key in keys:
+        cells = [f"`{key}`"]
+        for name in names:
+            row = results.median(key, name) if name in results.samples.get(key, {}) else {}
+            p50, p99 = row.get("p50_ms"), row.get("p99_ms")
+            ratio = p99 / p50 if isinstance(p50, (int, float)) and isinstance(p99, (int, float)) and p50 else None
+            cells += [_cell(p50, "{:.2f}"), _cell(p99, "{:.2f}"), _cell(ratio, "{:.1f}×")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
-def render_checklist(items: list[dict[str, Any]]) -> str:
-    marks = {True: "[x]", False: "[ ]", None: "[?]"}
-    lines = ["### Targets (proxy)", ""]
-    for entry in items:
-        measured = entry["measured"] or "not measured"
-        verdict = {True: "met", False: "MISSED", None: "not measured"}[entry["met"]]
-        lines.append(f"- {marks[entry['met']]} {entry['target']}: {measured} ({verdict})")
+def render_memory(results: Results, system: str = "proxy") -> str:
+    """The ``system`` tree's peak memory in each scenario, against issue 16's limit: summed RSS
+    (the target's measure), PSS (shared pages counted once), the root process (the supervisor
+    with workers) and the largest process."""
+    keys = [t.key for t in TABLES if system in results.samples.get(t.key, {})
+            and isinstance(results.median(t.key, system).get("peak_rss_mb"), (int, float))]
+    if not keys:
+        return ""
+    lines = [f"### Memory of the {system} tree per scenario (peaks, medians of the runs)", "",
+             f"| scenario | RSS MiB, whole tree | < {TREE_LIMIT_MIB} MiB | PSS MiB, whole tree | root process MiB "
+             "| largest process MiB |", "|---|---|---|---|---|---|"]
+    for key in keys:
+        row = results.median(key, system)
+        peak = row.get("peak_rss_mb")
+        flag = "–" if not isinstance(peak, (int, float)) else ("yes" if peak < TREE_LIMIT_MIB else
+                                                              f"**no, +{peak - TREE_LIMIT_MIB:.0f}**")
+        lines.append(f"| `{key}` | {_cell(peak, '{:.0f}')} | {flag} | {_cell(row.get('peak_pss_mb'), '{:.0f}')} | "
+                     f"{_cell(row.get('root_rss_mb'), '{:.0f}')} | {_cell(row.get('largest_process_mb'), '{:.0f}')} |")
     return "\n".join(lines) + "\n"

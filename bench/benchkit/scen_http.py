@@ -57,9 +57,11 @@ def conditional(ctx: Context, run: int) -> None:
             headers = {**HTML, "If-None-Match": etag}
             check = fetch(url, headers)
             load = ctx.loader.run(url, ctx.scale.page_clients, ctx.scale.duration, headers)
-            row.update(rps=load.rps, p50_ms=load.p50_ms, p99_ms=load.p99_ms, status=check.status,
+            row.update(rps=load.rps, p50_ms=load.p50_ms, p99_ms=load.p99_ms,
+                       p99_over_p50=load.p99_ms / load.p50_ms if load.p50_ms else None, status=check.status,
                        errors=load.errors)
-            _say(table, system, f"{load.rps:9.0f} req/s  status {check.status}")
+            _say(table, system, f"{load.rps:9.0f} req/s  p50 {load.p50_ms:.2f} ms  p99 {load.p99_ms:.2f} ms  "
+                                f"status {check.status}")
 
 
 def files(ctx: Context, run: int) -> None:

@@ -118,8 +118,7 @@ def scale(ctx: Context, run: int) -> None:
                 if any(a.headers.get("etag") != first.headers.get("etag") for a in again):
                     row["note"] = "ETag changed between requests"
             row["rss_mb"] = rss_bytes(process_tree(proxy.server.pid)) / MIB
-        row["peak_rss_mb"] = sampler.peaks["proxy"] / MIB
-        row["largest_process_mb"] = sampler.largest["proxy"] / MIB
+        row.update(sampler.figures("proxy"))
         ctx.results.add(table, "proxy", row)
         print(f"  {table:<16} proxy   start {startup:.2f} s  first page {row['first_html_ms']:.1f} ms  "
               f"cached {row['cached_html_ms']:.1f} ms  RSS {row['rss_mb']:.0f} MiB", flush=True)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cvss import CVSS3, CVSS4
 from packaging.utils import canonicalize_version
 from packaging.version import InvalidVersion, Version
 
@@ -61,6 +60,10 @@ def level_of_score(score: float) -> str:
 
 def severity_of(entries: Any, database_specific: Any) -> Severity:
     """The most precise severity given: a CVSS v4 vector, else v3, else the GHSA label."""
+    # Imported here: only a loaded advisory feed scores vectors, and cvss (with decimal) costs every
+    # server process ~0.7 MiB resident, policy on or off (issue 16).
+    from cvss import CVSS3, CVSS4
+
     by_type = {entry.get("type"): entry.get("score") for entry in entries or () if isinstance(entry, dict)}
     for kind, scorer in (("CVSS_V4", CVSS4), ("CVSS_V3", CVSS3)):
         vector = by_type.get(kind)

@@ -21,6 +21,7 @@ from proxy.config import Settings, settings_to_mapping
 from proxy.core.errors import CannotListen
 from proxy.log import configure_logging
 from proxy.ops.eventloop import choose
+from proxy.ops.memory import freeze_startup_objects, tune_allocator
 from proxy.ops.sdnotify import notify
 from proxy.ops.supervisor import SETTINGS_FD_ENV, settings_handoff
 from proxy.storage.backends import shared_mode
@@ -62,6 +63,7 @@ def serve(settings: Settings) -> None:
         os.execve(sys.executable, [sys.executable, "-m", "proxy.ops.supervisor"],
                   {**os.environ, SETTINGS_FD_ENV: str(handoff)})
     configure_logging(settings.logging.level, settings.logging.format)
+    tune_allocator()  # before any thread starts
     run(_serve(settings, on_ready=lambda: notify(_status(settings))))
 
 
@@ -74,6 +76,7 @@ async def _serve(settings: Settings, on_ready: Callable[[], Any], reuse_port: bo
     log.info("starting", host=host, port=port, data_dir=str(settings.data_dir))
     runner = make_runner(settings, connection_cap(settings.server.max_connections))
     await runner.setup()
+    freeze_startup_objects()
     try:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

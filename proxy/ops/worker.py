@@ -6,13 +6,16 @@ import json
 import os
 
 import structlog
+from prometheus_client.multiprocess import mark_process_dead
 
 from proxy.config import settings_from_mapping
 from proxy.core.errors import ProxyError
 from proxy.log import configure_logging
 from proxy.ops.eventloop import choose
+from proxy.ops.memory import tune_allocator
 from proxy.ops.server import run_worker
-from proxy.ops.supervisor import READY_FD_ENV, WORKER_ENV, take_settings
+from proxy.ops.supervisor import READY_FD_ENV, REPLACES_ENV, WORKER_ENV, take_settings
+from proxy.storage.runfiles import metrics_dir
 
 log = structlog.get_logger("proxy.ops.worker")
 
@@ -22,6 +25,11 @@ def main() -> None:
     number = int(os.environ.pop(WORKER_ENV))
     ready_fd = int(os.environ.pop(READY_FD_ENV))
     configure_logging(settings.logging.level, settings.logging.format, worker=number)
+    tune_allocator()  # before any thread starts
+    if replaces := os.environ.pop(REPLACES_ENV, None):
+        # The worker that died before this one: its counters stay (totals never go down), its
+        # live gauges go, before this one's are written.
+        mark_process_dead(int(replaces), str(metrics_dir(settings.data_dir)))  # type: ignore[no-untyped-call]
 
     def ready() -> None:
         os.write(ready_fd, b"r")

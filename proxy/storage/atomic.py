@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,8 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     OSError (ENOSPC, EDQUOT, EIO) from any step leaves ``path`` as it was and no temp file; it
     names ``path`` when the OS named no file (a failed write or fsync). The bytes go through
     ``os.write`` itself: where the OS reports a full disk, and where a test can make it do so."""
+    import tempfile  # here, not above: the supervisor imports TEMP_PREFIX and must stay small (issue 16)
+
     fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
     try:
         try:

@@ -9,10 +9,13 @@ from pathlib import Path
 
 import diskcache
 
+from proxy.storage.upstream_pages import SQLITE_MEMORY
+
 
 class FirstSeen:
     def __init__(self, directory: Path) -> None:
-        self._cache = diskcache.Cache(str(directory), size_limit=256 * 1024**2, eviction_policy="least-recently-stored")
+        self._cache = diskcache.Cache(str(directory), size_limit=256 * 1024**2, eviction_policy="least-recently-stored",
+                                      **SQLITE_MEMORY)
 
     def moments(self, project: str, versions: Iterable[str], now: float) -> dict[str, float]:
         """For each version of ``project`` (normalised), when it was first seen (seconds since the

@@ -24,6 +24,12 @@ from proxy.core.indexpage import IndexPage
 log = structlog.get_logger(__name__)
 _FORMAT = 2  # bump when the record's JSON shape changes; older records then read as misses
 _LOCK_WAIT_S = 1.0  # SQLite busy timeout: a slow cache is a miss, never a stuck request
+# SQLite's memory per connection, and diskcache opens one per thread of the executor: its defaults
+# (8,192 pages of cache and 64 MiB mapped) took a tree with two workers from 175 to 406 MiB once
+# 10,000 cached pages were read (issue 16, bench/ memory-growth). A record is read once and then
+# kept parsed in memory (proxy.upstream.pages), so SQLite's own cache has little to save: 1 MiB
+# of pages (index pages mostly), and plain reads instead of a mapping.
+SQLITE_MEMORY = {"sqlite_cache_size": 256, "sqlite_mmap_size": 0}
 
 
 def upstream_id(url: str) -> str:
@@ -147,7 +153,7 @@ class PageCache:
         self.directory = directory
         self._cache = diskcache.Cache(
             str(directory), size_limit=size_limit, timeout=_LOCK_WAIT_S,
-            eviction_policy="least-recently-stored",
+            eviction_policy="least-recently-stored", **SQLITE_MEMORY,
         )
 
     def page(self, project: str, upstream: str | None = None) -> CachedPage | None:

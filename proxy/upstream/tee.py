@@ -34,7 +34,11 @@ from proxy.core.errors import IntegrityError, ProxyError, StorageFull, UpstreamE
 from proxy.storage.upstream_files import FileCache
 
 log = structlog.get_logger(__name__)
-CHUNK = 256 * 1024
+CHUNK = 256 * 1024  # read from upstream at a time
+# Read from the file at a time for each client: every client holds one such read while it sends
+# it, so this bounds their memory. Issue 16: 50 clients on one cold 100 MB file took the tree from
+# 137 to 148 MiB with 256 KiB reads, in no less time.
+READ_CHUNK = 64 * 1024
 # Bytes in the file before responses start. A smaller file (most core metadata files, many
 # wheels) is verified before anyone sends a byte, so when it is damaged its clients get a clean
 # 502 naming the problem, not a broken body. The cost: the first byte waits for these (2 s at
@@ -190,7 +194,7 @@ class FileStream:
                 continue
             limit = download.sendable()
             if self._position < limit:
-                chunk = await self._fd.pread(self._executor, min(CHUNK, limit - self._position), self._position)
+                chunk = await self._fd.pread(self._executor, min(READ_CHUNK, limit - self._position), self._position)
                 if not chunk:  # fewer bytes than were written: never retried on the spot
                     raise IntegrityError(f"{download.filename}: the downloaded file shrank while being read")
                 self._position += len(chunk)
@@ -218,7 +222,8 @@ class FileStream:
         assert self._own is not None
         if self._position >= self._own_size:
             return b""
-        chunk = await self._own.pread(self._executor, min(CHUNK, self._own_size - self._position), self._position)
+        chunk = await self._own.pread(self._executor, min(READ_CHUNK, self._own_size - self._position),
+                                      self._position)
         if not chunk:
             raise IntegrityError(f"{self.filename}: the cached file shrank while being read")
         self._position += len(chunk)
