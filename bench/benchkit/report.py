@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from benchkit import scen_shared
 from benchkit.context import Results
 
 
@@ -71,6 +72,7 @@ TABLES = (
            ("first_html_ms", "first HTML ms", "{:.1f}"), ("cached_html_ms", "cached HTML ms", "{:.1f}"),
            ("first_json_ms", "first JSON ms", "{:.1f}"), ("cached_json_ms", "cached JSON ms", "{:.1f}"),
            ("html_kib", "HTML KiB", "{:.0f}"), ("rss_mb", "RSS MiB", "{:.0f}")) + RSS, None),
+    *(Table(*shared) for shared in scen_shared.TABLES),
 )
 
 
@@ -185,6 +187,7 @@ def checklist(results: Results, reference: str) -> list[dict[str, Any]]:
     startup = get("scale", "proxy", "startup_s")
     item("10,000 private projects: start-up < 3 s", None if startup is None else f"{startup:.2f} s",
          None if startup is None else startup < 3)
+    scen_shared.targets(get, item)
     return items
 
 
