@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import http.client
 import statistics
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,22 @@ JSON_PAGE = {"Accept": "application/vnd.pypi.simple.v1+json"}
 
 def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def redirect_location(url: str) -> str:
+    """The absolute URL ``url`` redirects to (a presigned object-store URL); BenchError if no redirect."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    try:
+        conn.request("GET", parts.path)
+        answer = conn.getresponse()
+        answer.read()
+        location = answer.getheader("Location")
+    finally:
+        conn.close()
+    if answer.status not in (302, 303, 307) or not location:
+        raise BenchError(f"{url} answered {answer.status}, not a redirect")
+    return urllib.parse.urljoin(url, location)
 
 
 def upload_form(built: BuiltFile, path: Path) -> aiohttp.FormData:
