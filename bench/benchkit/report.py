@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from benchkit import scen_shared
 from benchkit.context import Results
 from benchkit.targets import TREE_LIMIT_MIB
 
@@ -73,6 +74,7 @@ TABLES = (
            ("first_html_ms", "first HTML ms", "{:.1f}"), ("cached_html_ms", "cached HTML ms", "{:.1f}"),
            ("first_json_ms", "first JSON ms", "{:.1f}"), ("cached_json_ms", "cached JSON ms", "{:.1f}"),
            ("html_kib", "HTML KiB", "{:.0f}"), ("rss_mb", "RSS MiB", "{:.0f}")) + RSS, None),
+    *(Table(*shared) for shared in scen_shared.TABLES),
 )
 
 

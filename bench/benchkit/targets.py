@@ -1,18 +1,20 @@
 """The proxy's targets: each met, missed and by how much, or not measured and which scenario
-would measure it. Issue 16's first, then those of earlier issues that it did not replace."""
+would measure it. Issue 16's first, issue 14's shared mode, then those of earlier issues that they did not replace."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+from benchkit import scen_shared
 from benchkit.context import Results
 
 TREE_LIMIT_MIB = 120  # issue 16: peak RSS of the whole tree (supervisor and workers)
 STALE_CASES = {"refusing": "refusing", "hanging": "hanging", "cold_hanging": "hanging from the proxy's start"}
 # The scenario (bench.py --only) that fills each table, by the table key's first word.
 SCENARIOS = {"page": "pages", "conditional": "conditional", "file": "files", "cold": "cold", "herd": "herd",
-             "install": "install", "stale": "stale", "scale": "scale", "policy": "policy", "front": "front"}
+             "install": "install", "stale": "stale", "scale": "scale", "policy": "policy", "front": "front",
+             "shared": "shared"}
 
 
 def scenario_of(table: str) -> str:
@@ -66,9 +68,10 @@ class Checklist:
     def render(self) -> str:
         marks = {True: "[x]", False: "[ ]", None: "[?]"}
         out = []
-        for issue, title in (("16", "Targets of issue 16 (proxy)"), ("", "Earlier targets (proxy)")):
+        for issue, title in (("16", "Targets of issue 16 (proxy)"), ("14", "Targets of issue 14 (shared mode)"),
+                             ("", "Earlier targets (proxy)")):
             lines = [f"### {title}", ""]
-            for entry in (e for e in self.items if (e["issue"] == "16") == (issue == "16")):
+            for entry in (e for e in self.items if e["issue"] == issue):
                 if entry["met"] is None:
                     scenario = f": run the `{entry['scenario']}` scenario" if entry["scenario"] else ""
                     verdict = f"not measured{scenario}"
@@ -84,6 +87,8 @@ def checklist(results: Results, reference: str) -> Checklist:
     earlier ones."""
     check = Checklist(results, reference)
     issue16(check)
+    scen_shared.targets(check.get, lambda target, measured, met: check.item("14", target, measured, met,
+                                                                             "", "shared"))
     earlier(check)
     return check
 
