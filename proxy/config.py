@@ -61,6 +61,11 @@ class ServerSettings:
     # Open connections per server process; at the limit the longest-idle one makes room, else
     # the new one is closed at once.
     max_connections: int = _setting(1000, kind.count)
+    # Who sends the bytes of complete local files (proxy/web/front.py): "none" (this server),
+    # "nginx" (X-Accel-Redirect to front_internal_prefix + the file's path in the data directory)
+    # or "sendfile" (X-Sendfile with its absolute path: Apache's mod_xsendfile, lighttpd).
+    front_server: str = _setting("none", kind.choice("none", "nginx", "sendfile"))
+    front_internal_prefix: str = _setting("/_pypi_proxy_internal/", kind.url_path_prefix)
 
 
 @dataclass(frozen=True)

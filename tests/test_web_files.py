@@ -7,13 +7,13 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from proxy.config import Settings
+from proxy.web.keys import EXECUTOR
 from tests.builders import Dist
 from tests.conftest import Uploader, start_client
 from tests.fakeupstream import FakeUpstream
@@ -106,25 +106,26 @@ async def test_non_normalised_project_in_file_url_redirects(client: TestClient, 
 async def test_a_cached_file_evicted_between_look_up_and_open_is_fetched_again(
         aiohttp_client: Any, upstream_settings: Callable[..., Settings], fake_upstream: FakeUpstream) -> None:
     """Issue 11 D: another server process may evict a cached file the moment after this one
-    found it (pins are per process). The open then fails: that is a re-fetch, never a 500 (nor
-    aiohttp's 404 for a file the index lists). The sendfile's open runs in the loop's default
-    executor; holding its one thread keeps the request between look-up and open meanwhile."""
-    client = await start_client(aiohttp_client, upstream_settings())
+    found it (pins are per process). The open then fails: that is a re-fetch, never a 500 (nor a
+    404 for a file the index lists). A second server on the same data directory (another worker:
+    its open-file cache is empty) opens on a miss in the app's executor; holding every thread of
+    it keeps the request between look-up and open meanwhile."""
     wheel = fake_upstream.file(DEMO_WHEEL)
     path = f"/pypi/files/demo/{DEMO_WHEEL}"
-    await client.get("/pypi/simple/demo/")
-    assert await (await client.get(path)).read() == wheel.content
+    first = await start_client(aiohttp_client, upstream_settings())
+    await first.get("/pypi/simple/demo/")
+    assert await (await first.get(path)).read() == wheel.content
+    client = await start_client(aiohttp_client, upstream_settings())
     cached = upstream_settings().data_dir / "cache" / "files" / "demo" / DEMO_WHEEL
-    loop = asyncio.get_running_loop()
-    executor = ThreadPoolExecutor(1)
-    loop.set_default_executor(executor)
+    executor = client.server.app[EXECUTOR]
     gate = threading.Event()
-    held = loop.run_in_executor(None, gate.wait)
+    loop = asyncio.get_running_loop()
+    held = [loop.run_in_executor(executor, gate.wait) for _ in range(executor._max_workers)]
     request = asyncio.ensure_future(client.get(path))
-    await until(lambda: executor._work_queue.qsize() > 0, "the FileResponse's stat and open queued")
+    await until(lambda: executor._work_queue.qsize() > 0, "the open of the cached file queued")
     cached.unlink()  # evicted by another process
     gate.set()
-    await held
+    await asyncio.gather(*held)
     response = await request
     assert response.status == 200 and response.headers["X-Proxy-Cache"] == "miss"
     assert await response.read() == wheel.content

@@ -52,14 +52,18 @@ from proxy.web.keys import (
     DESCRIPTIONS,
     EXECUTOR,
     EXPLAINER,
+    FRONT,
     JSON_API,
     METRICS,
+    OPEN_FILES,
     REPRESENTATIONS,
     SETTINGS,
     STORAGE,
     UPLOADS,
 )
+from proxy.web.front import FrontServer
 from proxy.web.metrics import Metrics
+from proxy.web.openfiles import OpenFiles
 from proxy.web.representations import Representations
 
 log = structlog.get_logger(__name__)
@@ -76,6 +80,9 @@ def create_app(settings: Settings) -> web.Application:
     app.on_response_prepare.append(middlewares.add_security_headers)
     app.cleanup_ctx.append(_executor)
     app.cleanup_ctx.append(_auth_executor)
+    app.cleanup_ctx.append(_open_files)
+    if (front := FrontServer.from_settings(settings)) is not None:
+        app[FRONT] = front
     app.cleanup_ctx.append(_services)
     app.cleanup_ctx.append(_descriptions)
     app.cleanup_ctx.append(_catalog)
@@ -120,6 +127,14 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
     app[EXECUTOR] = executor
     yield
     await asyncio.to_thread(executor.shutdown, wait=True)  # waits for in-flight writes, off the loop
+
+
+async def _open_files(app: web.Application) -> AsyncIterator[None]:
+    """Descriptors of served files, reused for a few seconds (``proxy.web.openfiles``)."""
+    app[OPEN_FILES] = files = OpenFiles(app[EXECUTOR])
+    files.start()
+    yield
+    await files.close()
 
 
 async def _auth_executor(app: web.Application) -> AsyncIterator[None]:
