@@ -12,7 +12,7 @@ from typing import Any
 from proxy import __version__
 from proxy.config import Settings, load_settings
 from proxy.core.errors import ConfigError, NeedsTerminal, ProxyError
-from proxy.ops import admin
+from proxy.ops import admin, frontconfig
 from proxy.oserrors import explain_os_error
 from proxy.storage.datadir import check_data_dir
 from proxy.warm import audit, explaincli
@@ -105,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="move bad cached files to cache/quarantine so they are fetched again, and private "
                             "files no index lists to private-quarantine (listed private files are only reported)")
     _common(check)
+    front = commands.add_parser("front-config", help="print a front server's configuration made from the settings")
+    front.add_argument("server", choices=["nginx"], help="the front server")
+    front.add_argument("--listen", default="80", metavar="ADDRESS", help="nginx's listen (default: 80)")
+    front.add_argument("--server-name", default="_", metavar="NAME", help="nginx's server_name (default: _)")
+    _common(front)
     warmcli.register(commands)
     explaincli.register(commands)
     audit.register(commands)
@@ -152,6 +157,12 @@ def _run(args: argparse.Namespace) -> int:
             from proxy.ops.server import serve
 
             serve(settings)
+            return 0
+        if args.command == "front-config":  # reads nothing of the data directory
+            print(frontconfig.nginx(settings, args.listen, args.server_name), end="")
+            if settings.server.front_server != args.server:
+                print(f'pypi-proxy: note: set [server] front_server = "{args.server}" in the proxy\'s config '
+                      "for this front server to be used", file=sys.stderr)
             return 0
         action = getattr(args, "action", None)
         writes = (args.command, action) in _WRITERS or (args.command == "check" and args.repair)

@@ -70,6 +70,8 @@ async def send_stream(request: web.Request, stream: VerifiedStream, headers: dic
         if request.method == "HEAD" or (stream.size is None and request.version < HttpVersion11):
             return await send_file(request, await stream.complete(), headers)
         response = web.StreamResponse(headers=headers)
+        if FRONT in request.app:
+            response.headers["X-Accel-Buffering"] = "no"  # nginx: to the client as it arrives
         if stream.size is not None:
             response.content_length = stream.size
         await response.prepare(request)
