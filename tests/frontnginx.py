@@ -8,7 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from proxy.config import Settings
@@ -33,18 +33,33 @@ def front_settings(settings: Settings, proxy_port: int) -> Settings:
                                             host="127.0.0.1"))
 
 
-class Nginx:
-    """nginx in front of a proxy on ``proxy_port`` whose settings are ``settings``: ``url`` is
-    where clients reach it. Start with ``start`` (async tests) or ``start_sync``; ``stop`` ends it."""
+@dataclass(frozen=True)
+class Logged:
+    """One request as nginx logged it: ``uri`` is where it ended (an internal location when the
+    proxy handed the file over), ``request_uri`` what the client asked for."""
 
-    def __init__(self, prefix: Path, settings: Settings, proxy_port: int) -> None:
+    request_uri: str
+    uri: str
+    status: int
+    sent: int
+
+
+class Nginx:
+    """nginx in front of a proxy on ``proxy_port`` whose settings are ``settings`` (or with the
+    ``site`` text `pypi-proxy front-config nginx` printed, listening on ``port``): ``url`` is where
+    clients reach it. Start with ``start`` (async tests) or ``start_sync``; ``stop`` ends it."""
+
+    def __init__(self, prefix: Path, settings: Settings | None = None, proxy_port: int = 0, *,
+                 site: str | None = None, port: int | None = None) -> None:
         self.binary = nginx_binary()
         self.prefix = prefix
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         prefix.mkdir(parents=True, exist_ok=True)
-        site = nginx_config(front_settings(settings, proxy_port), listen=f"127.0.0.1:{self.port}")
+        if site is None:
+            assert settings is not None
+            site = nginx_config(front_settings(settings, proxy_port), listen=f"127.0.0.1:{self.port}")
         (prefix / "pypi-proxy.conf").write_text(site)
         temp = "".join(f"    {kind}_temp_path {prefix}/{kind};\n"
                        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
@@ -55,11 +70,18 @@ pid {prefix}/nginx.pid;
 error_log {prefix}/error.log info;
 events {{ worker_connections 512; }}
 http {{
-    access_log {prefix}/access.log;
+    log_format front '$request_uri $uri $status $body_bytes_sent';
+    access_log {prefix}/access.log front;
 {temp}    default_type application/octet-stream;
     include {prefix}/pypi-proxy.conf;
 }}
 """)
+
+    def logged(self) -> list[Logged]:
+        """Every request nginx finished, in order."""
+        path = self.prefix / "access.log"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [Logged(parts[0], parts[1], int(parts[2]), int(parts[3])) for parts in map(str.split, lines)]
 
     @property
     def error_log(self) -> str:
