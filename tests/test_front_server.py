@@ -262,3 +262,14 @@ def test_front_config_says_what_it_cannot_write(tmp_path: Path, capsys: pytest.C
     assert "nginx configuration cannot hold" in err and "da$ta" in err
     code = main(["front-config", "nginx", "--data-dir", str(tmp_path / "data")])
     assert code == 0 and 'front_server = "nginx"' in capsys.readouterr().err  # not set yet: said so
+
+
+def test_the_readme_shows_what_front_config_prints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    shown = re.search(r"<!-- test: front-config -->\n```nginx\n(.*?)```", readme, re.S)
+    assert shown, "README.md has no front-config snippet"
+    config = tmp_path / "config.toml"
+    config.write_text('[server]\nfront_server = "nginx"\n')
+    assert main(["front-config", "nginx", "--config", str(config), "--data-dir", "/var/lib/pypi-proxy",
+                 "--server-name", "pypi.example.com"]) == 0
+    assert capsys.readouterr().out == shown.group(1)
