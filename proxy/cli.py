@@ -14,6 +14,7 @@ from proxy.config import Settings, load_settings
 from proxy.core.errors import ConfigError, NeedsTerminal, ProxyError
 from proxy.ops import admin, frontconfig
 from proxy.oserrors import explain_os_error
+from proxy.storage.backends import shared_mode
 from proxy.storage.datadir import check_data_dir
 from proxy.warm import audit, explaincli
 from proxy.warm import cli as warmcli
@@ -103,13 +104,29 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="re-hash every stored file; exit 1 on any problem")
     check.add_argument("--repair", action="store_true",
                        help="move bad cached files to cache/quarantine so they are fetched again, and private "
-                            "files no index lists to private-quarantine (listed private files are only reported)")
+                            "files no index lists to private-quarantine (listed private files are only reported); "
+                            "in the shared mode, delete unlisted blobs older than the upload grace period")
+    check.add_argument("--deep", action="store_true",
+                       help="shared mode: also read every blob back and compare its sha256 (the embedded check "
+                            "always does)")
     _common(check)
     front = commands.add_parser("front-config", help="print a front server's configuration made from the settings")
     front.add_argument("server", choices=["nginx"], help="the front server")
     front.add_argument("--listen", default="80", metavar="ADDRESS", help="nginx's listen (default: 80)")
     front.add_argument("--server-name", default="_", metavar="NAME", help="nginx's server_name (default: _)")
     _common(front)
+    migrate = commands.add_parser("migrate", help="copy this install's private projects, users and tokens into "
+                                  "the shared backend (database and object store) of another config")
+    migrate.add_argument("--to", type=Path, required=True, metavar="CONFIG",
+                         help="the target's config file ([storage] database and objects; `db upgrade` it first)")
+    _common(migrate)
+    database = commands.add_parser("db", help="the metadata database ([storage] database)").add_subparsers(
+        dest="action", required=True)
+    for action, text in (("upgrade", "create or upgrade its schema (run after installing a new version)"),
+                         ("current", "print its schema revision; exit 1 when it needs `db upgrade`")):
+        sub = database.add_parser(action, help=text)
+        sub.add_argument("--database", default=None, metavar="URL", help="override storage.database")
+        _common(sub)
     warmcli.register(commands)
     explaincli.register(commands)
     audit.register(commands)
@@ -121,12 +138,17 @@ CONFIG_ENV = "PYPI_PROXY_CONFIG"
 _WRITERS = {("user", "add"), ("user", "remove"), ("token", "create"), ("token", "revoke"), ("yank", None),
             ("unyank", None), ("remove", None), ("cache", "prune"), ("release-name", None)}
 
+# Commands that work on the database and object store alone in the shared mode (no data directory).
+_SHARED = {"user", "token", "yank", "unyank", "remove", "release-name", "check"}
+
 
 def _settings(args: argparse.Namespace) -> Settings:
     config, source = args.config, "--config"
     if config is None and os.environ.get(CONFIG_ENV):
         config, source = Path(os.environ[CONFIG_ENV]), f"${CONFIG_ENV}"
     overrides: dict[str, Any] = {"storage.data_dir": str(args.data_dir) if args.data_dir else None}
+    if args.command == "db":
+        overrides["storage.database"] = args.database
     if args.command == "serve":
         overrides |= {"server.host": args.host, "server.port": args.port, "server.workers": args.workers,
                       "upstream.url": args.upstream,
@@ -158,6 +180,10 @@ def _run(args: argparse.Namespace) -> int:
 
             serve(settings)
             return 0
+        if args.command == "db":  # the database only: no data directory needed
+            from proxy.ops import database  # SQLAlchemy and Alembic load only for this command
+
+            return database.db(args, settings)
         if args.command == "front-config":  # reads nothing of the data directory
             print(frontconfig.nginx(settings, args.listen, args.server_name), end="")
             if settings.server.front_server != args.server:
@@ -166,7 +192,8 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         action = getattr(args, "action", None)
         writes = (args.command, action) in _WRITERS or (args.command == "check" and args.repair)
-        check_data_dir(settings.data_dir, create=(args.command, action) == ("user", "add"), write=writes)
+        if args.command not in _SHARED or not shared_mode(settings.storage):  # shared: in the database
+            check_data_dir(settings.data_dir, create=(args.command, action) == ("user", "add"), write=writes)
         return admin.COMMANDS[args.command](args, settings)
     except ConfigError as exc:
         return _fail(f"configuration error: {exc}", 2)

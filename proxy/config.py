@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy import configvalues as kind
-from proxy import policyvalues
+from proxy import objectsettings, policyvalues
 from proxy.configvalues import Parser
 from proxy.core.errors import ConfigError
 from proxy.core.policy import FLOORS, MODES, Exemption, Rules
@@ -61,6 +61,8 @@ class ServerSettings:
     # Open connections per server process; at the limit the longest-idle one makes room, else
     # the new one is closed at once.
     max_connections: int = _setting(1000, kind.count)
+    # The event loop (proxy/ops/eventloop.py): "auto" is uvloop where it is installed, else asyncio's.
+    event_loop: str = _setting("auto", kind.choice("auto", "uvloop", "asyncio"))
     # Who sends the bytes of complete local files (proxy/web/front.py): "none" (this server),
     # "nginx" (X-Accel-Redirect to front_internal_prefix + the file's path in the data directory)
     # or "sendfile" (X-Sendfile with its absolute path: Apache's mod_xsendfile, lighttpd).
@@ -71,6 +73,19 @@ class ServerSettings:
 @dataclass(frozen=True)
 class StorageSettings:
     data_dir: Path = _setting(None, kind.optional_path)
+    # Blobs in an object store (issue 14): the keys "objects" and "objects_*" of [storage].
+    objects: objectsettings.ObjectStoreSettings = field(default_factory=objectsettings.ObjectStoreSettings,
+                                                        metadata={"group": objectsettings})
+    # Metadata, users and tokens in a database shared by replicas (issue 14): postgresql://... or
+    # sqlite:///path; empty: the files of the data directory (the embedded default).
+    database: str | None = _setting(None, kind.database_url)
+    # Connections each server process keeps open to it, and how many more it may open at a peak.
+    database_pool_size: int = _setting(5, kind.positive_count)
+    database_max_overflow: int = _setting(5, kind.count)
+    # Seconds to wait for a free connection of the pool, to connect, and for one statement.
+    database_pool_timeout: float = _setting(10.0, kind.positive_seconds)
+    database_connect_timeout: float = _setting(5.0, kind.positive_seconds)
+    database_statement_timeout: float = _setting(30.0, kind.positive_seconds)
 
 
 @dataclass(frozen=True)
@@ -196,14 +211,21 @@ class Settings:
 _SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(Settings)}  # type: ignore[misc]
 
 
+def section_keys(cls: type) -> list[str]:
+    """The keys a section's file table may hold: its fields', a group field's own keys in its place."""
+    return [key for f in fields(cls) for key in (f.metadata["group"].keys() if "group" in f.metadata else [f.name])]
+
+
 def _build_section(name: str, cls: type, table: Any) -> Any:
     if not isinstance(table, Mapping):
         raise ConfigError(name, "expected a table")
-    known = {f.name: f for f in fields(cls)}
-    values = {}
+    known = {f.name: f for f in fields(cls) if "group" not in f.metadata}
+    table = dict(table)
+    # A group field (ObjectStoreSettings) takes its keys out of the table first.
+    values = {f.name: f.metadata["group"].take(name, table, os.environ) for f in fields(cls) if "group" in f.metadata}
     for key, value in table.items():
         if key not in known:
-            raise ConfigError(f"{name}.{key}", f"unknown key; known keys of [{name}]: {', '.join(known)}")
+            raise ConfigError(f"{name}.{key}", f"unknown key; known keys of [{name}]: {', '.join(section_keys(cls))}")
         values[key] = known[key].metadata["parse"](f"{name}.{key}", value)
     return cls(**values)
 
@@ -226,7 +248,7 @@ def settings_from_mapping(data: Mapping[str, Any], overrides: Mapping[str, Any] 
     sections = {name: _build_section(name, cls, merged.get(name, {})) for name, cls in _SECTIONS.items()}
     settings = Settings(**sections)
     if settings.storage.data_dir is None:
-        settings = replace(settings, storage=StorageSettings(data_dir=default_data_dir()))
+        settings = replace(settings, storage=replace(settings.storage, data_dir=default_data_dir()))
     return settings
 
 
@@ -244,10 +266,12 @@ def settings_to_mapping(settings: Settings) -> dict[str, dict[str, Any]]:
             return policyvalues.exemption_mapping(value)
         return value
 
-    return {
-        name: {item.name: plain(getattr(getattr(settings, name), item.name)) for item in fields(cls)}
-        for name, cls in _SECTIONS.items()
-    }
+    def items(section: Any, item: Any) -> dict[str, Any]:  # a group field: its own keys in its place
+        value = getattr(section, item.name)
+        return item.metadata["group"].flatten(value) if "group" in item.metadata else {item.name: plain(value)}
+
+    return {name: {key: value for item in fields(cls) for key, value in items(getattr(settings, name), item).items()}
+            for name, cls in _SECTIONS.items()}
 
 
 def load_settings(path: Path | None = None, overrides: Mapping[str, Any] | None = None,

@@ -62,6 +62,36 @@ def optional_size(key: str, value: Any) -> int | None:
     return size(key, value)
 
 
+def positive_count(key: str, value: Any) -> int:
+    """An integer >= 1."""
+    number = count(key, value)
+    if not number:
+        raise ConfigError(key, "expected an integer >= 1")
+    return number
+
+
+def database_url(key: str, value: Any) -> str | None:
+    """A database URL: ``postgresql://user:password@host:port/name`` (``postgres://`` too) or
+    ``sqlite:///path``; empty means none. The driver is chosen by proxy.storage.sql.engine."""
+    text = string(key, value).strip()
+    if not text:
+        return None
+    scheme, separator, rest = text.partition("://")
+    if separator and scheme in _DATABASE_SCHEMES and rest.strip("/"):
+        if scheme != "sqlite" or (rest.startswith("/") and rest != "/:memory:"):
+            return text
+    raise ConfigError(key, "expected postgresql://user:password@host:port/database or sqlite:///path/to/file.db, "
+                           f"got {_without_password(text)!r}")
+
+
+_DATABASE_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg", "sqlite")
+
+
+def _without_password(url: str) -> str:
+    """``url`` with any password in it replaced by ``***`` (config errors are printed)."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
 def workers(key: str, value: Any) -> int:
     """A process count; 0 means one per CPU."""
     return count(key, value) or os.cpu_count() or 1

@@ -21,6 +21,9 @@ from tests.builders import Dist
 from tests.fakeupstream import FakeUpstream
 
 PASSWORD = "correct horse battery"
+# Shared-mode engines (issue 14) for any test module: a throwaway PostgreSQL cluster (pg_cluster,
+# pg_url) and SeaweedFS (seaweedfs, s3_settings, seaweedfs_outage).
+pytest_plugins = ("tests.pgserver", "tests.s3server")
 
 
 def basic(user: str, password: str) -> dict[str, str]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from proxy.config import Settings, default_data_dir, load_settings, settings_from_mapping
+from proxy.config import Settings, default_data_dir, load_settings, section_keys, settings_from_mapping
 from proxy.core.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -73,6 +73,13 @@ format = "json"
     assert (settings.logging.level, settings.logging.format) == ("debug", "json")
 
 
+@pytest.mark.parametrize("loop", ["auto", "uvloop", "asyncio"])
+def test_event_loop_choices(tmp_path: Path, loop: str) -> None:
+    """[server] event_loop (proxy.ops.eventloop): "auto" unless set."""
+    assert load_settings(None).server.event_loop == "auto"
+    assert load_settings(write_config(tmp_path, f'[server]\nevent_loop = "{loop}"\n')).server.event_loop == loop
+
+
 def test_front_server_settings(tmp_path: Path) -> None:
     defaults = load_settings().server
     assert (defaults.front_server, defaults.front_internal_prefix) == ("none", "/_pypi_proxy_internal/")
@@ -119,6 +126,8 @@ def test_overrides_without_a_file() -> None:
     pytest.param({"upload": {"max_file_size": "10 XB"}}, "upload.max_file_size", id="size-unit"),
     pytest.param({"logging": {"level": "loud"}}, "logging.level", id="level-choice"),
     pytest.param({"logging": {"format": "xml"}}, "logging.format", id="format-choice"),
+    pytest.param({"server": {"event_loop": "trio"}}, "server.event_loop", id="event-loop-choice"),
+    pytest.param({"server": {"event_loop": True}}, "server.event_loop", id="event-loop-bool"),
     pytest.param({"server": {"front_server": "apache"}}, "server.front_server", id="front-server-choice"),
     *(pytest.param({"server": {"front_internal_prefix": prefix}}, "server.front_internal_prefix",
                    id=f"front-prefix-{prefix!r}")
@@ -232,7 +241,7 @@ def test_example_config_loads_and_equals_the_defaults() -> None:
     defaults = Settings()
     for section in fields(Settings):
         documented = set(document.get(section.name, {}))
-        known = {f.name for f in fields(getattr(defaults, section.name))}
+        known = set(section_keys(type(getattr(defaults, section.name))))
         assert documented == known, f"keys of [{section.name}] in config.example.toml"
     assert set(document) == {f.name for f in fields(Settings)}
     assert load_settings(EXAMPLE) == load_settings()
@@ -270,3 +279,44 @@ def test_an_unreadable_file_is_a_config_error_keyed_by_its_source(tmp_path: Path
             load_settings(path, source=source)
         assert error.value.key == source
         assert str(error.value) == f"{source}: {problem.format(p=path)}"
+
+
+@pytest.mark.parametrize("url", ["postgresql://pypi:secret@db.internal:5432/pypi", "postgres://db/pypi",
+                                 "postgresql+psycopg://db/pypi", "sqlite:////srv/pypi.db", "sqlite:///pypi.db"])
+def test_storage_database_urls(url: str) -> None:
+    """Issue 14: [storage] database, with the default data directory kept beside it."""
+    settings = settings_from_mapping({"storage": {"database": url, "database_pool_size": 2}})
+    assert (settings.storage.database, settings.storage.database_pool_size) == (url, 2)
+    assert settings.data_dir == default_data_dir()
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("mysql://u:secret@db/x", "got 'mysql://u:***@db/x'"),
+    ("sqlite://", "expected postgresql://"),
+    ("sqlite:///:memory:", "expected postgresql://"),
+    ("db.internal", "expected postgresql://"),
+    ("postgresql://", "expected postgresql://"),
+    (5, "expected a string"),
+])
+def test_invalid_database_urls_name_the_key_without_the_password(value: Any, problem: str) -> None:
+    with pytest.raises(ConfigError, match="storage.database") as error:
+        settings_from_mapping({"storage": {"database": value}})
+    assert problem in str(error.value) and "secret" not in str(error.value)
+
+
+def test_database_pool_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="storage.database_pool_size.*>= 1"):
+        settings_from_mapping({"storage": {"database_pool_size": 0}})
+    with pytest.raises(ConfigError, match="storage.database_pool_timeout"):
+        settings_from_mapping({"storage": {"database_pool_timeout": 0}})
+    assert settings_from_mapping({"storage": {"database_max_overflow": 0}}).storage.database_max_overflow == 0
+
+
+def test_the_database_survives_the_hand_over_to_worker_processes(tmp_path: Path) -> None:
+    import json
+
+    from proxy.config import settings_to_mapping
+
+    original = settings_from_mapping({"storage": {"data_dir": str(tmp_path), "database": "postgres://db/pypi",
+                                                  "database_pool_timeout": 2.5}})
+    assert settings_from_mapping(json.loads(json.dumps(settings_to_mapping(original)))) == original

@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "proxy"
 # Each package, and what of the project it may import. The foundation (the package's own
 # __init__ for the version, ``config`` with its ``configvalues``, and ``oserrors``) may be imported by
 # every package.
-FOUNDATION = {"proxy", "proxy.config", "proxy.configvalues", "proxy.policyvalues", "proxy.oserrors", "proxy.log"}
+FOUNDATION = {"proxy", "proxy.config", "proxy.configvalues", "proxy.policyvalues", "proxy.objectsettings",
+              "proxy.oserrors", "proxy.log"}
 MAY_IMPORT = {
     "core": {"core"},
     "storage": {"core", "storage"},

@@ -10,6 +10,7 @@ import os
 import re
 import socket
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ import structlog
 from aiohttp.test_utils import TestClient
 
 from proxy.config import Settings
-from proxy.log import RepeatFilter, configure_logging
+from proxy.log import RepeatFilter, bind_request_id, configure_logging
 from proxy.storage.auth import AuthStore
 from proxy.web.simple import SLICE
 from tests.builders import Dist
@@ -62,6 +63,44 @@ def test_json_lines(restore_logging: None, capsys: pytest.CaptureFixture[str]) -
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert lines[0]["event"] == "upload_stored" and lines[0]["project"] == "p" and lines[0]["level"] == "info"
     assert lines[1]["event"] == "from the stdlib" and lines[1]["logger"] == "aiohttp.server"
+
+
+def test_timestamps_are_utc_iso_to_the_microsecond(restore_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "json")
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    for _ in range(3):
+        structlog.get_logger("proxy.test").info("tick")
+    logging.getLogger("aiohttp.server").warning("from the stdlib")
+    after = datetime.now(timezone.utc)
+    stamps = [json.loads(line)["timestamp"] for line in capsys.readouterr().err.splitlines()]
+    assert len(stamps) == 4
+    for stamp in stamps:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp), stamp
+        assert before <= datetime.fromisoformat(stamp.replace("Z", "+00:00")) <= after
+    assert stamps == sorted(stamps)
+
+
+def test_a_bound_request_id_is_on_its_own_tasks_lines_only(
+        restore_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each request runs in a task of its own (aiohttp): the id it binds is on its lines, and on
+    no other request's or the server's."""
+    configure_logging("info", "json")
+    log = structlog.get_logger("proxy.test")
+
+    async def request(request_id: str) -> None:
+        bind_request_id(request_id)
+        await asyncio.sleep(0)  # the other request runs meanwhile
+        log.info("inside")
+        log.info("named", request_id="explicit")
+
+    async def main() -> None:
+        await asyncio.gather(request("a"), request("b"))
+        log.info("outside")
+
+    asyncio.run(main())
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert sorted((line["event"], line.get("request_id")) for line in lines) == [
+        ("inside", "a"), ("inside", "b"), ("named", "explicit"), ("named", "explicit"), ("outside", None)]
 
 
 async def test_access_event_carries_cache_outcome_and_real_file_bytes(

@@ -117,3 +117,23 @@ def test_a_process_not_in_multiprocess_mode_refuses_a_workers_directory(tmp_path
     """Counters that no other worker could see would make every total wrong: say so at start."""
     with pytest.raises(RuntimeError, match=MULTIPROC_ENV):
         Metrics(tmp_path)
+
+
+def test_each_request_counts_once_in_its_series_and_odd_methods_are_other() -> None:
+    """observe keeps each set of labels' series (no labels() per request): counts land in the
+    right ones, and a method clients invent is "other" (label values stay bounded)."""
+    metrics = Metrics()
+    route = "/pypi/simple/{project}/"
+    for method, status, cache in [("GET", 200, "hit"), ("GET", 200, "hit"), ("GET", 304, "stale"),
+                                  ("BREW", 405, None), ("PROPFIND", 405, None), ("HEAD", 200, "hit")]:
+        metrics.observe(route, method, status, 0.002, 10, "page", cache)
+    text = metrics.render({}).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    requests = {(s.labels["method"], s.labels["status"]): s.value for s in families["pypi_proxy_requests"].samples}
+    assert requests == {("GET", "200"): 2.0, ("GET", "304"): 1.0, ("other", "405"): 2.0, ("HEAD", "200"): 1.0}
+    cache = {s.labels["outcome"]: s.value for s in families["pypi_proxy_cache"].samples}
+    assert cache == {"hit": 3.0, "stale": 1.0}
+    sent = [s.value for s in families["pypi_proxy_response_bytes"].samples if s.name.endswith("_total")]
+    assert sent == [60.0]
+    count = [s.value for s in families["pypi_proxy_request_duration_seconds"].samples if s.name.endswith("_count")]
+    assert count == [6.0]

@@ -128,6 +128,16 @@ def test_c2_nothing_acceptable(accept: str) -> None:
         choose_content_type(accept)
 
 
+def test_answers_are_remembered_and_refusals_are_not_cached_away() -> None:
+    """The answer per Accept header is kept (clients send a few fixed ones); asking again gives
+    the same answer, and an unacceptable header is refused every time, not once."""
+    pip = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01"
+    assert [choose_content_type(pip) for _ in range(3)] == [JSON_V1] * 3
+    for _ in range(2):
+        with pytest.raises(NotAcceptable):
+            choose_content_type("image/png")
+
+
 def test_parse_accept_reads_q_values() -> None:
     assert parse_accept(PIP) == [
         MediaRange("application", "vnd.pypi.simple.v1+json", 1.0),

@@ -4,8 +4,9 @@ it (RFC 9110 8.4.1, 12.5.3). Pages only: a distribution is always sent as its ow
 from __future__ import annotations
 
 import gzip
+from functools import lru_cache
 
-from proxy.core.negotiate import weighted
+from proxy.core.negotiate import REMEMBERED, weighted
 
 GZIP = "gzip"
 # Below this a page fits in a packet or two either way: compressing it saves the client nothing.
@@ -32,6 +33,7 @@ def _codings(header: str) -> dict[str, float]:
     return found
 
 
+@lru_cache(maxsize=REMEMBERED)  # clients send a few fixed headers: a look-up, not a parse
 def accepts_gzip(accept_encoding: str | None) -> bool:
     """Whether to send the gzip copy to a request with this Accept-Encoding (RFC 9110 12.5.3).
 

@@ -215,3 +215,81 @@ class UpstreamCircuitOpen(UpstreamUnavailable):
         super().__init__(message)
         self.since = since
         self.last_error = last_error
+
+
+class ObjectStoreUnavailable(ProxyError):
+    """The object store (issue 14) failed: refused or dropped the connection, timed out, answered
+    5xx, or refused the credentials. ``store`` names it (``s3://bucket/prefix at <endpoint>``, no
+    credentials), ``reason`` says what failed. Nothing was stored or served (HTTP 503)."""
+
+    def __init__(self, store: str, reason: str) -> None:
+        super().__init__(f"the object store {store} is unavailable: {reason}")
+        self.store = store
+        self.reason = reason
+
+
+class ObjectNotFound(ProjectNotFound):
+    """The object store has no object under ``key`` (a blob nobody stored, or one deleted):
+    distinct from ObjectStoreUnavailable, which means the store could not answer. The message
+    (a 404's text) leaves out the store's address; ``store`` has it for the logs."""
+
+    def __init__(self, store: str, key: str) -> None:
+        super().__init__(f"the object store has no object {key}")
+        self.store = store
+        self.key = key
+
+
+class ObjectIntegrityError(ProxyError):
+    """The bytes read for a blob do not hash to the sha256 or count the size it was stored under:
+    nothing was left under ``key``. ``expected`` and ``found`` are (sha256 hex, size) pairs; the
+    sha256 found is None when reading stopped early, past the expected size."""
+
+    def __init__(self, key: str, expected: tuple[str, int], found: tuple[str | None, int]) -> None:
+        if found[1] != expected[1]:
+            detail = f"are {found[1]}{' or more' if found[0] is None else ''} bytes, not {expected[1]}"
+        else:
+            detail = f"hash to sha256 {found[0]}, not {expected[0]}"
+        super().__init__(f"refused to store {key}: the bytes read {detail}")
+        self.key = key
+        self.expected = expected
+        self.found = found
+
+class DatabaseUnavailable(ProxyError):
+    """The metadata database (``[storage] database``) cannot be reached or did not answer:
+    ``database`` is its URL with the password masked, ``reason`` what the driver said (HTTP 503)."""
+
+    def __init__(self, database: str, reason: str) -> None:
+        super().__init__(f"the database {database} is unavailable: {reason}")
+        self.database = database
+        self.reason = reason
+
+
+class SchemaMismatch(ProxyError):
+    """The database's schema is not the one this version of pypi-proxy works with: ``current``
+    is its migration revision (None: no schema yet), ``expected`` the one this version needs and
+    ``known`` whether this version knows ``current`` (False: a newer version wrote it)."""
+
+    def __init__(self, database: str, current: str | None, expected: str, known: bool) -> None:
+        if current is None:
+            detail = f"has no pypi-proxy schema yet (this version needs revision {expected})"
+        elif known:
+            detail = f"has schema revision {current}, this version needs {expected}"
+        else:
+            detail = (f"has schema revision {current}, which this version does not know (it needs {expected}); "
+                      "install the newer pypi-proxy that wrote it on this host too")
+        super().__init__(f"the database {database} {detail}; run `pypi-proxy db upgrade`"
+                         + (" with it" if current is not None and not known else ""))
+        self.database = database
+        self.current = current
+        self.expected = expected
+        self.known = known
+
+
+class MigrationConflict(ProxyError):
+    """``pypi-proxy migrate`` found ``what`` (a file, user or token) in the target already, with
+    other data than this install's: ``detail`` says how they differ. Nothing was overwritten."""
+
+    def __init__(self, what: str, detail: str) -> None:
+        super().__init__(f"{what}: {detail}; the target's copy was left as it is")
+        self.what = what
+        self.detail = detail

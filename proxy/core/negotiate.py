@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from proxy.core.errors import NotAcceptable
 
@@ -11,6 +12,9 @@ HTML_V1 = "application/vnd.pypi.simple.v1+html"
 TEXT_HTML = "text/html"
 # Server preference for explicit matches, best first (PEP 691: JSON is the modern format).
 OFFERED = (JSON_V1, HTML_V1, TEXT_HTML)
+# Accept headers remembered with the answer (least recently used go first): clients send a few
+# fixed ones (pip's, uv's, a browser's), so a request costs a look-up, not a parse.
+REMEMBERED = 256
 # When only a wildcard matches, plain HTML is the safe answer for browsers and old tools.
 WILDCARD_PREFERENCE = (TEXT_HTML, JSON_V1, HTML_V1)
 _ALIASES = {
@@ -74,6 +78,11 @@ def choose_content_type(accept: str | None) -> str:
     """
     if not accept or not accept.strip():
         return TEXT_HTML
+    return _choose(accept)
+
+
+@lru_cache(maxsize=REMEMBERED)
+def _choose(accept: str) -> str:
     ranges = parse_accept(accept)
     best: tuple[float, int, int] | None = None
     chosen = None

@@ -15,8 +15,9 @@ from proxy.core.errors import NeedsTerminal, ProxyError
 from proxy.core.models import PrivateProject, version_key
 from proxy.core.names import normalize
 from proxy.ops import maintenance
-from proxy.storage.auth import AuthError, AuthStore
-from proxy.storage.private import PrivateStorage
+from proxy.storage.auth import AuthError
+from proxy.storage.backends import opened, shared_mode
+from proxy.storage.stores import Authenticator, PrivateStore
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -44,6 +45,11 @@ def cache(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def check(args: argparse.Namespace, settings: Settings) -> int:
+    if shared_mode(settings.storage):
+        from proxy.ops import sharedcheck  # SQLAlchemy and obstore: only for the shared mode
+
+        found = sharedcheck.check_shared(settings, deep=args.deep, repair=args.repair)
+        return sharedcheck.print_report(found, str(settings.storage.objects.url), args.deep)
     report = maintenance.check(settings.data_dir, repair=args.repair)
     for problem in report.problems:
         print(f"PROBLEM {problem.path}: {problem.message}" + (f" ({problem.repaired})" if problem.repaired else ""))
@@ -84,7 +90,11 @@ def _confirm(question: str) -> bool:
 
 
 def user(args: argparse.Namespace, settings: Settings) -> int:
-    store = AuthStore(settings.data_dir)
+    with opened(settings) as stores:
+        return _user(args, stores.auth)
+
+
+def _user(args: argparse.Namespace, store: Authenticator) -> int:
     if args.action == "add":
         store.add_user(args.name, _read_password(args.password_stdin), args.projects)
         print(f"user {args.name!r} created")
@@ -99,7 +109,11 @@ def user(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def token(args: argparse.Namespace, settings: Settings) -> int:
-    store = AuthStore(settings.data_dir)
+    with opened(settings) as stores:
+        return _token(args, stores.auth)
+
+
+def _token(args: argparse.Namespace, store: Authenticator) -> int:
     if args.action == "create":
         token_id, token = store.create_token(args.user, args.projects, args.description)
         print(f"token {token_id} created for {args.user!r}; it is shown only this once:", file=sys.stderr)
@@ -125,7 +139,6 @@ def _select(project: PrivateProject, version: str, filename: str | None) -> set[
 
 
 def yank(args: argparse.Namespace, settings: Settings) -> int:
-    storage = PrivateStorage(settings.data_dir)
     reason = args.reason if args.command == "yank" else None
     chosen: set[str] = set()
 
@@ -133,13 +146,18 @@ def yank(args: argparse.Namespace, settings: Settings) -> int:
         chosen.update(_select(project, args.version, args.filename))
         return project.with_yank(chosen, reason)
 
-    storage.update(normalize(args.project), change)
+    with opened(settings) as stores:
+        stores.private.update(normalize(args.project), change)
     print(f"{args.command}ed {len(chosen)} file(s): {', '.join(sorted(chosen))}")
     return 0
 
 
 def remove(args: argparse.Namespace, settings: Settings) -> int:
-    storage = PrivateStorage(settings.data_dir)
+    with opened(settings) as stores:
+        return _remove(args, stores.private)
+
+
+def _remove(args: argparse.Namespace, storage: PrivateStore) -> int:
     name = normalize(args.project)
     project = storage.load(name)
     if project is None:
@@ -155,7 +173,11 @@ def remove(args: argparse.Namespace, settings: Settings) -> int:
 
 def release_name(args: argparse.Namespace, settings: Settings) -> int:
     """L10: the one way a name stops being private; refused while files remain, unless --force."""
-    storage = PrivateStorage(settings.data_dir)
+    with opened(settings) as stores:
+        return _release_name(args, stores.private)
+
+
+def _release_name(args: argparse.Namespace, storage: PrivateStore) -> int:
     name = normalize(args.project)
     project = storage.load(name)
     if project is None:
@@ -173,6 +195,13 @@ def release_name(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from proxy.ops import migration  # SQLAlchemy and obstore: only for the shared mode
+
+    return migration.migrate(args, settings)
+
+
 # By the command line's first word.
 COMMANDS: dict[str, Command] = {"user": user, "token": token, "yank": yank, "unyank": yank, "remove": remove,
-                                "release-name": release_name, "cache": cache, "check": check}
+                                "release-name": release_name, "cache": cache, "check": check,
+                                "migrate": migrate}

@@ -20,11 +20,14 @@ from aiohttp import web
 from proxy.config import Settings, settings_to_mapping
 from proxy.core.errors import CannotListen
 from proxy.log import configure_logging
+from proxy.ops.eventloop import choose
 from proxy.ops.sdnotify import notify
 from proxy.ops.supervisor import SETTINGS_FD_ENV, settings_handoff
+from proxy.storage.backends import shared_mode
 from proxy.storage.datadir import check_data_dir
 from proxy.web.app import create_app, runner_options
 from proxy.web.connections import GuardedAppRunner
+from proxy.web.ops import loop_name
 
 log = structlog.get_logger(__name__)
 # Descriptors kept for what is not a client connection (upstream connections: aiohttp's pool of
@@ -36,8 +39,17 @@ FDS_PER_CONNECTION = 2
 
 def serve(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT. Raises DataDirUnusable or CannotListen, before anything starts,
-    when the data directory or the address cannot be used."""
+    when the data directory or the address cannot be used; with ``[storage] database`` set,
+    SchemaMismatch or DatabaseUnavailable when its schema is not this version's or it cannot be
+    reached (a replica never serves from a schema it does not know); ConfigError for one of
+    ``database`` and ``objects`` without the other."""
+    _, run = choose(settings.server.event_loop)  # ConfigError now, when uvloop is asked for and absent
     check_data_dir(settings.data_dir, create=True, write=True)
+    if shared_mode(settings.storage):  # ConfigError for half of it
+        # Imported only then: the embedded default never loads SQLAlchemy and Alembic.
+        from proxy.ops.database import check_configured_schema
+
+        check_configured_schema(settings.storage)
     probe_listen(settings.server.host, settings.server.port)
     if settings.server.workers > 1:
         # Become the slim supervisor: same PID (systemd's notify socket keeps trusting it), a
@@ -50,7 +62,7 @@ def serve(settings: Settings) -> None:
         os.execve(sys.executable, [sys.executable, "-m", "proxy.ops.supervisor"],
                   {**os.environ, SETTINGS_FD_ENV: str(handoff)})
     configure_logging(settings.logging.level, settings.logging.format)
-    asyncio.run(_serve(settings, on_ready=lambda: notify(_status(settings))))
+    run(_serve(settings, on_ready=lambda: notify(_status(settings))))
 
 
 def _status(settings: Settings) -> str:
@@ -71,7 +83,8 @@ async def _serve(settings: Settings, on_ready: Callable[[], Any], reuse_port: bo
             await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
         except OSError as exc:  # taken since probe_listen, or a worker's own start
             raise listen_error(host, port, exc) from None
-        log.info("listening", host=host, port=port, url=f"http://{host}:{port}/pypi/simple/")
+        log.info("listening", host=host, port=port, url=f"http://{host}:{port}/pypi/simple/",
+                 event_loop=loop_name(loop))
         on_ready()
         await stop.wait()
         if not reuse_port:

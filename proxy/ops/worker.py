@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 
@@ -11,6 +10,7 @@ import structlog
 from proxy.config import settings_from_mapping
 from proxy.core.errors import ProxyError
 from proxy.log import configure_logging
+from proxy.ops.eventloop import choose
 from proxy.ops.server import run_worker
 from proxy.ops.supervisor import READY_FD_ENV, WORKER_ENV, take_settings
 
@@ -28,7 +28,8 @@ def main() -> None:
         os.close(ready_fd)
 
     try:
-        asyncio.run(run_worker(settings, ready))
+        _, run = choose(settings.server.event_loop)
+        run(run_worker(settings, ready))
     except ProxyError as exc:  # e.g. CannotListen: one event, and the supervisor reports it
         log.error("worker_failed", error=str(exc))
         raise SystemExit(1) from None

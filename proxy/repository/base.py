@@ -10,7 +10,7 @@ one more component in the chain, not edits across layers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -80,10 +80,35 @@ class VerifiedStream(Protocol):
         ...
 
 
+class ObjectReader(Protocol):
+    """An object being read from the object store: ``size`` is the whole object's bytes, and
+    iterating yields the bytes asked for; a failure of the store midway raises ProxyError."""
+
+    @property
+    def size(self) -> int: ...
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """A complete file in the object store (the shared mode's private files), verified when it
+    was stored: ``size`` bytes hashing to ``sha256`` (hex). ``open(start, end)`` reads bytes
+    ``start`` to ``end`` (exclusive; None: to the end); ``location``, when files are served by
+    redirect, makes a short-lived presigned URL of it. Both raise ObjectStoreUnavailable when the
+    store fails, ``open`` ObjectNotFound when the object is missing."""
+
+    sha256: str
+    size: int
+    open: Callable[[int, int | None], Awaitable[ObjectReader]]
+    location: Callable[[], Awaitable[str]] | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Resource:
-    """A file of a project: a complete local file (private, or cached and verified), or the
-    verified stream of a download in progress (exactly one of ``path`` and ``stream``).
+    """A file of a project: a complete local file (private, or cached and verified), the
+    verified stream of a download in progress, or a complete file in the object store (exactly
+    one of ``path``, ``stream`` and ``blob``).
 
     What the component knows of a local file without opening it, so that it is served without
     a stat: ``size`` in bytes, and ``version``, which names its bytes (the sha256 hex digest its
@@ -94,6 +119,7 @@ class Resource:
     source: Source
     path: Path | None = None
     stream: VerifiedStream | None = None
+    blob: StoredObject | None = None
     cache: CacheState | None = None
     policy: str | None = None  # "warn; <why>" when the policy warns about its release
     size: int | None = None
@@ -121,4 +147,22 @@ class Repository(Protocol):
 
     async def resource(self, project: str, filename: str) -> Resource:
         """A file the project's page lists (or its ``.metadata``), local or streamed verified."""
+        ...
+
+
+class PrivateComponent(Repository, Protocol):
+    """The private projects' component (``proxy.repository.private`` on the data directory,
+    ``proxy.repository.shared`` on the shared database): the Repository, and what the JSON API,
+    the interface and uploads read of it."""
+
+    async def project(self, name: str) -> PrivateProject | None:
+        """The stored project ``name`` (normalised), or None when it is not private."""
+        ...
+
+    async def project_names(self) -> tuple[Hashable, list[str]]:
+        """Display names of every private project, with a version that changes when they do."""
+        ...
+
+    async def refresh(self) -> None:
+        """Take in what this process just changed (an upload), so that it answers with it at once."""
         ...

@@ -15,14 +15,17 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
-from proxy.core.errors import ProjectNotFound, UploadRejected, UpstreamError
+import structlog
+
+from proxy.core.errors import DatabaseUnavailable, ProjectNotFound, UploadRejected, UpstreamError
 from proxy.core.osv import AdvisoryIndex
 from proxy.repository import rules
-from proxy.repository.base import ProjectList, ProjectPage, Repository, Resource
+from proxy.repository.base import PrivateComponent, ProjectList, ProjectPage, Repository, Resource
 from proxy.repository.policy import Decided, PolicyFilter
-from proxy.repository.private import PrivateRepository
 from proxy.repository.shadowing import Shadowing
 from proxy.repository.upstream import UpstreamRepository, Upstreams
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +42,7 @@ class Catalog:
     """The composed Repository (``proxy.repository.base``), with the parts operations read:
     ``private`` (the private component) and ``upstreams`` (the upstream's parts, or None)."""
 
-    def __init__(self, private: PrivateRepository, upstreams: Upstreams | None, reserved: tuple[str, ...],
+    def __init__(self, private: PrivateComponent, upstreams: Upstreams | None, reserved: tuple[str, ...],
                  executor: Executor, policy: Callable[[Repository], PolicyFilter] | None = None) -> None:
         self.private = private
         self.upstreams = upstreams
@@ -104,6 +107,19 @@ class Catalog:
                 "serves may only be made private with an explicit grant; try again later.", status=503,
             ) from None
         return True
+
+    async def is_private(self, name: str) -> bool:
+        """Whether ``name`` (normalised) is a private project here."""
+        return await self.private.claims(name)
+
+    async def private_changed(self) -> None:
+        """After a write through this process: the private component answers with it at once.
+        Best effort: the write is committed, and the component's own follower takes it in later
+        should the database fail just now."""
+        try:
+            await self.private.refresh()
+        except DatabaseUnavailable as exc:
+            log.warning("private_refresh_failed", error=str(exc))
 
     def pinned(self, project: str, filename: str) -> contextlib.AbstractContextManager[None]:
         """Hold while serving a file: cache eviction leaves it alone meanwhile."""

@@ -37,7 +37,7 @@ class PrivateRepository:
 
     async def claims(self, name: str) -> bool:
         """Whether ``name`` is a private project: one stat, on the loop (cheaper than a thread hop)."""
-        return self._storage.index_stamp(name) is not None
+        return self._storage.is_private(name)
 
     async def project(self, name: str) -> PrivateProject | None:
         """The stored project ``name`` (normalised), or None when it is not private."""
@@ -57,6 +57,9 @@ class PrivateRepository:
             return None
         self._projects[name] = (stamp, project)
         return stamp, project
+
+    async def refresh(self) -> None:
+        """Nothing to do: every call checks the index file's stamp."""
 
     async def project_page(self, name: str, *, cached_only: bool = False) -> ProjectPage:
         """The project's page; its version is the index file's stamp token (it names the rendered

@@ -28,10 +28,10 @@ from proxy.core.ratelimit import LoginLimiter
 from proxy.core.timestamps import utc_now
 from proxy.repository.upload_form import UploadForm
 from proxy.storage.atomic import sweep_temp_files
-from proxy.storage.auth import TOKEN_USER, AuthStore, parse_basic_auth, token_id_of
+from proxy.storage.auth import TOKEN_USER, parse_basic_auth, token_id_of
 from proxy.storage.distributions import extract_metadata
-from proxy.storage.private import PrivateStorage
 from proxy.storage.staging import StagedFile
+from proxy.storage.stores import Authenticator, PrivateStore
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -40,9 +40,14 @@ _DIGEST_FIELDS = {"md5_digest": "md5", "sha256_digest": "sha256", "blake2_256_di
 
 
 class PublicNames(Protocol):
-    """Whether upstream serves a project of that name (the catalog answers; a stub in tests)."""
+    """Who serves a name: upstream, or a private project here (the catalog answers)."""
 
     async def served_upstream(self, name: str) -> bool: ...
+
+    async def is_private(self, name: str) -> bool: ...
+
+    async def private_changed(self) -> None:
+        """After a commit: this process answers with it from then on (read your own writes)."""
 
 
 class UploadService:
@@ -51,7 +56,7 @@ class UploadService:
     ``limiter`` refuses guessing before scrypt runs; ``public`` says which names upstream
     serves (None: no name is served upstream)."""
 
-    def __init__(self, storage: PrivateStorage, auth: AuthStore, executor: Executor, settings: UploadSettings,
+    def __init__(self, storage: PrivateStore, auth: Authenticator, executor: Executor, settings: UploadSettings,
                  auth_executor: Executor, public: PublicNames | None = None,
                  max_description_size: int | None = None) -> None:
         self.storage = storage
@@ -125,8 +130,9 @@ class UploadService:
         identity.require_upload(project)
         if self.settings.claim_public_names == "grant" and self.public is not None \
                 and not identity.grants_explicitly(project):
-            # Once private, the name is the uploaders' already (one stat: as cheap as a thread hop).
-            if self.storage.index_stamp(project) is None and await self.public.served_upstream(project):
+            # Once private, the name is the uploaders' already (asked of the private component:
+            # one stat, or the shared mode's names in memory).
+            if not await self.public.is_private(project) and await self.public.served_upstream(project):
                 log.warning("claim_refused", project=project, user=identity.user, token=identity.token_id)
                 raise Forbidden(
                     f"Upstream serves a project named {project!r}: making it private would hide it from every "
@@ -158,6 +164,8 @@ class UploadService:
         finally:
             if staged is not None:
                 await self._run(staged.discard)  # no-op after a successful move
+        if created and self.public is not None:
+            await self.public.private_changed()
         log.info("upload_stored" if created else "upload_identical", project=project,
                  filename=stored.filename, size=stored.size, user=identity.user, token=identity.token_id)
         return created

@@ -50,7 +50,23 @@ def verify_secret(secret: str, stored: str | None) -> bool:
     return hmac.compare_digest(hash_secret(secret, base64.b64decode(salt)), stored)
 
 
-def _normalize_patterns(patterns: Sequence[str] | None) -> list[str] | None:
+def check_new_user(name: str, password: str) -> None:
+    """AuthError unless ``name`` can be a user's (HTTP basic sends it before a colon) and
+    ``password`` is long enough."""
+    if not _USER_NAME.match(name) or name == TOKEN_USER:
+        raise AuthError(f"Invalid user name {name!r}: letters, digits and . _ @ - only.")
+    if len(password) < 8:
+        raise AuthError("Password too short: use at least 8 characters.")
+
+
+def new_token() -> tuple[str, str, str]:
+    """A fresh API token: its id (not secret), its secret part and the whole token."""
+    token_id = secrets.token_hex(_TOKEN_ID_LENGTH // 2)
+    secret = secrets.token_urlsafe(32)
+    return token_id, secret, f"{TOKEN_PREFIX}{token_id}-{secret}"
+
+
+def normalize_patterns(patterns: Sequence[str] | None) -> list[str] | None:
     if not patterns:
         return None
     return [normalize(p) for p in patterns]  # "*" and "?" survive normalisation
@@ -84,29 +100,26 @@ class AuthStore:
         user = data["users"].get(username)
         if not verify_secret(password, user["password"] if user else None) or user is None:
             raise Unauthenticated("Invalid username or password.")
-        return Identity(username, None, _as_tuple(user.get("projects")), None)
+        return Identity(username, None, as_tuple(user.get("projects")), None)
 
     def _authenticate_token(self, data: dict[str, Any], token: str) -> Identity:
-        token_id, secret = _split_token(token)
+        token_id, secret = split_token(token)
         record = data["tokens"].get(token_id) if token_id else None
         valid = verify_secret(secret, record["hash"] if record else None)
         owner = data["users"].get(record["user"]) if record else None
         if not valid or record is None or owner is None:
             raise Unauthenticated("Invalid or revoked API token.")
-        return Identity(record["user"], token_id, _as_tuple(owner.get("projects")), _as_tuple(record.get("projects")))
+        return Identity(record["user"], token_id, as_tuple(owner.get("projects")), as_tuple(record.get("projects")))
 
     def add_user(self, name: str, password: str, projects: Sequence[str] | None = None) -> None:
-        if not _USER_NAME.match(name) or name == TOKEN_USER:
-            raise AuthError(f"Invalid user name {name!r}: letters, digits and . _ @ - only.")
-        if len(password) < 8:
-            raise AuthError("Password too short: use at least 8 characters.")
+        check_new_user(name, password)
         with locked(self.lock_path):
             data = self._read()
             if name in data["users"]:
                 raise AuthError(f"User {name!r} already exists.")
             data["users"][name] = {
                 "password": hash_secret(password),
-                "projects": _normalize_patterns(projects),
+                "projects": normalize_patterns(projects),
                 "created": iso_z(utc_now()),
             }
             self._write(data)
@@ -123,6 +136,11 @@ class AuthStore:
             self._write(data)
             return len(tokens)
 
+    def export(self) -> dict[str, Any]:
+        """Users and tokens as stored, hashes included (``pypi-proxy migrate`` copies them):
+        ``{"users": {name: {...}}, "tokens": {id: {...}}}``; CorruptStorage when unreadable."""
+        return self._read()
+
     def users(self) -> list[dict[str, Any]]:
         data = self._read()
         return [
@@ -132,8 +150,7 @@ class AuthStore:
 
     def create_token(self, user: str, projects: Sequence[str] | None = None, description: str = "") -> tuple[str, str]:
         """Create a token; return (token id, the token itself, shown only once)."""
-        token_id = secrets.token_hex(_TOKEN_ID_LENGTH // 2)
-        secret = secrets.token_urlsafe(32)
+        token_id, secret, token = new_token()
         with locked(self.lock_path):
             data = self._read()
             if user not in data["users"]:
@@ -141,12 +158,12 @@ class AuthStore:
             data["tokens"][token_id] = {
                 "user": user,
                 "hash": hash_secret(secret),
-                "projects": _normalize_patterns(projects),
+                "projects": normalize_patterns(projects),
                 "description": description,
                 "created": iso_z(utc_now()),
             }
             self._write(data)
-        return token_id, f"{TOKEN_PREFIX}{token_id}-{secret}"
+        return token_id, token
 
     def revoke_token(self, token_id: str) -> None:
         with locked(self.lock_path):
@@ -222,16 +239,16 @@ def parse_basic_auth(header: str) -> tuple[str, str]:
     return user, password
 
 
-def _as_tuple(value: Sequence[str] | None) -> tuple[str, ...] | None:
+def as_tuple(value: Sequence[str] | None) -> tuple[str, ...] | None:
     return None if value is None else tuple(value)
 
 
 def token_id_of(token: str) -> str | None:
     """The id part of an API token (not secret: ``token list`` shows it), None if it has none."""
-    return _split_token(token)[0]
+    return split_token(token)[0]
 
 
-def _split_token(token: str) -> tuple[str | None, str]:
+def split_token(token: str) -> tuple[str | None, str]:
     if not token.startswith(TOKEN_PREFIX):
         return None, token
     rest = token[len(TOKEN_PREFIX):]

@@ -92,6 +92,11 @@ class PrivateStorage:
         name = check_safe_filename(normalize(project))
         return stamp_of(os.path.join(self._root_text, name, INDEX_NAME))
 
+    def is_private(self, project: str) -> bool:
+        """Whether ``project`` (any spelling) is a private project: one stat, cheap enough for
+        the event loop. InvalidName for a name that cannot be a project directory."""
+        return self.index_stamp(project) is not None
+
     def load(self, project: str) -> PrivateProject | None:
         """The project's index, None when the project is not private.
 
@@ -148,7 +153,7 @@ class PrivateStorage:
             current = self.load(project)
             existing = current.duplicate_of(stored) if current else None
             if existing is not None:
-                _refuse_duplicate(existing, stored)
+                refuse_duplicate(existing, stored)
                 return False
             directory = self.project_dir(project)
             directory.mkdir(parents=True, exist_ok=True)
@@ -258,7 +263,7 @@ def _free_path(path: Path) -> Path:
     return candidate
 
 
-def _refuse_duplicate(existing: StoredFile, new: StoredFile) -> None:
+def refuse_duplicate(existing: StoredFile, new: StoredFile) -> None:
     """Return when ``new`` is ``existing`` again (same filename, same bytes: E4's no-op);
     raise FileExists, saying how they clash, otherwise."""
     if existing.filename == new.filename:

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from proxy.config import Settings
 from proxy.core.policy import RULES
-from proxy.repository.base import Repository
+from proxy.repository.base import PrivateComponent, Repository
 from proxy.repository.catalog import Catalog
 from proxy.repository.explain import Explainer
 from proxy.repository.jsonapi import JsonApiService
@@ -24,8 +24,7 @@ from proxy.repository.private import PrivateRepository
 from proxy.repository.uploads import UploadService
 from proxy.repository.upstream import Upstreams
 from proxy.storage.advisories import AdvisoryStore
-from proxy.storage.atomic import sweep_temp_files
-from proxy.storage.auth import AuthStore
+from proxy.storage import backends
 from proxy.storage.descriptions import RenderedDescriptions
 from proxy.storage.first_seen import FirstSeen
 from proxy.storage.private import PrivateStorage
@@ -42,7 +41,7 @@ from proxy.upstream.downloads import Downloader
 from proxy.upstream.pages import PublicIndex
 from proxy.upstream.responses import masked
 from proxy.upstream.wheel_metadata import WheelMetadata
-from proxy.web import api, explain, files, middlewares, ops, simple, upload
+from proxy.web import api, explain, files, filesend, middlewares, ops, simple, upload
 from proxy.web.keys import (
     ADVISORIES,
     AUTH,
@@ -52,18 +51,15 @@ from proxy.web.keys import (
     DESCRIPTIONS,
     EXECUTOR,
     EXPLAINER,
-    FRONT,
     JSON_API,
     METRICS,
-    OPEN_FILES,
     REPRESENTATIONS,
     SETTINGS,
+    SHARED,
     STORAGE,
     UPLOADS,
 )
-from proxy.web.front import FrontServer
 from proxy.web.metrics import Metrics
-from proxy.web.openfiles import OpenFiles
 from proxy.web.representations import Representations
 
 log = structlog.get_logger(__name__)
@@ -71,18 +67,15 @@ AUTH_THREADS = 2  # each scrypt check holds ~16 MiB while it runs
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[middlewares.request_context, middlewares.domain_errors])
+    app = web.Application(middlewares=[middlewares.request_context])
     app[SETTINGS] = settings
     # With workers, each one's counters go to the directory the supervisor gave them all.
     app[METRICS] = Metrics(metrics_dir(settings.data_dir) if settings.server.workers > 1 else None)
     app[DATA_DIR_PROBE] = DataDirProbe(settings.data_dir)
-    app.on_response_prepare.append(middlewares.add_request_id)
-    app.on_response_prepare.append(middlewares.add_security_headers)
+    app.on_response_prepare.append(middlewares.stamp_response)
     app.cleanup_ctx.append(_executor)
     app.cleanup_ctx.append(_auth_executor)
-    app.cleanup_ctx.append(_open_files)
-    if (front := FrontServer.from_settings(settings)) is not None:
-        app[FRONT] = front
+    filesend.setup(app, settings)  # the open-file cache, and the front server if any
     app.cleanup_ctx.append(_services)
     app.cleanup_ctx.append(_descriptions)
     app.cleanup_ctx.append(_catalog)
@@ -129,14 +122,6 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(executor.shutdown, wait=True)  # waits for in-flight writes, off the loop
 
 
-async def _open_files(app: web.Application) -> AsyncIterator[None]:
-    """Descriptors of served files, reused for a few seconds (``proxy.web.openfiles``)."""
-    app[OPEN_FILES] = files = OpenFiles(app[EXECUTOR])
-    files.start()
-    yield
-    await files.close()
-
-
 async def _auth_executor(app: web.Application) -> AsyncIterator[None]:
     # Password and token checks (scrypt: ~16 MiB and tens of ms each) in a small pool of their
     # own: a burst of bad logins queues here instead of ahead of every file and page read.
@@ -147,17 +132,22 @@ async def _auth_executor(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
+    """The private index's stores: the data directory's, or the shared mode's (database and
+    object store, proxy.storage.backends)."""
     settings = app[SETTINGS]
-    storage = PrivateStorage(settings.data_dir)
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(app[EXECUTOR], _prepare_storage, storage)
-    # The interface's templates: its Jinja loader looks at the package on disk, so off the loop.
-    await loop.run_in_executor(app[EXECUTOR], _setup_templates, app)
-    auth = AuthStore(settings.data_dir)
-    app[STORAGE] = storage
-    app[AUTH] = auth
-    log.info("storage_ready", data_dir=str(settings.data_dir))
-    yield
+    stores = await loop.run_in_executor(app[EXECUTOR], backends.open_stores, settings)
+    try:
+        await loop.run_in_executor(app[EXECUTOR], backends.prepare_for_serving, stores)
+        # The interface's templates: its Jinja loader looks at the package on disk, so off the loop.
+        await loop.run_in_executor(app[EXECUTOR], _setup_templates, app)
+        app[STORAGE], app[AUTH] = stores.private, stores.auth
+        if stores.shared is not None:
+            app[SHARED] = stores.shared
+        log.info("storage_ready", data_dir=str(settings.data_dir), shared=stores.shared is not None)
+        yield
+    finally:
+        await loop.run_in_executor(app[EXECUTOR], stores.close)
 
 
 async def _descriptions(app: web.Application) -> AsyncIterator[None]:
@@ -202,7 +192,7 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
             upstreams = Upstreams(index, files, downloader, wheel_metadata, upstream_settings.list_projects,
                                   upstream.health, masked(upstream.base))
             log.info("upstream_ready", url=masked(upstream.base), reserved=list(upstream_settings.reserved))
-        private = PrivateRepository(app[STORAGE], executor)
+        private = await _private(app, stack)
         policy = await _policy(app, executor, stack) if upstreams is not None else None
         app[CATALOG] = catalog = Catalog(private, upstreams, upstream_settings.reserved, executor, policy)
         stack.push_async_callback(catalog.close)
@@ -216,6 +206,21 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         app[UPLOADS] = UploadService(app[STORAGE], app[AUTH], executor, settings.upload, app[AUTH_EXECUTOR],
                                      catalog, max_description_size=settings.descriptions.max_size)
         yield
+
+
+async def _private(app: web.Application, stack: contextlib.AsyncExitStack) -> PrivateComponent:
+    """The private component: on the data directory, or following the shared database."""
+    shared = app.get(SHARED)
+    if shared is None:
+        storage = app[STORAGE]
+        assert isinstance(storage, PrivateStorage), "the embedded mode's store"
+        return PrivateRepository(storage, app[EXECUTOR])
+    from proxy.repository.shared import SharedPrivateRepository  # SQLAlchemy, psycopg: only when shared
+
+    component = SharedPrivateRepository(shared.private, shared.objects, app[SETTINGS].storage.objects, app[EXECUTOR])
+    await component.start()
+    stack.push_async_callback(component.close)
+    return component
 
 
 async def _policy(app: web.Application, executor: ThreadPoolExecutor,
@@ -278,14 +283,6 @@ def _setup_templates(app: web.Application) -> None:
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
         auto_reload=False,  # else Jinja stats the template file on every render
     )
-
-
-def _prepare_storage(storage: PrivateStorage) -> None:
-    storage.prepare()
-    storage.check_names()
-    removed = sweep_temp_files(storage.temp_dir) + sweep_temp_files(storage.root)
-    if removed:
-        log.warning("temp_files_swept", count=removed)
 
 
 def runner_options() -> dict[str, Any]:

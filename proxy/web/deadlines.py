@@ -57,6 +57,23 @@ def send_progress(sock: Any) -> tuple[int, bool] | None:
     return acked, bool(unacked or notsent)
 
 
+def _reset(fd: int) -> None:
+    """Make the connection on socket ``fd`` reset when closed (nothing lingers in the kernel) and
+    fail every read and write on it from now on, a sendfile in progress included. Through a socket
+    object of our own over the descriptor (let go of, not closed): uvloop's transports hand out a
+    stand-in that has no shutdown()."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:  # closed meanwhile: nothing left to reset
+        return
+    try:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.shutdown(socket.SHUT_RDWR)
+    finally:
+        sock.detach()
+
+
 class GuardedRequestHandler(RequestHandler):
     """aiohttp's RequestHandler with deadlines on what the server waits for from the client.
 
@@ -152,11 +169,8 @@ class GuardedRequestHandler(RequestHandler):
         self._guard.forget(self)
         self._guard.notice("connection_closed", reason, open=len(self._guard.open))
         sock = self.transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                # Every read and write on it fails now, a sendfile in progress included.
-                sock.shutdown(socket.SHUT_RDWR)
+        if sock is not None and sock.fileno() >= 0:
+            _reset(sock.fileno())
         if self.waiting_for_request:
             self.force_close()  # no handler runs, so no sendfile uses the descriptor
         else:

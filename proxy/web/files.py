@@ -11,7 +11,7 @@ from proxy.core.errors import ProjectNotFound, ProxyError
 from proxy.core.merge import Source
 from proxy.core.names import check_safe_filename, content_type_for, validate_project_name
 from proxy.repository.base import Resource, VerifiedStream
-from proxy.web import redirects
+from proxy.web import objectfiles, redirects
 from proxy.web.filesend import FileVanished, send_file
 from proxy.web.keys import CATALOG, FRONT
 from proxy.web.simple import source_headers
@@ -36,6 +36,8 @@ async def distribution(request: web.Request) -> web.StreamResponse:
                 **source_headers(served.source.value, served.cache.value if served.cache else None),
                 **({"X-Proxy-Policy": served.policy.encode("ascii", "replace").decode()} if served.policy else {}),
             }
+            if served.blob is not None:  # the shared mode's object store
+                return await objectfiles.send_object(request, served.blob, headers)
             try:
                 if served.path is not None:
                     return await send_local(request, served, headers)

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
 from email.utils import formatdate
 from pathlib import Path
 
 import structlog
 from aiohttp import web
 
+from proxy.config import Settings
 from proxy.core import conditional
 from proxy.core.errors import CorruptStorage
-from proxy.web.keys import EXECUTOR, OPEN_FILES, SETTINGS
-from proxy.web.openfiles import OpenFile
+from proxy.web.front import FrontServer
+from proxy.web.keys import EXECUTOR, FRONT, OPEN_FILES, SETTINGS
+from proxy.web.openfiles import OpenFile, OpenFiles
 
 log = structlog.get_logger(__name__)
 FALLBACK_CHUNK = 256 * 1024  # bytes read at a time where the transport cannot sendfile
@@ -29,6 +32,21 @@ FALLBACK_CHUNK = 256 * 1024  # bytes read at a time where the transport cannot s
 
 class FileVanished(Exception):
     """A local file was removed between the look-up and the open (evicted by another process)."""
+
+
+def setup(app: web.Application, settings: Settings) -> None:
+    """Give ``app`` the open-file cache (after its executor) and, when the settings name one, its
+    front server (``proxy.web.front``)."""
+    app.cleanup_ctx.append(_open_files)
+    if (front := FrontServer.from_settings(settings)) is not None:
+        app[FRONT] = front
+
+
+async def _open_files(app: web.Application) -> AsyncIterator[None]:
+    app[OPEN_FILES] = files = OpenFiles(app[EXECUTOR])
+    files.start()
+    yield
+    await files.close()
 
 
 def validators(request: web.Request) -> conditional.Validators:

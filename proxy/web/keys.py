@@ -11,8 +11,8 @@ from proxy.repository.catalog import Catalog
 from proxy.repository.explain import Explainer
 from proxy.repository.jsonapi import JsonApiService
 from proxy.repository.uploads import UploadService
-from proxy.storage.auth import AuthStore
-from proxy.storage.private import PrivateStorage
+from proxy.storage.backends import Shared
+from proxy.storage.stores import Authenticator, PrivateStore
 from proxy.storage.runfiles import DataDirProbe
 from proxy.ui.descriptions import Descriptions
 from proxy.upstream.advisories import AdvisoryFeed
@@ -24,8 +24,9 @@ from proxy.web.representations import Representations
 SETTINGS = web.AppKey("settings", Settings)
 EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 AUTH_EXECUTOR = web.AppKey("auth_executor", ThreadPoolExecutor)  # scrypt checks only
-STORAGE = web.AppKey("storage", PrivateStorage)
-AUTH = web.AppKey("auth", AuthStore)
+STORAGE = web.AppKey("storage", PrivateStore)  # the data directory's, or the shared mode's (SQL + objects)
+AUTH = web.AppKey("auth", Authenticator)
+SHARED = web.AppKey("shared", Shared)  # the shared mode's database and object store, only in that mode
 CATALOG = web.AppKey("catalog", Catalog)
 ADVISORIES = web.AppKey("advisories", AdvisoryFeed)  # only while an advisory rule is on
 EXPLAINER = web.AppKey("explainer", Explainer)

@@ -27,6 +27,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds; from a sendfile of a cached page to a cold download of a large wheel.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # the library's switch, read when it is imported
+# Method label values: any other method a client sends is counted as "other" (label values, and
+# the children kept for them, stay bounded).
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+# The series one request adds to: requests, latency, bytes, and the cache outcome's (when any).
+_Children = tuple[Counter, Histogram, Counter, "Counter | None"]
 
 
 class Metrics:
@@ -54,14 +59,31 @@ class Metrics:
         self.policy_blocks = Counter("pypi_proxy_policy_blocked", "Files refused by the supply-chain policy, "
                                      "by rule and project.", ("rule", "project"), registry=self.registry)
         self._upstream: UpstreamMetrics | None = None
+        # The children (one series each) a request's labels name, looked up once per set of
+        # labels rather than by ``labels()`` on every request. Bounded: routes are the app's
+        # patterns, methods METHODS, statuses HTTP's, cache outcomes the server's own.
+        self._children: dict[tuple[str, str, int, str | None, str | None], _Children] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float, sent: int,
                 cache_kind: str | None = None, cache_outcome: str | None = None) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
-        self.bytes_served.labels(route).inc(sent)
-        if cache_kind and cache_outcome:
-            self.cache.labels(cache_kind, cache_outcome).inc()
+        """One request answered: on ``route`` (its pattern), in ``seconds``, ``sent`` body bytes;
+        ``cache_outcome`` (X-Proxy-Cache), when there is one, counted for ``cache_kind``."""
+        key = (route, method if method in METHODS else "other", status, cache_kind, cache_outcome)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = self._children_for(*key)
+        requests, latency, sent_bytes, cache = children
+        requests.inc()
+        latency.observe(seconds)
+        sent_bytes.inc(sent)
+        if cache is not None:
+            cache.inc()
+
+    def _children_for(self, route: str, method: str, status: int, cache_kind: str | None,
+                      cache_outcome: str | None) -> _Children:
+        return (self.requests.labels(route, method, str(status)),
+                self.latency.labels(route), self.bytes_served.labels(route),
+                self.cache.labels(cache_kind, cache_outcome) if cache_kind and cache_outcome else None)
 
     def policy_blocked(self, project: str, rules: tuple[str, ...]) -> None:
         """One file request the policy refused (PolicyBlocked), counted once per rule that applied."""

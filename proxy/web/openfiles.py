@@ -53,6 +53,11 @@ class OpenFile:
         """The descriptor (loop.sendfile takes any object with ``fileno``)."""
         return self.fd
 
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Nothing: loops' sendfile set the position after sending, but a shared descriptor's
+        position means nothing here (every read is at an explicit offset), so it is left alone."""
+        return offset
+
 
 class OpenFiles:
     """A bounded LRU of open files (module docstring). ``acquire`` holds one, ``release`` lets it

@@ -17,6 +17,11 @@ from proxy.web.keys import ADVISORIES, CATALOG, DATA_DIR_PROBE, EXECUTOR, METRIC
 NO_STORE = {"Cache-Control": "no-store"}
 
 
+def loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    """"uvloop" or "asyncio": the kind of event loop ``loop`` is (``[server] event_loop``)."""
+    return "uvloop" if any(kind.__module__.startswith("uvloop") for kind in type(loop).__mro__) else "asyncio"
+
+
 async def storage_error(app: web.Application) -> str | None:
     """None while the data directory takes writes, else the error (``DataDirProbe.writable``)."""
     return await asyncio.get_running_loop().run_in_executor(app[EXECUTOR], app[DATA_DIR_PROBE].writable)
@@ -111,6 +116,7 @@ async def health(request: web.Request) -> web.Response:
         "private_projects": len(private_names),
         "cache": await cache_figures(catalog),
         "advisories": advisory_figures(feed_status(app)),
+        "event_loop": loop_name(asyncio.get_running_loop()),
     }
     return web.json_response(body, status=200 if error is None else 503, headers=NO_STORE)
 

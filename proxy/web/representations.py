@@ -14,8 +14,10 @@ import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
+
+from multidict import CIMultiDict, CIMultiDictProxy, istr
 
 from proxy.core import compression, render
 from proxy.core.flights import SingleFlight
@@ -29,21 +31,66 @@ T = TypeVar("T")
 _INLINE_FILES = 200
 
 
+# Pages change whenever someone publishes; clients revalidate each time (a 304 is cheap),
+# so a new release is installable the moment its upload returns (STANDARDS D2, E5).
+PAGE_CACHE_CONTROL = "max-age=0, must-revalidate, public"
+# Every page is negotiated by format (PEP 691) and by content coding: caches must key on both.
+VARY = "Accept, Accept-Encoding"
+# Header names as sent (aiohttp's hdrs.ETAG is spelled "Etag"); istr: case-folded once, not per use.
+ETAG, VARY_HEADER, CACHE_CONTROL = istr("ETag"), istr("Vary"), istr("Cache-Control")
+CONTENT_TYPE, CONTENT_ENCODING = istr("Content-Type"), istr("Content-Encoding")
+# Memory of one representation's prepared headers (two small CIMultiDicts), counted in the LRU.
+HEADERS_WEIGHT = 600
+
+
+@dataclass(frozen=True, slots=True)
+class Representation:
+    """One content coding of a page as sent: its bytes, its strong ETag, and the headers that are
+    the same on every answer with it, made once (the per-request part, X-Proxy-Source and
+    X-Proxy-Cache, is added to a copy). ``ok``: Vary, Cache-Control, ETag, Content-Type and,
+    when coded, Content-Encoding; ``not_modified`` (a 304): Vary, Cache-Control, ETag."""
+
+    body: bytes
+    etag: str
+    ok: CIMultiDictProxy[str]
+    not_modified: CIMultiDictProxy[str]
+
+
+def representation(body: bytes, etag: str, content_type: str, coding: str | None) -> Representation:
+    """``body`` with its ETag and prepared headers, ``coding`` (Content-Encoding) None for plain."""
+    not_modified = CIMultiDict(((VARY_HEADER, VARY), (CACHE_CONTROL, PAGE_CACHE_CONTROL), (ETAG, etag)))
+    ok = not_modified.copy()
+    ok[CONTENT_TYPE] = content_type
+    if coding is not None:
+        ok[CONTENT_ENCODING] = coding
+    return Representation(body, etag, CIMultiDictProxy(ok), CIMultiDictProxy(not_modified))
+
+
 @dataclass(frozen=True, slots=True)
 class Rendered:
     """A page as sent: its bytes and, when that pays, a gzip copy, each with its own strong ETag
-    (RFC 9110 8.8.3: representations that differ in content coding differ in validator)."""
+    (RFC 9110 8.8.3: representations that differ in content coding differ in validator), and
+    each as a ``Representation`` with its headers prepared."""
 
     body: bytes
     content_type: str
     etag: str
     gzip: bytes | None = None
     gzip_etag: str = ""
+    plain: Representation = field(init=False, repr=False, compare=False)
+    packed: Representation | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plain", representation(self.body, self.etag, self.content_type, None))
+        packed = None
+        if self.gzip is not None:
+            packed = representation(self.gzip, self.gzip_etag, self.content_type, compression.GZIP)
+        object.__setattr__(self, "packed", packed)
 
     @property
     def weight(self) -> int:
         """Bytes held in memory."""
-        return len(self.body) + len(self.gzip or b"")
+        return len(self.body) + len(self.gzip or b"") + HEADERS_WEIGHT * (1 + (self.gzip is not None))
 
 
 def _etag(body: bytes) -> str:

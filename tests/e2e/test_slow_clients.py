@@ -17,6 +17,7 @@ import pytest
 
 from proxy.log import REPEAT_INTERVAL_S
 from tests.e2e.conftest import clean_env, free_port, tool, wait_until_serving
+from tests.test_eventloop import require_uvloop
 
 pytestmark = pytest.mark.e2e
 DEADLINES = {"header_timeout": 2, "body_idle_timeout": 2, "keepalive_timeout": 2}
@@ -31,7 +32,7 @@ def serve_with_open_files(home: Path, open_files: int, server: dict[str, int]) -
     port and its log file."""
     port = free_port()
     config = home / "config.toml"
-    config.write_text("[server]\n" + "".join(f"{key} = {value}\n" for key, value in server.items()))
+    config.write_text("[server]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in server.items()))
     command = shlex.join([tool("pypi-proxy"), "serve", "--no-upstream", "--port", str(port),
                           "--data-dir", str(home / "data"), "--config", str(config)])
     log = home / "server.log"
@@ -150,10 +151,11 @@ async def test_health_answers_while_slow_uploads_hold_every_connection(tmp_path:
 
 async def test_accept_failures_at_the_open_file_limit_are_logged_once_per_interval(tmp_path: Path) -> None:
     """With the cap off (max_connections = 0), 60 connections that send nothing exhaust
-    `ulimit -n 40`: accepts fail, and that is one log line, not one per failure; once the
-    header deadline closes the connections, /-/health answers again."""
+    `ulimit -n 40`: on asyncio's loop accepts fail, and that is one log line, not one per
+    failure; once the header deadline closes the connections, /-/health answers again."""
     loop = asyncio.get_running_loop()
-    with serve_with_open_files(tmp_path, 40, {**DEADLINES, "max_connections": 0}) as (port, log):
+    settings = {**DEADLINES, "max_connections": 0, "event_loop": "asyncio"}
+    with serve_with_open_files(tmp_path, 40, settings) as (port, log):
         start = loop.time()
         clients = [asyncio.create_task(slow_client(port, b"", 3600.0)) for _ in range(60)]
         await asyncio.wait_for(asyncio.gather(*clients), 4 * DEADLINES["header_timeout"] + SLACK)
@@ -163,4 +165,20 @@ async def test_accept_failures_at_the_open_file_limit_are_logged_once_per_interv
     failures = [line for line in lines if "out of system resource" in str(line["event"])]
     assert 1 <= len(failures) <= intervals, "at most one line per interval, however many accepts failed"
     assert "Too many open files" in str(failures[0]["exception"])
+    assert len([line for line in lines if line["event"] != "request"]) <= 12
+
+
+async def test_at_the_open_file_limit_uvloop_closes_the_excess_connections_and_logs_nothing(tmp_path: Path) -> None:
+    """The same on uvloop: libuv keeps a descriptor in reserve, and at the limit accepts the
+    waiting connections and closes them at once; nothing floods the log, and /-/health answers
+    again once the header deadline has closed the connections it holds."""
+    require_uvloop()
+    settings = {**DEADLINES, "max_connections": 0, "event_loop": "uvloop"}
+    with serve_with_open_files(tmp_path, 40, settings) as (port, log):
+        clients = [asyncio.create_task(slow_client(port, b"", 3600.0)) for _ in range(60)]
+        await asyncio.wait_for(asyncio.gather(*clients), 4 * DEADLINES["header_timeout"] + SLACK)
+        await asyncio.wait_for(health_answers(port), 30)
+        lines = log_lines(log)
+    [listening] = [line for line in lines if line["event"] == "listening"]
+    assert listening["event_loop"] == "uvloop"
     assert len([line for line in lines if line["event"] != "request"]) <= 12
