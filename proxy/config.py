@@ -58,16 +58,12 @@ class ServerSettings:
     send_idle_timeout: float = _setting(60.0, kind.seconds)
     # Seconds an idle connection is kept open for the client's next request.
     keepalive_timeout: float = _setting(75.0, kind.seconds)
-    # Open connections per server process; at the limit the longest-idle one makes room, else
-    # the new one is closed at once.
+    # Open connections per server process; at the limit the longest-idle one makes room, else the new one closes.
     max_connections: int = _setting(1000, kind.count)
     # The event loop (proxy/ops/eventloop.py): "auto" is uvloop where it is installed, else asyncio's.
     event_loop: str = _setting("auto", kind.choice("auto", "uvloop", "asyncio"))
-    # Who sends the bytes of complete local files (proxy/web/front.py): "none" (this server),
-    # "nginx" (X-Accel-Redirect to front_internal_prefix + the file's path in the data directory)
-    # or "sendfile" (X-Sendfile with its absolute path: Apache's mod_xsendfile, lighttpd).
-    front_server: str = _setting("none", kind.choice("none", "nginx", "sendfile"))
-    front_internal_prefix: str = _setting("/_pypi_proxy_internal/", kind.url_path_prefix)
+    front_server: str = _setting("none", kind.choice("none", "nginx", "sendfile"))  # who sends files: web/front.py
+    front_internal_prefix: str = _setting("/_pypi_proxy_internal/", kind.url_path_prefix)  # nginx's internal URIs
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from proxy.web.simple import source_headers
 
 log = structlog.get_logger(__name__)
 IMMUTABLE = "max-age=31536000, immutable, public"
+# A front server passes a download in progress on as it arrives, not through its temporary files.
+UNBUFFERED = {"X-Accel-Buffering": "no"}
 
 
 async def distribution(request: web.Request) -> web.StreamResponse:
@@ -71,9 +73,7 @@ async def send_stream(request: web.Request, stream: VerifiedStream, headers: dic
         await stream.start()  # an upstream error here is still a clean 502/504
         if request.method == "HEAD" or (stream.size is None and request.version < HttpVersion11):
             return await send_file(request, await stream.complete(), headers)
-        response = web.StreamResponse(headers=headers)
-        if FRONT in request.app:
-            response.headers["X-Accel-Buffering"] = "no"  # nginx: to the client as it arrives
+        response = web.StreamResponse(headers={**headers, **UNBUFFERED} if FRONT in request.app else headers)
         if stream.size is not None:
             response.content_length = stream.size
         await response.prepare(request)
