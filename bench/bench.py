@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchkit import plan, report, scen_http, scen_policy, scen_stale, scen_tools, tree
+from benchkit import plan, report, scen_front, scen_http, scen_policy, scen_stale, scen_tools, tree
 from benchkit.context import Context
 from benchkit.load import Loader
 from benchkit.procs import BenchError, install_signal_handlers
@@ -38,6 +38,7 @@ SCENARIOS: dict[str, Callable[[Context, int], None]] = {
     "scale": scen_tools.scale,
     "stale": scen_stale.stale,
     "policy": scen_policy.policy,
+    "front": scen_front.front,
 }
 PEERS = ("proxpi", "devpi")
 
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for system in reversed(systems):
             system.stop()
-    order = [s.name for s in systems] + ["proxy-policy"]
+    order = [s.name for s in systems] + ["proxy-policy", scen_front.NAME]
     items = report.checklist(ctx.results, reference.name)
     print()
     print(f"## pypi-proxy benchmark: scale {scale.name}, {args.runs} run(s), medians; load: {loader.tool}, "

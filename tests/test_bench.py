@@ -13,6 +13,8 @@ sys.path.insert(0, str(BENCH))
 
 from benchkit.load import parse_wrk
 
+from tests.frontnginx import nginx_binary
+
 WRK_OUTPUT = """Running 5s test @ http://127.0.0.1:8080/pypi/simple/bigproj/
   2 threads and 64 connections
   Thread Stats   Avg      Stdev     Max   +/- Stdev
@@ -70,3 +72,11 @@ def test_tiny_policy_benchmark_compares_the_pages_with_and_without_a_policy(tmp_
     out = _run(tmp_path, "--load", "python", "--upstream-server", "python", "--only", "policy")
     assert "| proxy-policy |" in out and "| proxy |" in out
     assert "big page HTML with 10,000 advisories within 5% of policy off:" in out
+
+
+def test_tiny_front_benchmark_puts_nginx_in_front_of_the_proxy(tmp_path: Path) -> None:
+    """Issue 16's front-server mode, measured in bench/ (never here): this only runs it."""
+    nginx_binary()  # skips (fails in CI) without nginx
+    out = _run(tmp_path, "--load", "python", "--only", "front")
+    assert "| proxy-front |" in out and "| proxy |" in out
+    assert "front-server mode: cached 1 MB file MiB/s ≥ 95%" in out
