@@ -187,3 +187,17 @@ async def test_forget_makes_the_next_request_open_again(files: OpenFiles, tmp_pa
     fresh = await files.acquire(path, None)
     assert fresh is not entry
     files.release(fresh)
+
+
+async def test_with_no_room_a_file_is_still_held_by_its_user(executor: CountingExecutor, tmp_path: Path) -> None:
+    """max_files 0 (nothing kept): the file just opened stays open for the request that opened
+    it, and closes when that request lets it go; never closed under it."""
+    files = OpenFiles(executor, max_files=0)
+    path = make(tmp_path, "a.whl", b"bytes")
+    entry = await files.acquire(path, None)
+    await settle(files)
+    assert is_open(entry, path) and os.pread(entry.fd, 10, 0) == b"bytes" and len(files) == 0
+    files.release(entry)
+    await settle(files)
+    assert not is_open(entry, path)
+    await files.close()

@@ -68,11 +68,12 @@ class UpstreamRepository:
         """A cached file at once; else the verified stream of its download, or a wheel's core
         metadata read out of the wheel when upstream does not offer it (PEP 658)."""
         parts = self.parts
-        found = parts.files.cached_stat(project, filename)  # one stat, on the loop
+        path = parts.files.path(project, filename)
+        found = parts.files.stat_of(path)  # one stat, on the loop
         if found is not None:
             parts.files.usage.used((project, filename), found.st_size)
-            return Resource(Source.UPSTREAM, path=parts.files.path(project, filename), cache=CacheState.HIT,
-                            size=found.st_size, version=conditional.stat_version(found.st_size, found.st_mtime_ns))
+            return Resource(Source.UPSTREAM, path=path, cache=CacheState.HIT, size=found.st_size,
+                            version=conditional.stat_version(found.st_size, found.st_mtime_ns))
         spec = await parts.index.file_spec(project, filename)
         if spec.metadata_of is not None:
             path = await parts.wheel_metadata.path(spec)

@@ -76,14 +76,16 @@ class FileCache:
 
     def cached_size(self, project: str, filename: str) -> int | None:
         """The size of a cached file, or None when it is not cached (one stat)."""
-        found = self.cached_stat(project, filename)
+        found = self.stat_of(self.path(project, filename))
         return found.st_size if found is not None else None
 
-    def cached_stat(self, project: str, filename: str) -> os.stat_result | None:
-        """The stat of a cached file, or None when it is not cached. One stat: the server calls it
-        on the event loop for every file request, as a thread hop would cost more than the stat."""
+    @staticmethod
+    def stat_of(path: Path) -> os.stat_result | None:
+        """The stat of the cached file at ``path`` (from ``path()``), or None when it is not cached.
+        One stat: the server calls it on the event loop for every file request, as a thread hop
+        would cost more than the stat."""
         try:
-            found = os.stat(self.path(project, filename))
+            found = os.stat(path)
         except FileNotFoundError:
             return None
         return found if stat_is_file(found.st_mode) else None

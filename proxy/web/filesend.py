@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
-from email.utils import formatdate
 from pathlib import Path
 
 import structlog
@@ -93,7 +92,7 @@ def _response(answer: conditional.Answer, headers: dict[str, str], etag: str, op
     """The response ``answer`` says, with the file's validators (a 304 has no length)."""
     response = web.StreamResponse(status=answer.status, headers=headers)
     response.headers["ETag"] = etag
-    response.headers["Last-Modified"] = formatdate(int(opened.mtime), usegmt=True)
+    response.headers["Last-Modified"] = opened.last_modified
     if answer.status in (200, 206):
         response.headers["Accept-Ranges"] = "bytes"
     if answer.content_range is not None:

@@ -25,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from pathlib import Path
 
 MAX_FILES = 256
@@ -44,10 +45,18 @@ class OpenFile:
     users: int = 0
     retired: bool = False
     mode: str = field(default="rb")  # what loop.sendfile checks of a file object
+    _last_modified: str | None = None
 
     @property
     def mtime(self) -> float:
         return self.mtime_ns / 1e9
+
+    @property
+    def last_modified(self) -> str:
+        """``mtime`` as an HTTP-date (whole seconds, as RFC 9110 5.6.7 writes them), made once."""
+        if self._last_modified is None:
+            self._last_modified = formatdate(self.mtime_ns // 10**9, usegmt=True)
+        return self._last_modified
 
     def fileno(self) -> int:
         """The descriptor (loop.sendfile takes any object with ``fileno``)."""
@@ -97,9 +106,11 @@ class OpenFiles:
         else:
             if entry is not None:
                 self._retire(entry)
-            entry = self._entries[key] = OpenFile(key, fd, size, mtime_ns, self._clock())
+            # Held before anything is evicted: with max_files 0 it is itself, closed once released.
+            entry = self._entries[key] = OpenFile(key, fd, size, mtime_ns, self._clock(), users=1)
             while len(self._entries) > self.max_files:
                 self._retire(self._entries.popitem(last=False)[1])
+            return entry
         entry.users += 1
         return entry
 
