@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.web.openfiles import OpenFile, OpenFiles
+from proxy.web.openfiles import MAX_FILES, OpenFile, OpenFiles, fitting
 
 
 class Clock:
@@ -201,3 +201,9 @@ async def test_with_no_room_a_file_is_still_held_by_its_user(executor: CountingE
     await settle(files)
     assert not is_open(entry, path)
     await files.close()
+
+
+@pytest.mark.parametrize(("soft_limit", "kept"), [(65536, MAX_FILES), (2384, MAX_FILES), (1024, 128), (256, 32), (4, 0)])
+def test_the_files_kept_fit_the_open_file_limit(soft_limit: int, kept: int) -> None:
+    """The server raises its limit for 256 of them (proxy.ops.server); where it cannot, an eighth."""
+    assert fitting(soft_limit) == kept

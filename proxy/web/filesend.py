@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from proxy.core import conditional
 from proxy.core.errors import CorruptStorage
 from proxy.web.front import FrontServer
 from proxy.web.keys import EXECUTOR, FRONT, OPEN_FILES, SETTINGS
-from proxy.web.openfiles import OpenFile, OpenFiles
+from proxy.web.openfiles import MAX_FILES, OpenFile, OpenFiles, fitting
 
 log = structlog.get_logger(__name__)
 FALLBACK_CHUNK = 256 * 1024  # bytes read at a time where the transport cannot sendfile
@@ -42,7 +43,8 @@ def setup(app: web.Application, settings: Settings) -> None:
 
 
 async def _open_files(app: web.Application) -> AsyncIterator[None]:
-    app[OPEN_FILES] = files = OpenFiles(app[EXECUTOR])
+    soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    app[OPEN_FILES] = files = OpenFiles(app[EXECUTOR], fitting(MAX_FILES * 8 if soft_limit < 0 else soft_limit))
     files.start()
     yield
     await files.close()

@@ -32,6 +32,13 @@ MAX_FILES = 256
 MAX_AGE_S = 10.0
 
 
+def fitting(soft_limit: int) -> int:
+    """How many files to keep open under an open-file limit of ``soft_limit``: MAX_FILES (the
+    server raises its limit to make room for them, ``proxy.ops.server.connection_cap``), or an
+    eighth of the limit where it could not be raised that far."""
+    return max(0, min(MAX_FILES, soft_limit // 8))
+
+
 @dataclass(eq=False, slots=True)
 class OpenFile:
     """An open, regular, read-only file: ``size`` bytes, modified at ``mtime`` (unix seconds;
