@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchkit import (plan, report, scen_http, scen_memory, scen_policy, scen_shared, scen_stale, scen_tools, targets,
-                      tree)
+from benchkit import (plan, report, scen_front, scen_http, scen_memory, scen_policy, scen_shared, scen_stale, scen_tools,
+                      targets, tree)
 from benchkit.context import Context
 from benchkit.load import Loader
 from benchkit.procs import BenchError, install_signal_handlers
@@ -43,6 +43,7 @@ SCENARIOS: dict[str, Callable[[Context, int], None]] = {
     "policy": scen_policy.policy,
     "memory": scen_memory.memory,
     "shared": scen_shared.shared,
+    "front": scen_front.front,
 }
 PEERS = ("proxpi", "devpi")
 
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for system in reversed(systems):
             system.stop()
-    order = [s.name for s in systems] + ["proxy-policy", *scen_shared.ROWS]
+    order = [s.name for s in systems] + ["proxy-policy", scen_front.NAME, *scen_shared.ROWS]
     check = targets.checklist(ctx.results, reference.name)
     print()
     print(f"## pypi-proxy benchmark: scale {scale.name}, {args.runs} run(s), medians; load: {loader.tool}, "

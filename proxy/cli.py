@@ -12,7 +12,7 @@ from typing import Any
 from proxy import __version__
 from proxy.config import Settings, load_settings
 from proxy.core.errors import ConfigError, NeedsTerminal, ProxyError
-from proxy.ops import admin
+from proxy.ops import admin, frontconfig
 from proxy.oserrors import explain_os_error
 from proxy.storage.backends import shared_mode
 from proxy.storage.datadir import check_data_dir
@@ -110,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="shared mode: also read every blob back and compare its sha256 (the embedded check "
                             "always does)")
     _common(check)
+    front = commands.add_parser("front-config", help="print a front server's configuration made from the settings")
+    front.add_argument("server", choices=["nginx"], help="the front server")
+    front.add_argument("--listen", default="80", metavar="ADDRESS", help="nginx's listen (default: 80)")
+    front.add_argument("--server-name", default="_", metavar="NAME", help="nginx's server_name (default: _)")
+    _common(front)
     migrate = commands.add_parser("migrate", help="copy this install's private projects, users and tokens into "
                                   "the shared backend (database and object store) of another config")
     migrate.add_argument("--to", type=Path, required=True, metavar="CONFIG",
@@ -179,6 +184,12 @@ def _run(args: argparse.Namespace) -> int:
             from proxy.ops import database  # SQLAlchemy and Alembic load only for this command
 
             return database.db(args, settings)
+        if args.command == "front-config":  # reads nothing of the data directory
+            print(frontconfig.nginx(settings, args.listen, args.server_name), end="")
+            if settings.server.front_server != args.server:
+                print(f'pypi-proxy: note: set [server] front_server = "{args.server}" in the proxy\'s config '
+                      "for this front server to be used", file=sys.stderr)
+            return 0
         action = getattr(args, "action", None)
         writes = (args.command, action) in _WRITERS or (args.command == "check" and args.repair)
         if args.command not in _SHARED or not shared_mode(settings.storage):  # shared: in the database

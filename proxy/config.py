@@ -1,7 +1,6 @@
-"""Settings: embedded defaults, overridden by a TOML file, overridden by command-line flags.
-
-The sections and their keys are declared here, each with its default and the kind of value it
-holds (``proxy.configvalues``); one loader reads and validates them all."""
+"""Settings: embedded defaults, overridden by a TOML file, overridden by command-line flags. The
+sections and their keys are declared here, each with its default and the kind of value it holds
+(``proxy.configvalues``); one loader reads and validates them all."""
 
 from __future__ import annotations
 
@@ -58,12 +57,13 @@ class ServerSettings:
     send_idle_timeout: float = _setting(60.0, kind.seconds)
     # Seconds an idle connection is kept open for the client's next request.
     keepalive_timeout: float = _setting(75.0, kind.seconds)
-    # Open connections per server process; at the limit the longest-idle one makes room, else
-    # the new one is closed at once.
+    # Open connections per server process; at the limit the longest-idle one makes room, else the new one closes.
     max_connections: int = _setting(1000, kind.count)
     # The event loop (proxy/ops/eventloop.py): "auto" is uvloop where it is installed, else asyncio's.
     event_loop: str = _setting("auto", kind.choice("auto", "uvloop", "asyncio"))
     replica: str = field(default_factory=kind.host_name, metadata={"parse": kind.replica_name})  # metrics label
+    front_server: str = _setting("none", kind.choice("none", "nginx", "sendfile"))  # who sends files: web/front.py
+    front_internal_prefix: str = _setting("/_pypi_proxy_internal/", kind.url_path_prefix)  # nginx's internal URIs
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,16 @@ def optional_url(key: str, value: Any) -> str | None:
     return text.rstrip("/")
 
 
+def url_path_prefix(key: str, value: Any) -> str:
+    """A URL path that starts and ends with "/", of letters, digits and ``._~-`` between."""
+    text = string(key, value)
+    segments = text.strip("/").split("/")
+    if not re.fullmatch(r"/([A-Za-z0-9._~-]+/)+", text) or any(not part.strip(".") for part in segments):
+        raise ConfigError(key, f'expected a path such as "/_pypi_proxy_internal/" (letters, digits, "._~-" '
+                               f'between slashes, a slash at each end), got {text!r}')
+    return text
+
+
 def boolean(key: str, value: Any) -> bool:
     """true or false (TOML's own booleans, never strings)."""
     if not isinstance(value, bool):

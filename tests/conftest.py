@@ -39,7 +39,7 @@ def blockbuster() -> Iterator[None]:
         # A single stat per request is bounded and tiny (the style guide allows it on the loop):
         # the freshness check of a private index and the cache-hit check of a file.
         detector.functions["os.stat"].can_block_in("proxy/storage/private.py", "stamp_of")
-        detector.functions["os.stat"].can_block_in("proxy/storage/upstream_files.py", "cached_size")
+        detector.functions["os.stat"].can_block_in("proxy/storage/upstream_files.py", "stat_of")
         detector.functions["os.stat"].can_block_in("proxy/storage/advisories.py", "stamp")
         yield detector
 

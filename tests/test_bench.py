@@ -19,6 +19,8 @@ from benchkit.shared_services import pg_bindir
 
 from tests.tools import require_tool
 
+from tests.frontnginx import nginx_binary
+
 WRK_OUTPUT = """Running 5s test @ http://127.0.0.1:8080/pypi/simple/bigproj/
   2 threads and 64 connections
   Thread Stats   Avg      Stdev     Max   +/- Stdev
@@ -142,3 +144,11 @@ def test_tiny_shared_benchmark_runs_replicas_behind_nginx(tmp_path: Path) -> Non
     assert "| shared-lb |" in out and "| node-2w |" in out and "| shared-redirect |" in out
     assert "failed:" not in out, out[-3000:]
     assert "shared: upload on A listed on B, p99 ≤ 1 s: p99" in out
+
+
+def test_tiny_front_benchmark_puts_nginx_in_front_of_the_proxy(tmp_path: Path) -> None:
+    """Issue 16's front-server mode, measured in bench/ (never here): this only runs it."""
+    nginx_binary()  # skips (fails in CI) without nginx
+    out = _run(tmp_path, "--load", "python", "--only", "front")
+    assert "| proxy-front |" in out and "| proxy |" in out
+    assert "cached 1 MB file MiB/s, front-server mode ≥ 95%" in out

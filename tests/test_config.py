@@ -97,6 +97,14 @@ def test_event_loop_choices(tmp_path: Path, loop: str) -> None:
     assert load_settings(write_config(tmp_path, f'[server]\nevent_loop = "{loop}"\n')).server.event_loop == loop
 
 
+def test_front_server_settings(tmp_path: Path) -> None:
+    defaults = load_settings().server
+    assert (defaults.front_server, defaults.front_internal_prefix) == ("none", "/_pypi_proxy_internal/")
+    settings = load_settings(write_config(tmp_path, '[server]\nfront_server = "nginx"\n'
+                                                    'front_internal_prefix = "/x/pypi.files~1/"\n'))
+    assert (settings.server.front_server, settings.server.front_internal_prefix) == ("nginx", "/x/pypi.files~1/")
+
+
 def test_file_sets_only_what_it_names(tmp_path: Path) -> None:
     settings = load_settings(write_config(tmp_path, "[server]\nport = 9000\n"))
     assert (settings.server.host, settings.server.port) == ("127.0.0.1", 9000)
@@ -137,6 +145,10 @@ def test_overrides_without_a_file() -> None:
     pytest.param({"logging": {"format": "xml"}}, "logging.format", id="format-choice"),
     pytest.param({"server": {"event_loop": "trio"}}, "server.event_loop", id="event-loop-choice"),
     pytest.param({"server": {"event_loop": True}}, "server.event_loop", id="event-loop-bool"),
+    pytest.param({"server": {"front_server": "apache"}}, "server.front_server", id="front-server-choice"),
+    *(pytest.param({"server": {"front_internal_prefix": prefix}}, "server.front_internal_prefix",
+                   id=f"front-prefix-{prefix!r}")
+      for prefix in ("internal/", "/internal", "/", "/a b/", "/../", "/a/./b/", "/a?b/", "/a%2F/", 5)),
 ])
 def test_errors_name_the_dotted_key(document: dict[str, Any], key: str) -> None:
     """Unknown sections and keys, and wrong types, are errors whose message names the key."""

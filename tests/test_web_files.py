@@ -4,16 +4,17 @@ a cached file that vanishes while being served."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from proxy.config import Settings
+from proxy.web.keys import EXECUTOR
 from tests.builders import Dist
 from tests.conftest import Uploader, start_client
 from tests.fakeupstream import FakeUpstream
@@ -106,26 +107,74 @@ async def test_non_normalised_project_in_file_url_redirects(client: TestClient, 
 async def test_a_cached_file_evicted_between_look_up_and_open_is_fetched_again(
         aiohttp_client: Any, upstream_settings: Callable[..., Settings], fake_upstream: FakeUpstream) -> None:
     """Issue 11 D: another server process may evict a cached file the moment after this one
-    found it (pins are per process). The open then fails: that is a re-fetch, never a 500 (nor
-    aiohttp's 404 for a file the index lists). The sendfile's open runs in the loop's default
-    executor; holding its one thread keeps the request between look-up and open meanwhile."""
-    client = await start_client(aiohttp_client, upstream_settings())
+    found it (pins are per process). The open then fails: that is a re-fetch, never a 500 (nor a
+    404 for a file the index lists). A second server on the same data directory (another worker:
+    its open-file cache is empty) opens on a miss in the app's executor; holding every thread of
+    it keeps the request between look-up and open meanwhile."""
     wheel = fake_upstream.file(DEMO_WHEEL)
     path = f"/pypi/files/demo/{DEMO_WHEEL}"
-    await client.get("/pypi/simple/demo/")
-    assert await (await client.get(path)).read() == wheel.content
+    first = await start_client(aiohttp_client, upstream_settings())
+    await first.get("/pypi/simple/demo/")
+    assert await (await first.get(path)).read() == wheel.content
+    client = await start_client(aiohttp_client, upstream_settings())
     cached = upstream_settings().data_dir / "cache" / "files" / "demo" / DEMO_WHEEL
-    loop = asyncio.get_running_loop()
-    executor = ThreadPoolExecutor(1)
-    loop.set_default_executor(executor)
+    executor = client.server.app[EXECUTOR]
     gate = threading.Event()
-    held = loop.run_in_executor(None, gate.wait)
+    loop = asyncio.get_running_loop()
+    held = [loop.run_in_executor(executor, gate.wait) for _ in range(executor._max_workers)]
     request = asyncio.ensure_future(client.get(path))
-    await until(lambda: executor._work_queue.qsize() > 0, "the FileResponse's stat and open queued")
+    await until(lambda: executor._work_queue.qsize() > 0, "the open of the cached file queued")
     cached.unlink()  # evicted by another process
     gate.set()
-    await held
+    await asyncio.gather(*held)
     response = await request
     assert response.status == 200 and response.headers["X-Proxy-Cache"] == "miss"
     assert await response.read() == wheel.content
     assert fake_upstream.requests[f"/files/{DEMO_WHEEL}"] == 2
+
+
+async def test_validators_of_a_private_file(client: TestClient, published: Dist) -> None:
+    """RFC 9110 on a private file: its ETag is the sha256 its index lists; Last-Modified and
+    If-Modified-Since; If-Range by ETag or exact date; 412 and 416 (with the length)."""
+    wheel = published.wheel()
+    path = f"/pypi/files/acme-widget/{published.wheel_filename}"
+    response = await client.get(path)
+    assert response.headers["ETag"] == f'"{hashlib.sha256(wheel).hexdigest()}"'
+    modified = response.headers["Last-Modified"]
+    assert (await client.get(path, headers={"If-Modified-Since": modified})).status == 304
+    for if_range, status in ((response.headers["ETag"], 206), (modified, 206), ('"other"', 200),
+                             ("Thu, 01 Jan 2004 00:00:00 GMT", 200)):
+        ranged = await client.get(path, headers={"Range": "bytes=0-9", "If-Range": if_range})
+        assert ranged.status == status and await ranged.read() == (wheel[:10] if status == 206 else wheel)
+    assert (await client.get(path, headers={"If-Match": '"other"'})).status == 412
+    assert (await client.get(path, headers={"If-Match": response.headers["ETag"]})).status == 200
+    beyond = await client.get(path, headers={"Range": f"bytes={len(wheel)}-"})
+    assert beyond.status == 416 and beyond.headers["Content-Range"] == f"bytes */{len(wheel)}"
+    several = await client.get(path, headers={"Range": "bytes=0-1,5-6"})  # one range only: all of it
+    assert several.status == 200 and await several.read() == wheel
+
+
+async def test_a_private_file_of_another_size_than_listed_is_never_sent(
+        client: TestClient, published: Dist, settings: Settings) -> None:
+    """H5: bytes the index does not list are a 500 naming the damaged file, not a download."""
+    stored = settings.data_dir / "private" / "acme-widget" / published.wheel_filename
+    stored.write_bytes(published.wheel() + b"tail")
+    response = await client.get(f"/pypi/files/acme-widget/{published.wheel_filename}")
+    text = await response.text()
+    assert response.status == 500 and f"private/acme-widget/{published.wheel_filename}" in text
+    assert "corrupt" in text
+
+
+async def test_a_cached_file_keeps_the_etag_aiohttp_gave_it(
+        aiohttp_client: Any, upstream_settings: Callable[..., Settings], fake_upstream: FakeUpstream) -> None:
+    """Cached files' ETags are what FileResponse made (mtime_ns-size): clients' copies stay valid."""
+    client = await start_client(aiohttp_client, upstream_settings())
+    path = f"/pypi/files/demo/{DEMO_WHEEL}"
+    assert await (await client.get(path)).read() == fake_upstream.file(DEMO_WHEEL).content
+    cached = upstream_settings().data_dir / "cache" / "files" / "demo" / DEMO_WHEEL
+    await until(cached.exists, "the download committed to the cache")
+    found = cached.stat()
+    hit = await client.get(path)
+    assert hit.headers["X-Proxy-Cache"] == "hit"
+    assert hit.headers["ETag"] == f'"{found.st_mtime_ns:x}-{found.st_size:x}"'
+    assert (await client.get(path, headers={"If-None-Match": hit.headers["ETag"]})).status == 304

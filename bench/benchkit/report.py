@@ -55,6 +55,13 @@ TABLES = (
     Table("file-100mb", "Cached large file", (("mib_s", "MiB/s", "{:.0f}"), ("rps", "req/s", "{:.1f}"),
                                               ("p99_ms", "p99 ms", "{:.0f}"), ("status", "status", "{}"),
                                               ("errors", "errors", "{:.0f}")) + RSS, "mib_s"),
+    *(Table(f"front-file-{size}", f"Cached {size[:-2]} MB file: nginx, the proxy, nginx in front of the proxy "
+            "(front_server = nginx)", (("mib_s", "MiB/s", "{:.0f}"), ("rps", "req/s", "{:.1f}"),
+                                       ("p99_ms", "p99 ms", "{:.1f}"), ("status", "status", "{}"),
+                                       ("errors", "errors", "{:.0f}")) + RSS, "mib_s") for size in ("1mb", "100mb")),
+    Table("front-page-small-html", "5-file page HTML: nginx, the proxy, the proxy through nginx (front mode)",
+          (("rps", "req/s", "{:.0f}"), ("p50_ms", "p50 ms", "{:.2f}"), ("p99_ms", "p99 ms", "{:.2f}"),
+           ("status", "status", "{}"), ("errors", "errors", "{:.0f}")) + RSS, "rps"),
     Table("cold", "Cold page and file: added latency over the upstream directly (median ms)",
           (("page_ms", "page ms", "{:.2f}"), ("ref_page_ms", "upstream page ms", "{:.2f}"),
            ("added_page_ms", "added page ms", "{:+.2f}"), ("file_ms", "file ms", "{:.2f}"),

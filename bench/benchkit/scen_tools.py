@@ -55,7 +55,7 @@ def warm(ctx: Context, scenarios: set[str]) -> None:
                     answer = fetch(system.page_url(project), headers, keep_body=False)
                     if answer.status != 200:
                         raise BenchError(f"{system.page_url(project)} answered {answer.status}")
-            if scenarios & {"files"}:
+            if scenarios & {"files", "front"}:
                 for project in (plan.BLOB_1MB, plan.BLOB_100MB):
                     filename = ctx.tree.files_of(project)[0].filename
                     fetch(system.file_url(project, filename), keep_body=False)

@@ -29,6 +29,7 @@ from proxy.storage.datadir import check_data_dir
 from proxy.web.app import create_app, runner_options
 from proxy.web.connections import GuardedAppRunner
 from proxy.web.ops import loop_name
+from proxy.web.openfiles import MAX_FILES
 
 log = structlog.get_logger(__name__)
 # Descriptors kept for what is not a client connection (upstream connections: aiohttp's pool of
@@ -115,7 +116,7 @@ def connection_cap(wanted: int) -> int | None:
     does opening any file: better to turn connections away than fail requests in progress."""
     if not wanted:
         return None
-    needed = FDS_RESERVED + FDS_PER_CONNECTION * wanted
+    needed = FDS_RESERVED + MAX_FILES + FDS_PER_CONNECTION * wanted  # and the open-file cache's
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
         raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)

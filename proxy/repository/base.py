@@ -108,7 +108,13 @@ class StoredObject:
 class Resource:
     """A file of a project: a complete local file (private, or cached and verified), the
     verified stream of a download in progress, or a complete file in the object store (exactly
-    one of ``path``, ``stream`` and ``blob``)."""
+    one of ``path``, ``stream`` and ``blob``).
+
+    What the component knows of a local file without opening it, so that it is served without
+    a stat: ``size`` in bytes, and ``version``, which names its bytes (the sha256 hex digest its
+    index lists for a private file; ``<mtime_ns hex>-<size hex>`` from the stat that found a
+    cached one): the ETag is made of it. None when unknown (the server then reads them off the
+    open file)."""
 
     source: Source
     path: Path | None = None
@@ -116,6 +122,8 @@ class Resource:
     blob: StoredObject | None = None
     cache: CacheState | None = None
     policy: str | None = None  # "warn; <why>" when the policy warns about its release
+    size: int | None = None
+    version: str | None = None
 
 
 class Repository(Protocol):

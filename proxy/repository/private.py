@@ -102,4 +102,7 @@ class PrivateRepository:
         listed = loaded[1].file(filename.removesuffix(METADATA_SUFFIX)) if loaded else None
         if listed is None or (filename != listed.filename and listed.metadata_sha256 is None):
             raise ProjectNotFound(f"No file {filename!r} in project {project!r}.", project=project)
-        return Resource(Source.PRIVATE, path=self._storage.file_path(project, filename))
+        path = self._storage.file_path(project, filename)
+        if filename == listed.filename:
+            return Resource(Source.PRIVATE, path=path, size=listed.size, version=listed.sha256)
+        return Resource(Source.PRIVATE, path=path, version=listed.metadata_sha256)  # PEP 658 lists no size

@@ -6,7 +6,7 @@ import contextlib
 import functools
 from dataclasses import dataclass
 
-from proxy.core import render
+from proxy.core import conditional, render
 from proxy.core.errors import ProjectNotFound
 from proxy.core.merge import CacheState, Source
 from proxy.repository.base import ProjectList, ProjectPage, Resource
@@ -68,10 +68,12 @@ class UpstreamRepository:
         """A cached file at once; else the verified stream of its download, or a wheel's core
         metadata read out of the wheel when upstream does not offer it (PEP 658)."""
         parts = self.parts
-        size = parts.files.cached_size(project, filename)  # one stat, on the loop
-        if size is not None:
-            parts.files.usage.used((project, filename), size)
-            return Resource(Source.UPSTREAM, path=parts.files.path(project, filename), cache=CacheState.HIT)
+        path = parts.files.path(project, filename)
+        found = parts.files.stat_of(path)  # one stat, on the loop
+        if found is not None:
+            parts.files.usage.used((project, filename), found.st_size)
+            return Resource(Source.UPSTREAM, path=path, cache=CacheState.HIT, size=found.st_size,
+                            version=conditional.stat_version(found.st_size, found.st_mtime_ns))
         spec = await parts.index.file_spec(project, filename)
         if spec.metadata_of is not None:
             path = await parts.wheel_metadata.path(spec)

@@ -75,13 +75,20 @@ class FileCache:
         return self.root / project / filename
 
     def cached_size(self, project: str, filename: str) -> int | None:
-        """The size of a cached file, or None when it is not cached. One stat: the server calls it on
-        the event loop for every file request, as a thread hop would cost more than the stat."""
+        """The size of a cached file, or None when it is not cached (one stat)."""
+        found = self.stat_of(self.path(project, filename))
+        return found.st_size if found is not None else None
+
+    @staticmethod
+    def stat_of(path: Path) -> os.stat_result | None:
+        """The stat of the cached file at ``path`` (from ``path()``), or None when it is not cached.
+        One stat: the server calls it on the event loop for every file request, as a thread hop
+        would cost more than the stat."""
         try:
-            stat = os.stat(self.path(project, filename))
+            found = os.stat(path)
         except FileNotFoundError:
             return None
-        return stat.st_size if stat_is_file(stat.st_mode) else None
+        return found if stat_is_file(found.st_mode) else None
 
     def open_cached(self, project: str, filename: str) -> tuple[int, int] | None:
         """A cached file opened for reading: (descriptor, size); None when it is not cached."""

@@ -42,7 +42,7 @@ from proxy.upstream.pages import PublicIndex
 from proxy.upstream.responses import masked
 from proxy.upstream.shared_tier import open_shared_files
 from proxy.upstream.wheel_metadata import WheelMetadata
-from proxy.web import api, explain, files, middlewares, ops, simple, upload
+from proxy.web import api, explain, files, filesend, middlewares, ops, simple, upload
 from proxy.web.keys import (
     ADVISORIES,
     AUTH,
@@ -78,6 +78,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_response_prepare.append(middlewares.stamp_response)
     app.cleanup_ctx.append(_executor)
     app.cleanup_ctx.append(_auth_executor)
+    filesend.setup(app, settings)  # the open-file cache, and the front server if any
     app.cleanup_ctx.append(_services)
     app.cleanup_ctx.append(_descriptions)
     app.cleanup_ctx.append(_catalog)

@@ -1,30 +1,25 @@
-"""Distribution and PEP 658 metadata files: local ones by sendfile (Range, ETag, HEAD), cold
-upstream ones streamed to the client from the verified stream of their download."""
+"""Distribution and PEP 658 metadata files: local ones by sendfile (``proxy.web.filesend``: Range,
+ETag, HEAD) or by the front server (``proxy.web.front``), cold upstream ones streamed to the client
+from the verified stream of their download."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any
-
 import structlog
 from aiohttp import HttpVersion11, web
-from aiohttp.abc import AbstractStreamWriter
-from aiohttp.web_request import BaseRequest
 
 from proxy.core.errors import ProjectNotFound, ProxyError
+from proxy.core.merge import Source
 from proxy.core.names import check_safe_filename, content_type_for, validate_project_name
-from proxy.repository.base import VerifiedStream
+from proxy.repository.base import Resource, VerifiedStream
 from proxy.web import objectfiles, redirects
-from proxy.web.keys import CATALOG
+from proxy.web.filesend import FileVanished, send_file
+from proxy.web.keys import CATALOG, FRONT
 from proxy.web.simple import source_headers
 
 log = structlog.get_logger(__name__)
 IMMUTABLE = "max-age=31536000, immutable, public"
-
-
-class FileVanished(Exception):
-    """A local file was removed between the look-up and the open (evicted by another process)."""
+# A front server passes a download in progress on as it arrives, not through its temporary files.
+UNBUFFERED = {"X-Accel-Buffering": "no"}
 
 
 async def distribution(request: web.Request) -> web.StreamResponse:
@@ -47,7 +42,7 @@ async def distribution(request: web.Request) -> web.StreamResponse:
                 return await objectfiles.send_object(request, served.blob, headers)
             try:
                 if served.path is not None:
-                    return await send_file(request, served.path, headers)
+                    return await send_local(request, served, headers)
                 assert served.stream is not None
                 return await send_stream(request, served.stream, headers)
             except FileVanished:
@@ -55,45 +50,15 @@ async def distribution(request: web.Request) -> web.StreamResponse:
         raise ProjectNotFound(f"The file {filename!r} of {name!r} is gone.", project=name)
 
 
-async def send_file(request: web.Request, path: Path, headers: dict[str, str]) -> web.StreamResponse:
-    """A complete, verified file, sent now (sendfile, Range, conditional GET). FileVanished
-    when it is not there (nothing was sent)."""
-    response = _SentInHandler(path, headers=headers)
-    try:
-        await response.prepare(request)
-    except ConnectionError:
-        log.info("client_went_away", filename=path.name)
-    return response
-
-
-class ExactFile(web.FileResponse):
-    """A FileResponse that sends this file's own bytes, whatever the request's Accept-Encoding.
-
-    aiohttp's looks for a ``<file>.gz`` / ``<file>.br`` neighbour and sends that instead, with
-    Content-Encoding: next to a cached ``legacy-1.0.tar`` that is ``legacy-1.0.tar.gz``, another
-    distribution. A distribution is served as the bytes the listing hashes (STANDARDS H5).
-    """
-
-    def _get_file_path_stat_encoding(self, accept_encoding: str) -> tuple[Path | None, os.stat_result, None]:
-        path, st, _ = super()._get_file_path_stat_encoding("")  # accepts no coding: the file itself
-        return path, st, None
-
-
-class _SentInHandler(ExactFile):
-    """Sent while the handler still runs (so the cache pin covers the sending); aiohttp's own
-    prepare after the handler returns is then a no-op. A file missing when it is opened is
-    FileVanished, before anything is sent (aiohttp would answer 404 for a file the index lists)."""
-
-    async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
-        if self.prepared:
-            return None
-        return await super().prepare(request)
-
-    def _make_response(self, request: BaseRequest, accept_encoding: str) -> Any:
-        try:
-            return super()._make_response(request, accept_encoding)
-        except FileNotFoundError:  # runs in a thread: the request's task gets it from prepare
-            raise FileVanished(str(self._path)) from None
+async def send_local(request: web.Request, served: Resource, headers: dict[str, str]) -> web.StreamResponse:
+    """A complete local file: handed to the front server when there is one that can be told its
+    path (``proxy.web.front``), else sent now. FileVanished when it is not there (nothing sent)."""
+    assert served.path is not None
+    front = request.app.get(FRONT)
+    if front is not None and (handover := front.handover(served.path)) is not None:
+        return front.answer(request, handover, headers, served.version)
+    return await send_file(request, served.path, headers, size=served.size, version=served.version,
+                           private=served.source is Source.PRIVATE)
 
 
 async def send_stream(request: web.Request, stream: VerifiedStream, headers: dict[str, str]) -> web.StreamResponse:
@@ -108,7 +73,7 @@ async def send_stream(request: web.Request, stream: VerifiedStream, headers: dic
         await stream.start()  # an upstream error here is still a clean 502/504
         if request.method == "HEAD" or (stream.size is None and request.version < HttpVersion11):
             return await send_file(request, await stream.complete(), headers)
-        response = web.StreamResponse(headers=headers)
+        response = web.StreamResponse(headers={**headers, **UNBUFFERED} if FRONT in request.app else headers)
         if stream.size is not None:
             response.content_length = stream.size
         await response.prepare(request)

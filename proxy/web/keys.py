@@ -17,7 +17,9 @@ from proxy.storage.runfiles import DataDirProbe
 from proxy.storage.sharedhealth import SharedHealth
 from proxy.ui.descriptions import Descriptions
 from proxy.upstream.advisories import AdvisoryFeed
+from proxy.web.front import FrontServer
 from proxy.web.metrics import Metrics
+from proxy.web.openfiles import OpenFiles
 from proxy.web.representations import Representations
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -36,4 +38,6 @@ UPLOADS = web.AppKey("uploads", UploadService)
 METRICS = web.AppKey("metrics", Metrics)
 DATA_DIR_PROBE = web.AppKey("data_dir_probe", DataDirProbe)
 DESCRIPTIONS = web.AppKey("descriptions", Descriptions)
+OPEN_FILES = web.AppKey("open_files", OpenFiles)
+FRONT = web.AppKey("front", FrontServer)  # only with [server] front_server other than "none"
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -175,10 +175,10 @@ class UpstreamThread:
         self._loop.close()
 
 
-def start_proxy(home: Path, *args: str) -> Server:
-    """`pypi-proxy serve` with its data and log under ``home``."""
+def start_proxy(home: Path, *args: str, port: int | None = None) -> Server:
+    """`pypi-proxy serve` with its data and log under ``home``, on ``port`` (default: a free one)."""
     env = clean_env(home)
-    port = free_port()
+    port = port or free_port()
     with open(home / "server.log", "ab") as log:
         process = subprocess.Popen([tool("pypi-proxy"), "serve", "--port", str(port), "--data-dir",
                                     str(home / "data"), *args], env=env, stdout=log, stderr=log)
