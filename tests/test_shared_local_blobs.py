@@ -22,7 +22,7 @@ from proxy.storage.localblobs import LocalBlobs
 from proxy.storage.sql.migrate import upgrade
 from tests.conftest import PASSWORD, start_client
 from tests.s3server import SeaweedFS
-from tests.test_shared_mode import DIST, shared_settings, upload
+from tests.test_shared_mode import DIST, listed, shared_settings, upload
 from tests.waiting import until
 
 DIGEST = hashlib.sha256(DIST.wheel()).hexdigest()
@@ -59,11 +59,15 @@ async def test_a_replica_sends_its_copy_without_the_store_and_one_without_a_copy
     b = await start_client(aiohttp_client, b_settings)
     c = await start_client(aiohttp_client, replica())
     assert (await upload(a, DIST)).status == 200
+
+    async def seen() -> bool:
+        return all([await listed(replica, "acme-shared") == [DIST.wheel_filename] for replica in (b, c)])
+
+    await until(seen, "B and C list the file A stored")
     first = await b.get(URL)
     assert first.status == 200 and await first.read() == data, "the first request streams from the store"
     await until(lambda: exists(copy_of(b_settings)), "B keeps a copy of what it streamed")
     assert await asyncio.to_thread(copy_of(b_settings).read_bytes) == data
-    assert (await c.get("/pypi/simple/acme-shared/")).status == 200, "C has read the project"
     with seaweedfs_outage.stopped():
         again = await b.get(URL)
         assert again.status == 200 and await again.read() == data
