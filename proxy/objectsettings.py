@@ -81,6 +81,8 @@ class ObjectStoreSettings:
     # How files are served: streamed through this server, or a redirect to a presigned URL.
     serve: str = _setting("stream", kind.choice("stream", "redirect"))
     presign_ttl: float = _setting(300.0, presign_ttl)
+    # Bytes of verified copies each replica keeps in data_dir/cache/blobs in stream mode (LRU).
+    local_cache: int = _setting(10 * 1024**3, kind.size)
     connect_timeout: float = _setting(5.0, kind.positive_seconds)
     # Bound on a request to the store; for a streamed download, on each wait for its next bytes.
     request_timeout: float = _setting(30.0, kind.positive_seconds)

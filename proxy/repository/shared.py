@@ -19,6 +19,7 @@ import json
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
@@ -33,6 +34,8 @@ from proxy.core.names import normalize
 from proxy.core.urls import METADATA_SUFFIX
 from proxy.objectsettings import ObjectStoreSettings
 from proxy.repository.base import ObjectReader, ProjectList, ProjectPage, Resource, StoredObject
+from proxy.repository.blobtier import BlobTier
+from proxy.storage.localblobs import LocalBlobs
 from proxy.storage.objects import ObjectStore, blob_key
 from proxy.storage.sql.changefeed import conninfo, listen
 from proxy.storage.sql.private_index import Change, SqlPrivateStorage
@@ -51,16 +54,20 @@ class Loaded:
 
 class SharedPrivateRepository:
     """The Repository of private projects (``proxy.repository.base.PrivateComponent``) on the
-    shared database ``store`` and the object store ``objects``. ``start`` before use (reads the
+    shared database ``store`` and the object store ``objects``. In stream mode with a
+    ``data_dir``, blobs read whole are kept in its local tier (``cache/blobs``, at most
+    ``settings.local_cache`` bytes) and sent from there. ``start`` before use (reads the
     names, starts following changes), ``close`` at the end."""
 
     def __init__(self, store: SqlPrivateStorage, objects: ObjectStore, settings: ObjectStoreSettings,
-                 executor: Executor, poll_interval: float = POLL_INTERVAL) -> None:
+                 executor: Executor, poll_interval: float = POLL_INTERVAL, data_dir: Path | None = None) -> None:
         self._store = store
         self._objects = objects
         self._redirect = settings.serve == "redirect"
         self._ttl = settings.presign_ttl
         self._executor = executor
+        self._local = None if self._redirect or data_dir is None else \
+            BlobTier(LocalBlobs(data_dir / "cache" / "blobs", settings.local_cache), executor)
         self._poll_interval = poll_interval
         self._names: dict[str, str] = {}  # normalised -> display
         self._names_version = 0
@@ -79,6 +86,8 @@ class SharedPrivateRepository:
     async def start(self) -> None:
         """Read the names (DatabaseUnavailable when the database cannot be reached), then follow
         the changes in the background."""
+        if self._local is not None:
+            await self._local.start()
         self._last = await self._run(self._store.last_change)
         await self._load_names()
         self._tasks.append(asyncio.create_task(self._follow(), name="private-changes"))
@@ -183,12 +192,17 @@ class SharedPrivateRepository:
         else:
             assert listed.metadata_sha256 is not None
             digest, size = listed.metadata_sha256, await self._metadata_size(listed.metadata_sha256)
+        if self._local is not None and (path := await self._local.find(digest, size)) is not None:
+            return Resource(Source.PRIVATE, path=path)
         key = blob_key(digest)
         location = functools.partial(self._objects.presigned_url, key, self._ttl) if self._redirect else None
-        return Resource(Source.PRIVATE, blob=StoredObject(digest, size, functools.partial(self._open, key), location))
+        return Resource(Source.PRIVATE, blob=StoredObject(digest, size, functools.partial(self._open, key, digest, size), location))
 
-    async def _open(self, key: str, start: int, end: int | None) -> ObjectReader:
-        return await self._objects.open(key, start, end)
+    async def _open(self, key: str, digest: str, size: int, start: int, end: int | None) -> ObjectReader:
+        reader = await self._objects.open(key, start, end)
+        if self._local is not None and start == 0 and end in (None, size):  # the whole blob: keep a copy
+            return await self._local.filling(reader, digest, size)
+        return reader
 
     async def _metadata_size(self, digest: str) -> int:
         size = self._metadata_sizes.get(digest)

@@ -226,7 +226,9 @@ async def _private(app: web.Application, stack: contextlib.AsyncExitStack) -> Pr
         return PrivateRepository(storage, app[EXECUTOR])
     from proxy.repository.shared import SharedPrivateRepository  # SQLAlchemy, psycopg: only when shared
 
-    component = SharedPrivateRepository(shared.private, shared.objects, app[SETTINGS].storage.objects, app[EXECUTOR])
+    settings = app[SETTINGS]
+    component = SharedPrivateRepository(shared.private, shared.objects, settings.storage.objects, app[EXECUTOR],
+                                        data_dir=settings.data_dir)
     await component.start()
     stack.push_async_callback(component.close)
     return component

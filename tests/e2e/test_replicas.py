@@ -181,14 +181,23 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 
 def test_object_store_down_is_a_503_naming_it_and_nothing_is_corrupted(
         cluster: Cluster, published: Dist, seaweedfs_outage: SeaweedFS) -> None:
-    url = f"{cluster.b.url}/pypi/files/shared-pkg/{published.wheel_filename}"
+    """A replica that has sent a file keeps a local copy (stream mode) and sends it while the
+    store is down; one without a copy (A only took the upload) answers 503 naming the store."""
+    path = f"/pypi/files/shared-pkg/{published.wheel_filename}"
+    digest = hashlib.sha256(published.wheel()).hexdigest()
     until_sync(lambda: published.wheel_filename in listed(cluster.b, "shared-pkg"), "B lists the wheel", within=10)
+    status, body = get(cluster.b.url + path)
+    assert status == 200 and hashlib.sha256(body).hexdigest() == digest
+    copy = cluster.b.home / "data" / "cache" / "blobs" / digest[:2] / digest
+    until_sync(copy.is_file, "B keeps a copy of the wheel it sent")
     with seaweedfs_outage.stopped():
-        status, body = get(url)
+        status, body = get(cluster.a.url + path)
         assert status == 503 and b"object store s3://" in body, body
-        assert published.wheel_filename in listed(cluster.b, "shared-pkg"), "the loaded page still answers"
-    status, body = get(url)
-    assert status == 200 and hashlib.sha256(body).hexdigest() == hashlib.sha256(published.wheel()).hexdigest()
+        assert published.wheel_filename in listed(cluster.a, "shared-pkg"), "the loaded page still answers"
+        status, body = get(cluster.b.url + path)
+        assert status == 200 and hashlib.sha256(body).hexdigest() == digest, "B sends its local copy"
+    status, body = get(cluster.a.url + path)
+    assert status == 200 and hashlib.sha256(body).hexdigest() == digest
     checked = cli(cluster.root, "check", "--config", str(cluster.config), "--deep", check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
