@@ -193,7 +193,8 @@ class SharedPrivateRepository:
             assert listed.metadata_sha256 is not None
             digest, size = listed.metadata_sha256, await self._metadata_size(listed.metadata_sha256)
         if self._local is not None and (path := await self._local.find(digest, size)) is not None:
-            return Resource(Source.PRIVATE, path=path)
+            # Size and sha256 known: sent without a stat, with the ETag the streamed copy has.
+            return Resource(Source.PRIVATE, path=path, size=size, version=digest)
         key = blob_key(digest)
         location = functools.partial(self._objects.presigned_url, key, self._ttl) if self._redirect else None
         return Resource(Source.PRIVATE, blob=StoredObject(digest, size, functools.partial(self._open, key, digest, size), location))
