@@ -8,8 +8,6 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import aiohttp_jinja2
-import jinja2
 import structlog
 from aiohttp import web
 
@@ -35,6 +33,7 @@ from proxy.storage.upstream_files import CachedEntry, FileCache
 from proxy.ui import assets
 from proxy.ui import handlers as ui
 from proxy.ui.descriptions import Budget, Descriptions
+from proxy.ui.templating import setup_templates
 from proxy.upstream.advisories import AdvisoryFeed
 from proxy.upstream.client import Upstream
 from proxy.upstream.downloads import Downloader
@@ -143,7 +142,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     try:
         await loop.run_in_executor(app[EXECUTOR], backends.prepare_for_serving, stores)
         # The interface's templates: its Jinja loader looks at the package on disk, so off the loop.
-        await loop.run_in_executor(app[EXECUTOR], _setup_templates, app)
+        await loop.run_in_executor(app[EXECUTOR], setup_templates, app)
         app[STORAGE], app[AUTH] = stores.private, stores.auth
         if stores.shared is not None:
             app[SHARED] = stores.shared
@@ -283,17 +282,6 @@ def _prepare_file_cache(files: FileCache) -> list[CachedEntry]:
     if removed:
         log.warning("partial_downloads_removed", count=removed)
     return files.scan()
-
-
-def _setup_templates(app: web.Application) -> None:
-    """The interface's one autoescaping Jinja environment, held by aiohttp_jinja2 for its
-    ``render_template`` (proxy/ui/handlers.py). No default helpers: links go through ``site``,
-    which honours ``[server] public_url``."""
-    aiohttp_jinja2.setup(
-        app, loader=jinja2.PackageLoader("proxy.ui", "templates"), default_helpers=False,
-        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-        auto_reload=False,  # else Jinja stats the template file on every render
-    )
 
 
 def runner_options() -> dict[str, Any]:
